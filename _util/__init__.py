@@ -1,0 +1,1 @@
+"""Shared pieces of the cost-tracking bot: settings, storage, clients, messages."""

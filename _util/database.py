@@ -1,0 +1,81 @@
+"""The one database engine factory, the shared table metadata, and URL masking.
+
+Tables are declared in the modules that own them (`cost_store`, `delivery_log`) on the
+shared `metadata`, and created on first use by `create_tables`.
+"""
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from _util.errors import ConfigError, StoreError
+
+log = logging.getLogger(__name__)
+
+metadata = sa.MetaData()
+
+
+def mask_url(url: str) -> str:
+    """The URL as it may appear in logs and errors: the password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _host_of(url: str) -> str:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.database or ":memory:"
+    return f"{parsed.host or 'localhost'}:{parsed.port or 3306}"
+
+
+def make_engine(url: str) -> Engine:
+    """Build an engine and prove it connects, so a bad URL fails at start-up, not mid-run.
+
+    MySQL gets utf8mb4 (tag values can be any Unicode) and pre-ping (an RDS connection
+    may have gone away between cron runs).
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            f"COST_TRACKING_DB_URL is not a SQLAlchemy URL: {mask_url(url)}"
+        ) from exc
+    kwargs: dict = {"future": True}
+    if parsed.get_backend_name() == "mysql":
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+        kwargs.update(pool_pre_ping=True, pool_recycle=3600)
+    try:
+        engine = sa.create_engine(parsed, **kwargs)
+    except (ArgumentError, ImportError, SQLAlchemyError) as exc:
+        raise ConfigError(
+            f"COST_TRACKING_DB_URL cannot be used ({mask_url(url)}): {exc}"
+        ) from exc
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+        raise StoreError(
+            f"cannot reach the database at {_host_of(url)} ({mask_url(url)}): {reason}"
+        ) from exc
+    return engine
+
+
+def create_tables(engine: Engine) -> None:
+    """Create every declared table that does not exist yet."""
+    # Import the owners so their tables are on `metadata` before create_all.
+    import _util.cost_store  # noqa: F401
+
+    try:
+        import _util.delivery_log  # noqa: F401
+    except ImportError:
+        pass
+    try:
+        metadata.create_all(engine)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot create tables in {mask_url(str(engine.url))}: {exc}") from exc

@@ -1,0 +1,376 @@
+"""A built-in demo AWS account that answers like boto3's Cost Explorer client.
+
+`DemoCostExplorer.get_cost_and_usage` takes the same parameters and returns the same
+response shape as the real call (TimePeriod End exclusive, amounts as strings, tag keys as
+`Name$value`, NextPageToken pages, the newest days Estimated), so `--demo` runs the
+production ingestion code end to end.
+
+Every amount is a pure function of its usage day, never of the day the demo runs: a
+database filled day by day equals one backfilled at once. Planted events recur on a
+calendar schedule, so every run date has recent ones to report:
+- a spike every SPIKE_EVERY days, on a rotating spike-prone service and group;
+- trend reversals: trend-prone services follow a triangle wave of TREND_PERIOD days
+  whose turning points are upward and downward reversals.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+SEED = 20240611
+SPIKE_EVERY = 3
+TREND_PERIOD = 56
+EPOCH = dt.date(2020, 1, 1)
+DEFAULT_PAGE_GROUPS = 2000
+
+_GROUP_DIMENSIONS = {"LINKED_ACCOUNT", "REGION", "USAGE_TYPE"}
+
+
+@dataclass(frozen=True)
+class DemoService:
+    """How one demo service behaves; `groups` are (tag value, share of spend)."""
+
+    name: str
+    daily_usd: float
+    groups: tuple[tuple[str, float], ...] = (("", 1.0),)
+    weekend: float = 1.0
+    growth_per_year: float = 0.0
+    noise: float = 0.05
+    spike_prone: bool = False
+    trend_prone: bool = False
+    active_days: int = 0
+    cycle_days: int = 0
+    monthly_only: bool = False
+
+
+@dataclass(frozen=True)
+class PlantedEvent:
+    """A cost change the demo plants on purpose, so tests can check it is found."""
+
+    kind: str
+    direction: str
+    service: str
+    group: str | None
+    day: dt.date
+
+
+SERVICES: tuple[DemoService, ...] = (
+    DemoService("Amazon Elastic Compute Cloud - Compute", 420.0,
+                (("web-prod", 0.45), ("api-prod", 0.3), ("batch-workers", 0.15), ("", 0.1)),
+                weekend=0.8, growth_per_year=0.25, noise=0.03, spike_prone=True),
+    DemoService("EC2 - Other", 95.0, (("web-prod", 0.5), ("api-prod", 0.3), ("", 0.2)),
+                growth_per_year=0.2, noise=0.04, trend_prone=True),
+    DemoService("Amazon Relational Database Service", 210.0,
+                (("orders-db", 0.6), ("analytics-db", 0.4)), noise=0.02, trend_prone=True),
+    DemoService("Amazon Simple Storage Service", 130.0,
+                (("data-lake", 0.7), ("static-site", 0.05), ("", 0.25)),
+                growth_per_year=0.4, noise=0.03, spike_prone=True),
+    DemoService("AWS Lambda", 38.0, (("api-prod", 0.7), ("", 0.3)), weekend=0.6,
+                noise=0.08, spike_prone=True),
+    DemoService("Amazon CloudFront", 55.0, (("static-site", 0.8), ("", 0.2)), weekend=1.15,
+                noise=0.06, spike_prone=True),
+    DemoService("Amazon DynamoDB", 72.0, (("orders-db", 0.8), ("", 0.2)), noise=0.05,
+                trend_prone=True),
+    DemoService("Amazon ElastiCache", 64.0, (("web-prod", 1.0),), noise=0.01),
+    DemoService("Elastic Load Balancing", 41.0, (("web-prod", 0.6), ("api-prod", 0.4)),
+                noise=0.03, spike_prone=True),
+    DemoService("Amazon Virtual Private Cloud", 33.0, (("", 1.0),), noise=0.04,
+                trend_prone=True),
+    DemoService("AmazonCloudWatch", 27.0, (("", 0.7), ("web-prod", 0.3)), noise=0.05,
+                spike_prone=True),
+    DemoService("AWS Key Management Service", 4.5, (("", 1.0),), noise=0.02),
+    DemoService("Amazon Route 53", 3.2, (("", 1.0),), noise=0.02),
+    DemoService("Amazon Simple Queue Service", 6.0, (("api-prod", 0.8), ("", 0.2)),
+                weekend=0.7, noise=0.1),
+    DemoService("Amazon Simple Notification Service", 1.4, (("", 1.0),), noise=0.15),
+    DemoService("AWS Glue", 48.0, (("analytics-etl", 1.0),), weekend=0.3, noise=0.1,
+                spike_prone=True),
+    DemoService("Amazon Athena", 12.0, (("analytics-etl", 0.9), ("", 0.1)), weekend=0.4,
+                noise=0.2),
+    DemoService("Amazon OpenSearch Service", 88.0, (("search-prod", 1.0),), noise=0.01,
+                trend_prone=True),
+    DemoService("Amazon Elastic Container Service", 52.0,
+                (("api-prod", 0.6), ("batch-workers", 0.4)), weekend=0.85, noise=0.04,
+                spike_prone=True),
+    DemoService("Amazon Elastic Kubernetes Service", 24.0, (("platform-eks", 1.0),),
+                noise=0.01),
+    DemoService("Amazon Elastic File System", 15.0, (("batch-workers", 0.5), ("", 0.5)),
+                growth_per_year=0.5, noise=0.02),
+    DemoService("AWS Secrets Manager", 2.1, (("", 1.0),), noise=0.01),
+    DemoService("Amazon SageMaker", 140.0, (("ml-experiments", 1.0),), weekend=0.5,
+                noise=0.1, active_days=75, cycle_days=150),
+    DemoService("Amazon Kinesis", 36.0, (("clickstream", 1.0),), noise=0.05,
+                active_days=40, cycle_days=120),
+    DemoService("AWS Backup", 18.0, (("", 1.0),), growth_per_year=0.3, noise=0.03),
+    DemoService("Tax", 0.0, (("", 1.0),), noise=0.0, monthly_only=True),
+)
+
+
+def _stable_unit(*parts: object) -> float:
+    """A number in [0, 1) fixed by its inputs, the same on every machine and run."""
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass
+class _SeriesTable:
+    """All demo series flattened, so a day's amounts are one vectorised expression."""
+
+    services: list[DemoService]
+    service_idx: np.ndarray
+    group_names: list[str]
+    share: np.ndarray
+
+    @classmethod
+    def build(cls, services: list[DemoService]) -> "_SeriesTable":
+        service_idx, group_names, share = [], [], []
+        for i, svc in enumerate(services):
+            for name, part in svc.groups:
+                service_idx.append(i)
+                group_names.append(name)
+                share.append(part)
+        return cls(services, np.array(service_idx), group_names, np.array(share))
+
+
+def _synthetic_services(count: int, groups: int) -> list[DemoService]:
+    """Extra services for benchmarks: `count` services of `groups` tag values each."""
+    out = []
+    for i in range(count):
+        daily = 5.0 + 200.0 * _stable_unit("synthetic", i)
+        tags = tuple((f"team-{j:03d}", 1.0 / groups) for j in range(groups))
+        out.append(DemoService(f"Synthetic Service {i:05d}", daily, tags, weekend=0.9,
+                               noise=0.05, spike_prone=(i % 10 == 0)))
+    return out
+
+
+def _spike_targets(services: list[DemoService]) -> list[tuple[int, int]]:
+    """(service index, group index) pairs that take turns at spiking."""
+    targets = []
+    for i, svc in enumerate(services):
+        if svc.spike_prone:
+            biggest = max(range(len(svc.groups)), key=lambda g: svc.groups[g][1])
+            targets.append((i, biggest))
+    return targets
+
+
+def _triangle(ordinal: int, phase: float) -> float:
+    """A 0..1..0 wave over TREND_PERIOD days; its corners are the planted reversals."""
+    pos = ((ordinal + phase * TREND_PERIOD) % TREND_PERIOD) / TREND_PERIOD
+    return 2 * pos if pos < 0.5 else 2 * (1 - pos)
+
+
+@dataclass
+class DemoAccount:
+    """The demo's cost model: amounts per (day, service, group)."""
+
+    services: list[DemoService] = field(default_factory=lambda: list(SERVICES))
+
+    def __post_init__(self) -> None:
+        self._table = _SeriesTable.build(self.services)
+        self._spike_targets = _spike_targets(self.services)
+        self._phase = np.array([_stable_unit("phase", s.name) for s in self.services])
+
+    def spike_on(self, day: dt.date) -> tuple[int, int] | None:
+        ordinal = (day - EPOCH).days
+        if ordinal % SPIKE_EVERY or not self._spike_targets:
+            return None
+        return self._spike_targets[(ordinal // SPIKE_EVERY) % len(self._spike_targets)]
+
+    def amounts(self, day: dt.date) -> np.ndarray:
+        """Cost of every series on `day`, in the order of the series table."""
+        table = self._table
+        ordinal = (day - EPOCH).days
+        rng = np.random.default_rng([SEED, ordinal])
+        noise = rng.standard_normal(len(table.share))
+        per_service = np.empty(len(self.services))
+        weekday_level = np.empty(len(self.services))
+        for i, svc in enumerate(self.services):
+            years = ordinal / 365.0
+            level = svc.daily_usd * (1.0 + svc.growth_per_year) ** (years - 6.0)
+            if svc.trend_prone:
+                level *= 1.0 + 0.8 * _triangle(ordinal, self._phase[i])
+            weekday_level[i] = level
+            if day.weekday() >= 5:
+                level *= svc.weekend
+            if svc.cycle_days and (ordinal % svc.cycle_days) >= svc.active_days:
+                level = 0.0
+            if svc.monthly_only:
+                level = 250.0 + 0.1 * (day.year * 12 + day.month - 24000) if day.day == 1 else 0.0
+            per_service[i] = level
+        noise_scale = np.array([s.noise for s in self.services])[table.service_idx]
+        amounts = per_service[table.service_idx] * table.share * (1.0 + noise_scale * noise)
+        spike = self.spike_on(day)
+        if spike is not None:
+            svc_i, grp_i = spike
+            row = int(np.flatnonzero(table.service_idx == svc_i)[grp_i])
+            amounts[row] += 3.0 * weekday_level[svc_i] * table.share[row] + 50.0
+        return np.maximum(amounts, 0.0)
+
+    def planted_events(self, run_day: dt.date, days: int = 90) -> list[PlantedEvent]:
+        """Spikes and trend reversals planted in the `days` days up to `run_day`."""
+        events: list[PlantedEvent] = []
+        for back in range(days):
+            day = run_day - dt.timedelta(days=back)
+            ordinal = (day - EPOCH).days
+            spike = self.spike_on(day)
+            if spike is not None:
+                svc = self.services[spike[0]]
+                group = svc.groups[spike[1]][0]
+                events.append(PlantedEvent("spike", "up", svc.name, None, day))
+                events.append(PlantedEvent("spike", "up", svc.name, group, day))
+            for i, svc in enumerate(self.services):
+                if not svc.trend_prone:
+                    continue
+                pos = (ordinal + self._phase[i] * TREND_PERIOD) % TREND_PERIOD
+                if pos < 1.0:
+                    events.append(PlantedEvent("trend", "up", svc.name, None, day))
+                elif abs(pos - TREND_PERIOD / 2) < 0.5:
+                    events.append(PlantedEvent("trend", "down", svc.name, None, day))
+        return sorted(events, key=lambda e: (e.day, e.kind, e.service, e.group or ""))
+
+    def frame(self, start: dt.date, end: dt.date) -> pd.DataFrame:
+        """Tidy rows (usage_date, service, group_value, amount) for days start..end-1."""
+        table = self._table
+        days = [start + dt.timedelta(days=i) for i in range((end - start).days)]
+        if not days:
+            return pd.DataFrame(columns=["usage_date", "service", "group_value", "amount"])
+        matrix = np.vstack([self.amounts(d) for d in days])
+        names = np.array([s.name for s in self.services], dtype=object)[table.service_idx]
+        frame = pd.DataFrame({
+            "usage_date": np.repeat(pd.to_datetime(days).values, len(table.share)),
+            "service": np.tile(names, len(days)),
+            "group_value": np.tile(np.array(table.group_names, dtype=object), len(days)),
+            "amount": matrix.ravel(),
+        })
+        return frame[frame["amount"] != 0.0].reset_index(drop=True)
+
+
+def _group_key(group_by: dict | None, service: str, tag_value: str) -> str:
+    """The second key as Cost Explorer spells it for the configured grouping."""
+    if group_by is None:
+        return ""
+    key = group_by["Key"]
+    if group_by["Type"] == "TAG":
+        return f"{key}${tag_value}"
+    if key == "LINKED_ACCOUNT":
+        return "1234567890%02d" % (int(_stable_unit(tag_value) * 100))
+    if key == "REGION":
+        return ["us-east-1", "eu-west-1", "us-west-2", "ap-southeast-2"][
+            int(_stable_unit(tag_value) * 4)] if tag_value else "global"
+    if key == "USAGE_TYPE":
+        return f"USE1-{service.split()[-1]}-{tag_value or 'Requests'}"
+    return tag_value
+
+
+def _excluded_record_types(flt: dict | None) -> set[str]:
+    if not flt:
+        return set()
+    dims = flt.get("Not", {}).get("Dimensions", {})
+    if dims.get("Key") == "RECORD_TYPE":
+        return set(dims.get("Values", []))
+    return set()
+
+
+class DemoCostExplorer:
+    """Stands in for `boto3.client("ce")`: only the call the bot makes.
+
+    `today` is the day the demo runs (amounts exist up to the day before); the two newest
+    days are Estimated, as in Cost Explorer.
+    """
+
+    def __init__(self, today: dt.date, account: DemoAccount | None = None,
+                 page_groups: int = DEFAULT_PAGE_GROUPS) -> None:
+        self.today = today
+        self.account = account or DemoAccount()
+        self.page_groups = page_groups
+        self.calls: list[dict] = []
+
+    def get_cost_and_usage(self, **kwargs) -> dict:
+        self.calls.append(kwargs)
+        start = dt.date.fromisoformat(kwargs["TimePeriod"]["Start"])
+        end = min(dt.date.fromisoformat(kwargs["TimePeriod"]["End"]), self.today)
+        if kwargs.get("Granularity") != "DAILY":
+            raise ValueError("the demo account only answers DAILY requests")
+        (metric,) = kwargs["Metrics"]
+        group_defs = kwargs.get("GroupBy", [])
+        second = group_defs[1] if len(group_defs) > 1 else None
+        frame = self.account.frame(start, end)
+        if "Credit" not in _excluded_record_types(kwargs.get("Filter")):
+            frame = _with_credits(frame)
+        results = _results_by_time(frame, start, end, metric, second, self.today)
+        return _page(results, kwargs.get("NextPageToken"), self.page_groups, group_defs)
+
+
+def _with_credits(frame: pd.DataFrame) -> pd.DataFrame:
+    """Credits appear only when the record-type filter lets them through."""
+    credit = frame[frame["service"] == SERVICES[0].name].groupby("usage_date").head(1).copy()
+    credit["group_value"] = ""
+    credit["amount"] = -12.5
+    merged = pd.concat([frame, credit], ignore_index=True)
+    return merged.groupby(["usage_date", "service", "group_value"], as_index=False)["amount"].sum()
+
+
+def _results_by_time(frame: pd.DataFrame, start: dt.date, end: dt.date, metric: str,
+                     second: dict | None, today: dt.date) -> list[dict]:
+    by_day = {d.date(): g for d, g in frame.groupby("usage_date")}
+    results = []
+    for i in range((end - start).days):
+        day = start + dt.timedelta(days=i)
+        rows = by_day.get(day)
+        groups: dict[tuple[str, ...], float] = {}
+        if rows is not None:
+            for service, tag_value, amount in zip(rows["service"], rows["group_value"],
+                                                  rows["amount"]):
+                keys = (service,) if second is None else (
+                    service, _group_key(second, service, tag_value))
+                groups[keys] = groups.get(keys, 0.0) + float(amount)
+        results.append({
+            "TimePeriod": {"Start": day.isoformat(),
+                           "End": (day + dt.timedelta(days=1)).isoformat()},
+            "Total": {},
+            "Groups": [{"Keys": list(k), "Metrics": {metric: {"Amount": f"{v:.10f}",
+                                                              "Unit": "USD"}}}
+                       for k, v in groups.items()],
+            "Estimated": day >= today - dt.timedelta(days=2),
+        })
+    return results
+
+
+def _page(results: list[dict], token: str | None, page_groups: int,
+          group_defs: list[dict]) -> dict:
+    """Cut the results into pages of at most `page_groups` groups, splitting days."""
+    flat = [(i, g) for i, r in enumerate(results) for g in (r["Groups"] or [None])]
+    offset = int(token) if token else 0
+    chunk = flat[offset:offset + page_groups]
+    pages: dict[int, dict] = {}
+    for i, group in chunk:
+        entry = pages.setdefault(i, {**results[i], "Groups": []})
+        if group is not None:
+            entry["Groups"].append(group)
+    response = {
+        "GroupDefinitions": [{"Type": g["Type"], "Key": g["Key"]} for g in group_defs],
+        "ResultsByTime": [pages[i] for i in sorted(pages)],
+        "DimensionValueAttributes": [],
+        "ResponseMetadata": {"HTTPStatusCode": 200},
+    }
+    if offset + page_groups < len(flat):
+        response["NextPageToken"] = str(offset + page_groups)
+    return response
+
+
+def planted_events(run_day: dt.date, days: int = 90) -> list[PlantedEvent]:
+    """The default demo account's planted events up to `run_day`."""
+    return DemoAccount().planted_events(run_day, days)
+
+
+def demo_history(run_day: dt.date, lookback_days: int = 365) -> pd.DataFrame:
+    """The history frame a fresh demo database would hold for `run_day` (for tests)."""
+    account = DemoAccount()
+    start = run_day - dt.timedelta(days=lookback_days - 1)
+    frame = account.frame(start, run_day + dt.timedelta(days=1))
+    frame["estimated"] = frame["usage_date"] >= pd.Timestamp(run_day - dt.timedelta(days=1))
+    return frame

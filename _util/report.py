@@ -1,0 +1,174 @@
+"""The records that pass between stages: rules in, one Report out.
+
+Detection (procAmzAlerts) and summaries (procSummaries) fill a Report; plotting, the site
+and Slack only read it. Everything here is plain data so that every stage can be tested
+with hand-made reports.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+SPIKE = "spike"
+TREND = "trend"
+UP = "up"
+DOWN = "down"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Thresholds of the detection rules; one object so a backtest can swap them."""
+
+    z: float = 3.0
+    min_delta_usd: float = 1.0
+    min_delta_pct: float = 0.0
+    min_history_days: int = 28
+    min_daily_usd: float = 1.0
+    ema_fast: int = 12
+    ema_slow: int = 26
+    signal_span: int = 18
+    lookback_days: int = 365
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One series that fired one rule on the report's day.
+
+    `group` is None for a service-level alert and "" for the untagged group.
+    `top_group*` name the group that moved a service-level alert the most.
+    """
+
+    kind: str
+    direction: str
+    service: str
+    group: str | None
+    usd: float
+    baseline_mean: float
+    baseline_std: float
+    delta_usd: float
+    zscore: float | None = None
+    macd: float | None = None
+    signal: float | None = None
+    top_group: str | None = None
+    top_group_delta_usd: float | None = None
+    plot_url: str | None = None
+    status: str = "new"
+    episode_start: dt.date | None = None
+    episode_days: int = 1
+    muted: bool = False
+    mute_reason: str | None = None
+
+    @property
+    def level(self) -> str:
+        return "service" if self.group is None else "group"
+
+    @property
+    def key(self) -> tuple[str, str, str, str | None]:
+        """What makes two days' alerts the same alert (for episodes and muting)."""
+        return (self.kind, self.direction, self.service, self.group)
+
+    @property
+    def delta_pct(self) -> float | None:
+        if self.baseline_mean <= 0:
+            return None
+        return 100.0 * self.delta_usd / self.baseline_mean
+
+
+@dataclass(frozen=True)
+class ServiceAmount:
+    service: str
+    usd: float
+
+
+@dataclass(frozen=True)
+class DayAmount:
+    day: dt.date
+    usd: float
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The numbers a reader sees first."""
+
+    day_usd: float
+    prev7_mean_usd: float
+    mtd_usd: float
+    prev_mtd_usd: float
+    projection_usd: float
+    estimated: bool
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Month-to-date and daily spend.
+
+    `daily_by_service` is tidy: one (day, service, usd) row per day of the month so far.
+    """
+
+    headline: Headline
+    mtd_by_service: tuple[ServiceAmount, ...]
+    daily_totals: tuple[DayAmount, ...]
+    daily_by_service: tuple[tuple[dt.date, str, float], ...]
+
+
+@dataclass(frozen=True)
+class Report:
+    day: dt.date
+    metric: str
+    group_by: str
+    rules: Rules
+    summary: Summary
+    alerts: tuple[Alert, ...]
+    stale: bool = False
+    summary_urls: dict[str, str] = field(default_factory=dict)
+    report_url: str | None = None
+
+    @property
+    def estimated(self) -> bool:
+        return self.summary.headline.estimated
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def alert_to_dict(alert: Alert) -> dict[str, Any]:
+    data = {f.name: _plain(getattr(alert, f.name)) for f in dataclasses.fields(alert)}
+    data["level"] = alert.level
+    return data
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    """The report.json document; its keys are documented in the README."""
+    headline = report.summary.headline
+    return {
+        "date": report.day.isoformat(),
+        "metric": report.metric,
+        "group_by": report.group_by,
+        "estimated": headline.estimated,
+        "stale": report.stale,
+        "rules": dataclasses.asdict(report.rules),
+        "totals": {
+            "day": headline.day_usd,
+            "prev7_mean": headline.prev7_mean_usd,
+            "mtd": headline.mtd_usd,
+            "prev_mtd": headline.prev_mtd_usd,
+            "projection": headline.projection_usd,
+        },
+        "mtd_by_service": [
+            {"service": s.service, "usd": s.usd} for s in report.summary.mtd_by_service
+        ],
+        "daily_totals": [
+            {"date": d.day.isoformat(), "usd": d.usd} for d in report.summary.daily_totals
+        ],
+        "summary_urls": dict(report.summary_urls),
+        "report_url": report.report_url,
+        "alerts": [alert_to_dict(a) for a in report.alerts],
+    }
