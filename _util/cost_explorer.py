@@ -1,0 +1,193 @@
+"""Cost Explorer: the client factory, the GetCostAndUsage request, and response parsing.
+
+The client is anything with boto3's `get_cost_and_usage` (boto3's own, a Stubber-wrapped
+one in tests, or the demo account), so the same code runs in production and in the demo.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from _util.cost_store import CostRow
+from _util.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+# Throttling (LimitExceededException, ThrottlingException) and 5xx are retried with
+# exponential backoff and jitter by botocore's standard retry mode.
+CE_RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8},
+                         connect_timeout=10, read_timeout=60)
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+class SourceUnavailable(SourceError):
+    """Cost Explorer could not be reached or kept failing after retries.
+
+    The run goes on with what the database holds and marks the report stale.
+    """
+
+
+def make_ce_client() -> Any:
+    """boto3's Cost Explorer client with the standard credential chain and endpoint settings.
+
+    Cost Explorer has one endpoint, in us-east-1; AWS_ENDPOINT_URL_COST_EXPLORER (or
+    AWS_ENDPOINT_URL) redirects it as usual.
+    """
+    region = boto3.session.Session().region_name or "us-east-1"
+    return boto3.client("ce", region_name=region, config=CE_RETRY_CONFIG)
+
+
+def group_definitions(group_by: str) -> list[dict[str, str]]:
+    groups = [{"Type": "DIMENSION", "Key": "SERVICE"}]
+    if group_by.startswith("TAG:"):
+        groups.append({"Type": "TAG", "Key": group_by[4:]})
+    elif group_by != "NONE":
+        groups.append({"Type": "DIMENSION", "Key": group_by})
+    return groups
+
+
+def build_request(start: dt.date, end_exclusive: dt.date, metric: str, group_by: str,
+                  exclude_record_types: tuple[str, ...]) -> dict[str, Any]:
+    """The GetCostAndUsage parameters for one time range (End is exclusive)."""
+    request: dict[str, Any] = {
+        "TimePeriod": {"Start": start.isoformat(), "End": end_exclusive.isoformat()},
+        "Granularity": "DAILY",
+        "Metrics": [metric],
+        "GroupBy": group_definitions(group_by),
+    }
+    if exclude_record_types:
+        request["Filter"] = {"Not": {"Dimensions": {
+            "Key": "RECORD_TYPE", "Values": list(exclude_record_types)}}}
+    return request
+
+
+@dataclass
+class FetchResult:
+    """Rows of a range, merged across pages, plus what the range said about each day."""
+
+    rows: list[CostRow] = field(default_factory=list)
+    days: set[dt.date] = field(default_factory=set)
+    estimated_days: set[dt.date] = field(default_factory=set)
+    requests: int = 0
+
+
+def _group_value(key: str | None, group_by: str) -> str:
+    """The stored group: the tag's value without its `Key$` prefix; "" when untagged."""
+    if key is None:
+        return ""
+    if group_by.startswith("TAG:"):
+        return key.split("$", 1)[1] if "$" in key else key
+    return key
+
+
+def _amount(group: dict, metric: str, day: dt.date) -> tuple[float, str]:
+    keys = group.get("Keys")
+    metrics = group.get("Metrics") or {}
+    if metric not in metrics:
+        raise SourceError(
+            f"Cost Explorer returned a group without {metric} on {day} (keys {keys}); "
+            "nothing was stored"
+        )
+    raw_amount = metrics[metric].get("Amount")
+    unit = metrics[metric].get("Unit")
+    try:
+        amount = float(raw_amount)
+    except (TypeError, ValueError):
+        raise SourceError(
+            f"Cost Explorer returned a non-numeric amount {raw_amount!r} on {day} "
+            f"(keys {keys}); nothing was stored") from None
+    if not math.isfinite(amount):
+        raise SourceError(f"Cost Explorer returned amount {raw_amount!r} on {day} (keys {keys}); "
+                          "nothing was stored")
+    if not isinstance(unit, str) or not _CURRENCY.match(unit):
+        raise SourceError(
+            f"Cost Explorer returned the unit {unit!r} on {day} (keys {keys}), not a currency "
+            "code; nothing was stored")
+    return amount, unit
+
+
+def parse_page(response: dict, metric: str, group_by: str, merged: dict, result: FetchResult) -> None:
+    """Fold one page into `merged` ((day, service, group) -> [amount, unit, estimated])."""
+    for period in response.get("ResultsByTime", []):
+        day = dt.date.fromisoformat(period["TimePeriod"]["Start"])
+        estimated = bool(period.get("Estimated", False))
+        result.days.add(day)
+        if estimated:
+            result.estimated_days.add(day)
+        for group in period.get("Groups", []):
+            keys = group.get("Keys") or []
+            if not keys:
+                raise SourceError(f"Cost Explorer returned a group without keys on {day}; "
+                                  "nothing was stored")
+            service = keys[0]
+            value = _group_value(keys[1] if len(keys) > 1 else None, group_by)
+            amount, unit = _amount(group, metric, day)
+            slot = merged.get((day, service, value))
+            if slot is None:
+                merged[(day, service, value)] = [amount, unit, estimated]
+            else:
+                slot[0] += amount
+                slot[2] = slot[2] or estimated
+
+
+def _explain(exc: botocore.exceptions.ClientError) -> SourceError:
+    code = exc.response.get("Error", {}).get("Code", "")
+    message = exc.response.get("Error", {}).get("Message", "")
+    if code in ("AccessDeniedException", "AccessDenied", "UnauthorizedOperation"):
+        return SourceError("Cost Explorer denied access: the bot's role needs the IAM action "
+                           f"ce:GetCostAndUsage ({code})")
+    if code in ("UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException",
+                "InvalidSignatureException"):
+        return SourceError(f"AWS rejected the credentials ({code}): check AWS_PROFILE or the "
+                           "instance role")
+    if code == "DataUnavailableException":
+        return SourceError("Cost Explorer has no data for the range (DataUnavailable): is Cost "
+                           "Explorer enabled for this account, and is the date within 14 months?")
+    if code == "BillExpirationException":
+        return SourceError(f"Cost Explorer refused the range ({code}): {message}")
+    if code in ("ValidationException", "InvalidNextTokenException", "RequestChangedException"):
+        return SourceError(f"Cost Explorer refused the request ({code}): {message}")
+    return SourceUnavailable(f"Cost Explorer kept failing ({code or 'error'}): {message}")
+
+
+def fetch_costs(client: Any, start: dt.date, end: dt.date, metric: str, group_by: str,
+                exclude_record_types: tuple[str, ...]) -> FetchResult:
+    """Fetch days start..end (inclusive) with one TimePeriod, following every page."""
+    request = build_request(start, end + dt.timedelta(days=1), metric, group_by,
+                            exclude_record_types)
+    result = FetchResult()
+    merged: dict[tuple[dt.date, str, str], list] = {}
+    token = None
+    while True:
+        params = dict(request, NextPageToken=token) if token else request
+        try:
+            response = client.get_cost_and_usage(**params)
+        except botocore.exceptions.NoCredentialsError:
+            raise SourceError("no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                              "AWS_SECRET_ACCESS_KEY, or run on an instance with a role") from None
+        except botocore.exceptions.ClientError as exc:
+            result.requests += 1
+            raise _explain(exc) from exc
+        except (botocore.exceptions.EndpointConnectionError,
+                botocore.exceptions.ConnectionClosedError,
+                botocore.exceptions.ReadTimeoutError,
+                botocore.exceptions.ConnectTimeoutError) as exc:
+            raise SourceUnavailable(f"cannot reach Cost Explorer: {exc}") from exc
+        result.requests += 1
+        parse_page(response, metric, group_by, merged, result)
+        token = response.get("NextPageToken")
+        if not token:
+            break
+    result.rows = [CostRow(day, service, group, amount, unit, estimated)
+                   for (day, service, group), (amount, unit, estimated) in merged.items()]
+    log.info("fetched %s..%s: %d rows over %d days in %d request(s)",
+             start, end, len(result.rows), len(result.days), result.requests)
+    return result

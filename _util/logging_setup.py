@@ -1,0 +1,67 @@
+"""Logging to stderr and a rotating file, with secrets masked before they are written."""
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import re
+from pathlib import Path
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_SECRET_ENV = ("SLACK_BOT_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+               "AWS_ACCESS_KEY_ID")
+_PATTERNS = (
+    re.compile(r"xox[abposr]-[A-Za-z0-9-]+"),                  # Slack tokens
+    re.compile(r"(?<=://)([^:/@\s]+):([^@/\s]+)@"),             # user:password@ in URLs
+    re.compile(r"(?<![A-Z0-9])(AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])"),  # AWS access key ids
+)
+
+
+class SecretMask(logging.Filter):
+    """Replace known secrets (from the environment, and by shape) with ***."""
+
+    def __init__(self, extra_secrets: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        values = [os.environ.get(name, "") for name in _SECRET_ENV] + list(extra_secrets)
+        self.secrets = sorted({v for v in values if len(v) >= 6}, key=len, reverse=True)
+
+    def mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        text = _PATTERNS[0].sub("xox?-***", text)
+        text = _PATTERNS[1].sub(lambda m: f"{m.group(1)}:***@", text)
+        return _PATTERNS[2].sub("AKIA***", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.msg = self.mask(message)
+        record.args = ()
+        if record.exc_text:
+            record.exc_text = self.mask(record.exc_text)
+        return True
+
+
+def setup_logging(log_dir: Path | None, max_bytes: int = 5_000_000,
+                  extra_secrets: tuple[str, ...] = (), verbose: bool = False) -> None:
+    """stderr gets INFO (DEBUG with verbose); logs/cost_tracking.log rotates at max_bytes."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    mask = SecretMask(extra_secrets)
+    stderr = logging.StreamHandler()
+    stderr.setFormatter(logging.Formatter(LOG_FORMAT))
+    stderr.addFilter(mask)
+    root.addHandler(stderr)
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        rotating = logging.handlers.RotatingFileHandler(
+            log_dir / "cost_tracking.log", maxBytes=max_bytes, backupCount=5, encoding="utf-8")
+        rotating.setFormatter(logging.Formatter(LOG_FORMAT))
+        rotating.addFilter(mask)
+        root.addHandler(rotating)
+    for noisy in ("botocore", "boto3", "urllib3", "matplotlib", "PIL", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

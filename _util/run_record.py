@@ -1,0 +1,61 @@
+"""The record each run leaves in <output>/runs/<date>.json: stages, timings, counts, exit."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@dataclass
+class StageRecord:
+    name: str
+    seconds: float = 0.0
+    status: str = "ok"
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunRecord:
+    """What a run did; written even when the run fails, so cron users can see why."""
+
+    date: str
+    started_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    finished_at: str | None = None
+    exit_code: int | None = None
+    status: str = "running"
+    error: str | None = None
+    ce_requests: int = 0
+    rows_upserted: int = 0
+    stages: list[StageRecord] = field(default_factory=list)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[StageRecord]:
+        """Time a stage; an exception marks it failed and propagates."""
+        record = StageRecord(name)
+        self.stages.append(record)
+        started = time.perf_counter()
+        try:
+            yield record
+        except BaseException:
+            record.status = "failed"
+            raise
+        finally:
+            record.seconds = round(time.perf_counter() - started, 4)
+
+    def finish(self, exit_code: int, status: str, error: str | None = None) -> None:
+        self.exit_code = exit_code
+        self.status = status
+        self.error = error
+        self.finished_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+    def write(self, runs_dir: Path) -> Path:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        path = runs_dir / f"{self.date}.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, default=str) + "\n", encoding="utf-8")
+        tmp.replace(path)
+        return path

@@ -1,0 +1,352 @@
+"""Settings: flags, then COST_TRACKING_* environment variables, then the TOML file, then defaults.
+
+Every setting is declared once in SETTINGS (name, parser, default, help); the README lists
+each of them and a test keeps the two in step. Everything is validated at start-up so a bad
+value fails in one line that names the setting and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from _util.errors import ConfigError
+from _util.report import Rules
+
+ENV_PREFIX = "COST_TRACKING_"
+METRICS = ("UnblendedCost", "AmortizedCost", "NetAmortizedCost", "NetUnblendedCost",
+           "BlendedCost")
+GROUP_DIMENSIONS = ("LINKED_ACCOUNT", "REGION", "USAGE_TYPE")
+RECORD_TYPES = ("Credit", "Refund", "Tax", "Usage", "DiscountedUsage", "Fee", "RIFee",
+                "Support", "SavingsPlanCoveredUsage", "SavingsPlanNegation",
+                "SavingsPlanRecurringFee", "SavingsPlanUpfrontFee",
+                "Enterprise Discount Program Discount", "Private Rate Discount",
+                "Bundled Discount", "Distributor Discount",
+                "Solution Provider Program Discount")
+# Cost Explorer keeps daily data for about 14 months; stay a month inside that.
+CE_DAILY_RETENTION_DAYS = 395
+SLACK_DEFAULT_API_URL = "https://slack.com/api/"
+MUTE_KINDS = ("spike", "trend")
+
+
+@dataclass(frozen=True)
+class Mute:
+    """One entry of the `[[mute]]` list: alerts a user already knows about."""
+
+    service: str
+    reason: str
+    group: str | None = None
+    kind: str | None = None
+    until: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    day: dt.date
+    output_dir: Path
+    db_url: str
+    metric: str = "UnblendedCost"
+    group_by: str = "TAG:Name"
+    lookback_days: int = 365
+    exclude_record_types: tuple[str, ...] = ("Credit", "Refund")
+    rules: Rules = field(default_factory=Rules)
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    site_url: str | None = None
+    slack_token: str | None = field(default=None, repr=False)
+    slack_channel: str | None = None
+    slack_api_url: str = SLACK_DEFAULT_API_URL
+    account_label: str | None = None
+    plot_workers: int = 2
+    lock_timeout_seconds: float = 0.0
+    log_max_bytes: int = 5_000_000
+    mutes: tuple[Mute, ...] = ()
+    demo: bool = False
+    dry_run: bool = False
+    force: bool = False
+    skip_fetch: bool = False
+    backtest_from: dt.date | None = None
+
+    @property
+    def site_dir(self) -> Path:
+        return self.output_dir / "site"
+
+
+# ---- parsers: each takes the raw value and returns the typed one or raises ValueError ----
+
+def _float_between(low: float, high: float) -> Callable[[Any], float]:
+    def parse(raw: Any) -> float:
+        value = float(raw)
+        if not low <= value <= high:
+            raise ValueError(f"a number from {low:g} to {high:g}")
+        return value
+    parse.allowed = f"a number from {low:g} to {high:g}"  # type: ignore[attr-defined]
+    return parse
+
+
+def _int_between(low: int, high: int) -> Callable[[Any], int]:
+    def parse(raw: Any) -> int:
+        if isinstance(raw, float) or (isinstance(raw, str) and not raw.strip().lstrip("-").isdigit()):
+            raise ValueError
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError
+        return value
+    parse.allowed = f"a whole number from {low} to {high}"  # type: ignore[attr-defined]
+    return parse
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        if raw not in options:
+            raise ValueError
+        return raw
+    parse.allowed = "one of " + ", ".join(options)  # type: ignore[attr-defined]
+    return parse
+
+
+def _group_by(raw: Any) -> str:
+    value = str(raw).strip()
+    if value == "NONE" or value in GROUP_DIMENSIONS:
+        return value
+    if value.startswith("TAG:") and value[4:].strip():
+        return value
+    raise ValueError
+
+
+_group_by.allowed = "TAG:<tag key>, " + ", ".join(GROUP_DIMENSIONS) + " or NONE"  # type: ignore[attr-defined]
+
+
+def _record_types(raw: Any) -> tuple[str, ...]:
+    items = raw if isinstance(raw, list) else str(raw).split(",")
+    values = tuple(str(v).strip() for v in items if str(v).strip())
+    unknown = [v for v in values if v not in RECORD_TYPES]
+    if unknown:
+        raise ValueError
+    return values
+
+
+_record_types.allowed = "a comma-separated list of " + ", ".join(RECORD_TYPES) + " (or empty)"  # type: ignore[attr-defined]
+
+
+def _text(raw: Any) -> str | None:
+    value = str(raw).strip()
+    return value or None
+
+
+_text.allowed = "text"  # type: ignore[attr-defined]
+
+
+def _prefix(raw: Any) -> str:
+    value = str(raw).strip().strip("/")
+    return f"{value}/" if value else ""
+
+
+_prefix.allowed = "a key prefix such as reports/cost"  # type: ignore[attr-defined]
+
+
+def _url(raw: Any) -> str | None:
+    value = str(raw).strip()
+    if not value:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ValueError
+    return value.rstrip("/") + "/"
+
+
+_url.allowed = "an http:// or https:// URL"  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting: its name (TOML key; env var is COST_TRACKING_ + NAME), parser, help."""
+
+    name: str
+    parse: Callable[[Any], Any]
+    help: str
+    env: str | None = None
+
+    @property
+    def env_var(self) -> str:
+        return self.env or ENV_PREFIX + self.name.upper()
+
+    @property
+    def allowed(self) -> str:
+        return getattr(self.parse, "allowed", "a valid value")
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("output_dir", lambda raw: Path(str(raw)).expanduser(),
+                "Folder for the database, site, Slack payloads, run records and logs (default ./output)."),
+    SettingSpec("db_url", str, "SQLAlchemy URL of the database (default sqlite:///<output>/cost_tracking.db; "
+                "MySQL: mysql+pymysql://user:pass@host/db)."),
+    SettingSpec("metric", _choice(METRICS), "Cost Explorer metric (default UnblendedCost)."),
+    SettingSpec("group_by", _group_by, "Second grouping after SERVICE (default TAG:Name)."),
+    SettingSpec("lookback_days", _int_between(35, 390), "Days of history kept and analysed (default 365)."),
+    SettingSpec("exclude_record_types", _record_types,
+                "Record types left out of the costs (default Credit,Refund; empty for none)."),
+    SettingSpec("z", _float_between(0.5, 50), "Z-score threshold for spikes (default 3.0)."),
+    SettingSpec("min_delta_usd", _float_between(0, 1e9), "A spike must move the cost by at least this many dollars (default 1.00)."),
+    SettingSpec("min_delta_pct", _float_between(0, 10000), "A spike must move the cost by at least this percentage of its baseline mean (default 0, off)."),
+    SettingSpec("min_history_days", _int_between(7, 365), "Baseline days a series needs before it can alert (default 28)."),
+    SettingSpec("min_daily_usd", _float_between(0, 1e9), "Trend alerts need a 28-day mean daily cost of at least this (default 1.00)."),
+    SettingSpec("ema_fast", _int_between(2, 100), "Span of the fast EMA of the MACD (default 12)."),
+    SettingSpec("ema_slow", _int_between(3, 200), "Span of the slow EMA of the MACD (default 26)."),
+    SettingSpec("signal_span", _int_between(2, 100), "Span of the EWM signal line of the MACD (default 18)."),
+    SettingSpec("s3_bucket", _text, "S3 bucket to mirror the site to (default none: local only)."),
+    SettingSpec("s3_prefix", _prefix, "Key prefix inside the bucket (default empty)."),
+    SettingSpec("site_url", _url, "Public base URL of the site; derived from the bucket's website endpoint when unset."),
+    SettingSpec("slack_channel", _text, "Slack channel ID or name to post to."),
+    SettingSpec("slack_api_url", _url, "Slack Web API base URL (default https://slack.com/api/)."),
+    SettingSpec("account_label", _text, "Label shown in the Slack header, e.g. the account's name."),
+    SettingSpec("plot_workers", _int_between(1, 16), "Processes that render plots (default 2)."),
+    SettingSpec("lock_timeout_seconds", _float_between(0, 86400), "How long a run waits for another run's lock before giving up (default 0: exit at once)."),
+    SettingSpec("log_max_bytes", _int_between(10_000, 1_000_000_000), "Size at which logs/cost_tracking.log rotates (default 5000000; 5 files kept)."),
+)
+SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
+RULE_FIELDS = {f.name for f in dataclasses.fields(Rules)}
+TOML_ONLY_KEYS = {"mute"}
+
+
+def _parse(spec: SettingSpec, raw: Any, source: str) -> Any:
+    try:
+        return spec.parse(raw)
+    except (ValueError, TypeError):
+        shown = "" if raw is None else str(raw)
+        raise ConfigError(
+            f"{source} is {shown!r}; allowed: {spec.allowed}"
+        ) from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read the config file; a missing or malformed file is a ConfigError naming it."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"--config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config file {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(SPEC_BY_NAME) - TOML_ONLY_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"--config file {path} has unknown setting(s): {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(SPEC_BY_NAME) + sorted(TOML_ONLY_KEYS))}"
+        )
+    return data
+
+
+def _parse_mutes(raw: Any, path: Path | None) -> tuple[Mute, ...]:
+    where = f"--config file {path}"
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: 'mute' must be a list of [[mute]] tables")
+    mutes = []
+    allowed = {"service", "group", "kind", "until", "reason"}
+    for i, entry in enumerate(raw, start=1):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: mute entry {i} must be a table")
+        unknown = sorted(set(entry) - allowed)
+        if unknown:
+            raise ConfigError(f"{where}: mute entry {i} has unknown key(s) {', '.join(unknown)}; "
+                              f"allowed: {', '.join(sorted(allowed))}")
+        service = entry.get("service")
+        reason = entry.get("reason")
+        if not isinstance(service, str) or not service:
+            raise ConfigError(f"{where}: mute entry {i} needs a service")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ConfigError(f"{where}: mute entry {i} ({service}) needs a reason")
+        kind = entry.get("kind")
+        if kind is not None and kind not in MUTE_KINDS:
+            raise ConfigError(f"{where}: mute entry {i} kind is {kind!r}; allowed: spike, trend")
+        until = entry.get("until")
+        if isinstance(until, str):
+            try:
+                until = dt.date.fromisoformat(until)
+            except ValueError:
+                raise ConfigError(f"{where}: mute entry {i} until is {until!r}; allowed: YYYY-MM-DD") from None
+        if until is not None and not isinstance(until, dt.date):
+            raise ConfigError(f"{where}: mute entry {i} until must be a date (YYYY-MM-DD)")
+        group = entry.get("group")
+        if group is not None and not isinstance(group, str):
+            raise ConfigError(f"{where}: mute entry {i} group must be text")
+        mutes.append(Mute(service=service, reason=reason.strip(), group=group, kind=kind, until=until))
+    return tuple(mutes)
+
+
+def check_day(day: dt.date, today: dt.date, skip_fetch: bool) -> None:
+    """The run's day must have complete data and, when fetched, still be in Cost Explorer."""
+    latest = today - dt.timedelta(days=1)
+    if day > latest:
+        raise ConfigError(
+            f"--date {day} has no complete cost data yet; the latest day is {latest} (UTC)"
+        )
+    oldest = today - dt.timedelta(days=CE_DAILY_RETENTION_DAYS)
+    if day < oldest and not skip_fetch:
+        raise ConfigError(
+            f"--date {day} is older than Cost Explorer keeps daily data (oldest {oldest}); "
+            "use --skip-fetch to analyse it from the database"
+        )
+
+
+def load_settings(flags: Mapping[str, Any], environ: Mapping[str, str], today: dt.date) -> Settings:
+    """Merge the sources into one validated Settings.
+
+    `flags` holds only what the user passed on the command line (argparse values that
+    are None are treated as not given); `today` is the UTC date, passed in for tests.
+    """
+    config_path = flags.get("config") or environ.get(ENV_PREFIX + "CONFIG")
+    toml = read_toml(Path(config_path)) if config_path else {}
+
+    values: dict[str, Any] = {}
+    for spec in SETTINGS:
+        if spec.name in toml:
+            values[spec.name] = _parse(spec, toml[spec.name], f"{spec.name} in {config_path}")
+        raw_env = environ.get(spec.env_var)
+        if raw_env is not None and (raw_env.strip() or spec.name == "exclude_record_types"):
+            values[spec.name] = _parse(spec, raw_env, spec.env_var)
+    if flags.get("z") is not None:
+        values["z"] = _parse(SPEC_BY_NAME["z"], flags["z"], "--z")
+
+    output_dir = values.pop("output_dir", Path("output"))
+    db_url = values.pop("db_url", None) or f"sqlite:///{output_dir / 'cost_tracking.db'}"
+    rules_kwargs = {k: values.pop(k) for k in list(values) if k in RULE_FIELDS}
+    if "lookback_days" in values:
+        rules_kwargs["lookback_days"] = values["lookback_days"]
+    rules = Rules(**rules_kwargs)
+    if rules.ema_fast >= rules.ema_slow:
+        raise ConfigError(
+            f"ema_fast ({rules.ema_fast}) must be smaller than ema_slow ({rules.ema_slow})"
+        )
+    if rules.min_history_days >= rules.lookback_days:
+        raise ConfigError(
+            f"min_history_days ({rules.min_history_days}) must be smaller than "
+            f"lookback_days ({rules.lookback_days})"
+        )
+
+    day = flags.get("date") or (today - dt.timedelta(days=1))
+    skip_fetch = bool(flags.get("skip_fetch"))
+    backtest_from = flags.get("backtest_from")
+    check_day(day, today, skip_fetch or backtest_from is not None)
+    if backtest_from is not None and backtest_from > day:
+        raise ConfigError(f"--backtest-from {backtest_from} is after --date {day}")
+
+    return Settings(
+        day=day,
+        output_dir=output_dir,
+        db_url=db_url,
+        rules=rules,
+        slack_token=(environ.get("SLACK_BOT_TOKEN") or "").strip() or None,
+        mutes=_parse_mutes(toml.get("mute"), Path(config_path) if config_path else None),
+        demo=bool(flags.get("demo")),
+        dry_run=bool(flags.get("dry_run")),
+        force=bool(flags.get("force")),
+        skip_fetch=skip_fetch,
+        backtest_from=backtest_from,
+        **values,
+    )

@@ -1,0 +1,96 @@
+"""Ingest: Cost Explorer (or the demo account) -> the `cost_daily` table.
+
+Cost Explorer bills $0.01 a request, so the plan asks for as little as possible: the first
+run backfills the lookback window with one TimePeriod (and its pages); later runs fetch
+only from the earliest day still Estimated, or the day after the last fetched day, up to
+the run's day. A daily run on an up-to-date database costs one request plus pages.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from _util.cost_explorer import fetch_costs
+from _util.cost_store import SourceState, read_source_state, replace_days
+from _util.settings import CE_DAILY_RETENTION_DAYS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    """Days to fetch (inclusive), or none; `wipe` when the stored grouping changed."""
+
+    start: dt.date | None
+    end: dt.date
+    wipe: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    plan: FetchPlan
+    ce_requests: int
+    rows_upserted: int
+
+
+def plan_fetch(state: SourceState | None, day: dt.date, today: dt.date, lookback_days: int,
+               group_by: str, record_types: str, account: str = "aws") -> FetchPlan:
+    """Decide which days to ask Cost Explorer for; pure, so every case is a table test."""
+    window_start = day - dt.timedelta(days=lookback_days - 1)
+    oldest = today - dt.timedelta(days=CE_DAILY_RETENTION_DAYS)
+    backfill_start = max(window_start, oldest)
+    if state is None:
+        return FetchPlan(backfill_start, day, reason="empty database: backfill")
+    if state.account != account:
+        return FetchPlan(backfill_start, day, wipe=True,
+                         reason=f"stored costs came from the {state.account} account: backfill")
+    if (state.group_by, state.record_types) != (group_by, record_types):
+        return FetchPlan(backfill_start, day, wipe=True,
+                         reason=f"grouping or filter changed (was {state.group_by}, "
+                                f"excluding {state.record_types or 'nothing'}): backfill")
+    if backfill_start < state.first_day:
+        return FetchPlan(backfill_start, day, reason="lookback reaches before stored history")
+    candidates = [state.last_day + dt.timedelta(days=1)]
+    if state.estimated_from is not None:
+        candidates.append(state.estimated_from)
+    start = max(min(candidates), backfill_start)
+    if start > day:
+        return FetchPlan(None, day, reason="up to date")
+    return FetchPlan(start, day, reason="incremental")
+
+
+def ingest(engine: Engine, client: Any, *, day: dt.date, today: dt.date, metric: str,
+           group_by: str, lookback_days: int, exclude_record_types: tuple[str, ...],
+           account: str = "aws") -> IngestResult:
+    """Fetch what the plan says and replace those days in one transaction."""
+    record_types = ",".join(exclude_record_types)
+    state = read_source_state(engine, metric)
+    plan = plan_fetch(state, day, today, lookback_days, group_by, record_types, account)
+    log.info("fetch plan for %s: %s%s", day, plan.reason,
+             f" ({plan.start}..{plan.end})" if plan.start else "")
+    if plan.start is None:
+        return IngestResult(plan, 0, 0)
+
+    fetched = fetch_costs(client, plan.start, plan.end, metric, group_by, exclude_record_types)
+    keep_old = state is not None and not plan.wipe
+    estimated = sorted(fetched.estimated_days)
+    if keep_old and state.estimated_from is not None and state.last_day > plan.end:
+        # Days after a re-run past day may still be Estimated: keep them due for a fetch.
+        estimated.append(max(state.estimated_from, plan.end + dt.timedelta(days=1)))
+    new_state = SourceState(
+        account=account,
+        group_by=group_by,
+        record_types=record_types,
+        first_day=min(plan.start, state.first_day) if keep_old else plan.start,
+        last_day=max(plan.end, state.last_day) if keep_old else plan.end,
+        estimated_from=estimated[0] if estimated else None,
+    )
+    written = replace_days(engine, metric, plan.start, plan.end, fetched.rows, new_state,
+                           wipe_metric=plan.wipe)
+    log.info("stored %d rows for %s..%s", written, plan.start, plan.end)
+    return IngestResult(plan, fetched.requests, written)

@@ -1,0 +1,339 @@
+#!/usr/bin/env python3
+"""The driver: flags -> Settings -> stages -> exit code.
+
+Run daily from cron. Stages: ingest (Cost Explorer or the demo account -> database),
+detect and summarise (pure), plot (site folder), publish (S3), message and deliver (Slack).
+Every run leaves <output>/runs/<date>.json; errors become one line and an exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from _util.errors import (EXIT_OK, EXIT_PARTIAL, EXIT_UNEXPECTED, ConfigError,
+                          CostTrackingError, DeliveryError, LockedError)
+from _util.logging_setup import setup_logging
+from _util.run_record import RunRecord
+from _util.settings import SETTINGS, Settings, load_settings
+
+log = logging.getLogger("runCostReporting")
+
+EXIT_CODES_HELP = """exit codes:
+  0  everything delivered (or nothing to deliver: --dry-run, no Slack token)
+  1  unexpected error (traceback in <output>/logs/cost_tracking.log)
+  2  settings, usage, credentials or database problem (nothing was analysed)
+  3  delivery partial: Slack or S3 failed after retries, or Cost Explorer failed
+     and the report was made from stored (possibly stale) data
+  4  another run holds the lock for this output folder
+"""
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    settings_help = "\n".join(f"  {s.env_var:<40} {s.help}" for s in SETTINGS)
+    parser = argparse.ArgumentParser(
+        prog="runCostReporting.py",
+        description="Daily AWS cost-anomaly report: fetch costs, find spikes and trend "
+                    "reversals, plot them, and post one Slack message.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"settings (flags > environment > --config TOML > defaults):\n{settings_help}\n"
+               f"  {'SLACK_BOT_TOKEN':<40} Slack bot token (xoxb-...); without it nothing is posted.\n"
+               f"  AWS access uses boto3's usual chain (AWS_PROFILE, AWS_REGION, instance role, "
+               f"AWS_ENDPOINT_URL_COST_EXPLORER, AWS_ENDPOINT_URL_S3).\n\n{EXIT_CODES_HELP}",
+    )
+    parser.add_argument("--date", type=_date, metavar="YYYY-MM-DD",
+                        help="cost day to analyse (default: yesterday, UTC)")
+    parser.add_argument("--demo", action="store_true",
+                        help="use the built-in demo account instead of AWS Cost Explorer")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="nothing leaves the machine: no Slack post, no S3 upload")
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML file of settings (keys as in the README; also [[mute]] entries)")
+    parser.add_argument("--force", action="store_true",
+                        help="post to Slack even if this day was already delivered to the channel")
+    parser.add_argument("--skip-fetch", action="store_true",
+                        help="do not call Cost Explorer; analyse what the database holds")
+    parser.add_argument("--z", metavar="Z",
+                        help="z-score threshold for spikes (default 3.0; COST_TRACKING_Z)")
+    parser.add_argument("--backtest-from", type=_date, metavar="YYYY-MM-DD",
+                        help="replay the rules for every day from this date to --date over the "
+                             "stored history (no fetch, no Slack, no upload)")
+    parser.add_argument("--verbose", action="store_true", help="debug logging on stderr")
+    return parser
+
+
+@dataclass
+class Outcome:
+    """What went only partly right; any entry makes the exit code 3."""
+
+    problems: list[str] = field(default_factory=list)
+
+
+def _run_pipeline(settings: Settings, record: RunRecord, today: dt.date, outcome: Outcome) -> None:
+    from _util.database import create_tables, make_engine
+    from _util.cost_store import load_history
+    import procAmzData
+
+    engine = make_engine(settings.db_url)
+    create_tables(engine)
+    stale = False
+    if not settings.skip_fetch:
+        stale = _ingest(settings, engine, record, today, outcome)
+    with record.stage("load") as stage:
+        start = settings.day - dt.timedelta(days=settings.lookback_days - 1)
+        history = load_history(engine, settings.metric, start, settings.day)
+        stage.counts["rows"] = len(history)
+    if settings.backtest_from is not None:
+        import procBacktest
+        procBacktest.run_backtest(settings, engine, history_loader=load_history, record=record)
+        return
+    _analyse_and_deliver(settings, engine, history, record, outcome, stale)
+
+
+def _ingest(settings: Settings, engine, record: RunRecord, today: dt.date, outcome: Outcome) -> bool:
+    """Fetch new costs; returns True when Cost Explorer failed and the data may be stale."""
+    import procAmzData
+    from _util.cost_explorer import SourceUnavailable, make_ce_client
+    from _util.demo_account import DemoCostExplorer
+
+    with record.stage("ingest") as stage:
+        client = DemoCostExplorer(today) if settings.demo else make_ce_client()
+        try:
+            result = procAmzData.ingest(
+                engine, client, day=settings.day, today=today, metric=settings.metric,
+                group_by=settings.group_by, lookback_days=settings.lookback_days,
+                exclude_record_types=settings.exclude_record_types,
+                account="demo" if settings.demo else "aws")
+        except SourceUnavailable as exc:
+            log.error("%s; reporting from stored data", exc)
+            outcome.problems.append(str(exc))
+            stage.status = "failed"
+            stage.counts["error"] = str(exc)
+            return True
+        record.ce_requests = result.ce_requests
+        record.rows_upserted = result.rows_upserted
+        stage.counts.update(ce_requests=result.ce_requests, rows_upserted=result.rows_upserted,
+                            fetched=f"{result.plan.start}..{result.plan.end}" if result.plan.start else None,
+                            plan=result.plan.reason)
+    return False
+
+
+def _analyse_and_deliver(settings: Settings, engine, history, record: RunRecord,
+                         outcome: Outcome, stale: bool) -> None:
+    import procAmzAlerts
+    import procSummaries
+    from _util.report import Report
+
+    with record.stage("detect") as stage:
+        alerts = procAmzAlerts.detect_alerts(history, settings.day, settings.rules)
+        stage.counts["alerts"] = len(alerts)
+    with record.stage("summarise"):
+        summary = procSummaries.summarise(history, settings.day, settings.lookback_days)
+    report = Report(day=settings.day, metric=settings.metric, group_by=settings.group_by,
+                    rules=settings.rules, summary=summary, alerts=alerts, stale=stale)
+    report = _apply_lifecycle(settings, engine, report, record)
+    _render_publish_deliver(settings, engine, report, history, record, outcome)
+
+
+def _apply_lifecycle(settings: Settings, engine, report, record: RunRecord):
+    """Episode status and mutes (issue 8); a no-op until that module exists."""
+    try:
+        import procLifecycle
+    except ImportError:
+        return report
+    with record.stage("lifecycle"):
+        return procLifecycle.apply(report, engine, settings)
+
+
+def _site_url(settings: Settings) -> str | None:
+    if settings.site_url:
+        return settings.site_url
+    if settings.s3_bucket:
+        import boto3
+        from _util.site_publish import website_url
+        region = boto3.session.Session().region_name or "us-east-1"
+        return website_url(settings.s3_bucket, region, settings.s3_prefix)
+    return None
+
+
+def _render_publish_deliver(settings: Settings, engine, report, history, record: RunRecord,
+                            outcome: Outcome) -> None:
+    import procPlotting
+    from _util import slack_message
+    from _util.report import report_to_dict
+
+    site_url = _site_url(settings)
+    with record.stage("plot") as stage:
+        rendered = procPlotting.render(report, history, settings.site_dir, site_url,
+                                       workers=settings.plot_workers)
+        report = rendered.report
+        stage.counts["plots_rendered"] = rendered.plots_rendered
+    with record.stage("message") as stage:
+        message = slack_message.build_message(report, settings.account_label)
+        files = list(rendered.files) + _write_message(settings, report, message)
+        stage.counts["blocks"] = len(message.blocks)
+
+    uploaded = _publish(settings, files, record, outcome)
+    if settings.s3_bucket and not settings.dry_run and not uploaded and not settings.site_url:
+        # The links would point at pages that never arrived: send the message without them.
+        report = _without_links(report)
+        message = slack_message.build_message(report, settings.account_label)
+        _write_message(settings, report, message)
+    _write_report_json(settings, report_to_dict(report))
+    _deliver(settings, engine, message, record, outcome)
+
+
+def _without_links(report):
+    alerts = tuple(replace(a, plot_url=None) for a in report.alerts)
+    return replace(report, alerts=alerts, summary_urls={}, report_url=None)
+
+
+def _write_report_json(settings: Settings, data: dict) -> None:
+    path = settings.site_dir / "reports" / settings.day.isoformat() / "report.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _write_message(settings: Settings, report, message) -> list[Path]:
+    """Write the exact payload and its preview page; returns the site files written."""
+    from _util.site_pages import page
+    from _util.slack_preview import preview_html
+
+    payload = message.payload(settings.slack_channel or "")
+    slack_dir = settings.output_dir / "slack"
+    slack_dir.mkdir(parents=True, exist_ok=True)
+    (slack_dir / f"{settings.day.isoformat()}.json").write_text(
+        json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    preview = settings.site_dir / "reports" / settings.day.isoformat() / "slack.html"
+    preview.parent.mkdir(parents=True, exist_ok=True)
+    preview.write_text(preview_html(payload), encoding="utf-8")
+    return [preview]
+
+
+def _publish(settings: Settings, files: list[Path], record: RunRecord, outcome: Outcome) -> bool:
+    if not settings.s3_bucket or settings.dry_run:
+        return False
+    from _util.site_publish import make_s3_client, publish
+
+    with record.stage("publish") as stage:
+        try:
+            result = publish(files, settings.site_dir, settings.s3_bucket, settings.s3_prefix,
+                             make_s3_client())
+        except DeliveryError as exc:
+            log.error("%s", exc)
+            outcome.problems.append(str(exc))
+            stage.status = "failed"
+            stage.counts["error"] = str(exc)
+            return False
+        stage.counts["uploaded"] = result.uploaded
+    return True
+
+
+def _deliver(settings: Settings, engine, message, record: RunRecord, outcome: Outcome) -> None:
+    from _util import delivery_log
+    from _util.slack_delivery import make_slack_client
+
+    if settings.dry_run:
+        log.info("dry run: Slack message written to %s, not posted",
+                 settings.output_dir / "slack" / f"{settings.day}.json")
+        return
+    if not settings.slack_token or not settings.slack_channel:
+        missing = "SLACK_BOT_TOKEN" if not settings.slack_token else "COST_TRACKING_SLACK_CHANNEL"
+        log.info("%s is not set: Slack message written, not posted", missing)
+        return
+    with record.stage("deliver") as stage:
+        client = make_slack_client(settings.slack_token, settings.slack_api_url)
+        try:
+            for pending in delivery_log.pending_deliveries(engine, exclude_day=settings.day,
+                                                           channel=settings.slack_channel):
+                delivery_log.deliver_once(engine, client, pending.report_date, pending.channel,
+                                          json.loads(pending.payload), force=False)
+                log.info("delivered the pending message of %s", pending.report_date)
+            result = delivery_log.deliver_once(
+                engine, client, settings.day, settings.slack_channel,
+                message.payload(settings.slack_channel), force=settings.force)
+        except DeliveryError as exc:
+            log.error("%s", exc)
+            outcome.problems.append(str(exc))
+            stage.status = "failed"
+            stage.counts["error"] = str(exc)
+            return
+        stage.counts["posted"] = result.posted
+        if result.posted:
+            log.info("posted to Slack %s (ts %s)", settings.slack_channel, result.ts)
+        else:
+            log.info("not posted: %s (use --force to post again)", result.skipped_reason)
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None,
+         today: dt.date | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    args = build_parser().parse_args(argv)
+    flags: dict[str, Any] = {k: v for k, v in vars(args).items() if v not in (None, False)}
+    try:
+        settings = load_settings(flags, environ, today)
+    except ConfigError as exc:
+        setup_logging(None)
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+    setup_logging(settings.output_dir / "logs", settings.log_max_bytes,
+                  extra_secrets=tuple(filter(None, [settings.slack_token])),
+                  verbose=args.verbose)
+    record = RunRecord(date=settings.day.isoformat())
+    outcome = Outcome()
+    from _util.database import mask_url
+    from _util.run_lock import run_lock
+
+    log.info("run for %s (%s, db %s, output %s%s)", settings.day,
+             "demo account" if settings.demo else "AWS Cost Explorer", mask_url(settings.db_url),
+             settings.output_dir, ", dry run" if settings.dry_run else "")
+    try:
+        with run_lock(settings.output_dir / ".run.lock", settings.lock_timeout_seconds):
+            try:
+                _run_pipeline(settings, record, today, outcome)
+            finally:
+                code = EXIT_PARTIAL if outcome.problems else EXIT_OK
+                record.finish(code, "partial" if outcome.problems else "ok",
+                              "; ".join(outcome.problems) or None)
+                record.write(settings.output_dir / "runs")
+    except LockedError as exc:
+        # The run holding the lock owns runs/<date>.json: leave it alone.
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except CostTrackingError as exc:
+        log.debug("failed", exc_info=True)
+        record.finish(exc.exit_code, "failed", str(exc))
+        record.write(settings.output_dir / "runs")
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: log and exit 1
+        log.exception("unexpected error")
+        record.finish(EXIT_UNEXPECTED, "failed", f"{type(exc).__name__}: {exc}")
+        record.write(settings.output_dir / "runs")
+        print(f"error: unexpected {type(exc).__name__}: {exc} "
+              f"(traceback in {settings.output_dir / 'logs' / 'cost_tracking.log'})", file=sys.stderr)
+        return EXIT_UNEXPECTED
+    if outcome.problems:
+        print(f"partial: {'; '.join(outcome.problems)}", file=sys.stderr)
+        return EXIT_PARTIAL
+    print(f"ok: report for {settings.day} in {settings.site_dir / 'reports' / settings.day.isoformat()}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

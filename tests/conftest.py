@@ -1,0 +1,55 @@
+"""Shared fixtures: real databases (a SQLite file always, MariaDB when configured)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from _util.database import create_tables, make_engine, metadata  # noqa: E402
+
+MYSQL_URL = os.environ.get("COST_TRACKING_TEST_MYSQL_URL")
+
+
+def _mysql_engine():
+    if not MYSQL_URL:
+        pytest.skip("COST_TRACKING_TEST_MYSQL_URL is not set (no MariaDB for this run)")
+    engine = make_engine(MYSQL_URL)
+    create_tables(engine)
+    metadata.drop_all(engine)
+    create_tables(engine)
+    return engine
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def db_engine(request, tmp_path):
+    """An empty database with the bot's tables: a SQLite file, then the real MariaDB."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'costs.db'}")
+        create_tables(engine)
+    else:
+        engine = _mysql_engine()
+    yield engine
+    if request.param == "mariadb":
+        metadata.drop_all(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No COST_TRACKING_*, Slack or AWS variables leak in from the developer's shell."""
+    for name in list(os.environ):
+        if name.startswith(("COST_TRACKING_", "SLACK_", "AWS_")) and name != "COST_TRACKING_TEST_MYSQL_URL":
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    return os.environ
