@@ -1,0 +1,357 @@
+"""Detection rules of issue 3, pinned with hand-computed series, and the vectorised code
+checked against the per-series reference on random data."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from _util.report import DOWN, SPIKE, TREND, UP, Alert, Rules
+from procAmzAlerts import build_matrices, detect_alerts, macd_lines, series_of, series_stats
+from tests.reference_detection import reference_alerts, reference_stats
+
+D = dt.date(2024, 5, 31)
+RULES = Rules()
+
+
+def frame(series: dict[tuple[str, str], list[float]], day: dt.date = D) -> pd.DataFrame:
+    """History whose listed daily costs end on `day`; zeros are written as no row."""
+    rows = []
+    for (service, group), values in series.items():
+        days = pd.date_range(end=pd.Timestamp(day), periods=len(values), freq="D")
+        rows += [(d, service, group, float(v), False) for d, v in zip(days, values) if v != 0]
+    return pd.DataFrame(rows, columns=["usage_date", "service", "group_value", "amount",
+                                       "estimated"])
+
+
+def find(alerts, kind=None, direction=None, service="S", group=None) -> list[Alert]:
+    return [a for a in alerts if (kind is None or a.kind == kind)
+            and (direction is None or a.direction == direction)
+            and a.service == service and a.group == group]
+
+
+# A baseline of 51 days with mean exactly 10 and sample standard deviation exactly 1:
+# 49 days of 10 plus one day of 15 and one of 5 (sum of squares 50, over n-1 = 50).
+UNIT_STD = [10.0] * 25 + [15.0] + [10.0] * 24 + [5.0]
+
+
+def test_baseline_of_unit_std_is_what_the_tests_assume():
+    alerts = detect_alerts(frame({("S", ""): UNIT_STD + [13.0]}), D, RULES)
+    spike = find(alerts, SPIKE, UP)[0]
+    assert (spike.baseline_mean, spike.baseline_std, spike.zscore) == (10.0, 1.0, 3.0)
+
+
+@pytest.mark.parametrize("cost, direction", [(13.0, UP), (7.0, DOWN)])
+def test_spike_fires_when_z_is_exactly_the_threshold(cost, direction):
+    alerts = detect_alerts(frame({("S", ""): UNIT_STD + [cost]}), D, RULES)
+    spike = find(alerts, SPIKE, direction)
+    assert len(spike) == 1
+    assert spike[0].zscore == pytest.approx(3.0 if direction == UP else -3.0)
+    assert spike[0].delta_usd == pytest.approx(cost - 10.0)
+    assert spike[0].usd == cost
+    assert spike[0].macd is None and spike[0].signal is None
+
+
+@pytest.mark.parametrize("cost", [12.99, 7.01])
+def test_spike_does_not_fire_just_below_the_threshold(cost):
+    alerts = detect_alerts(frame({("S", ""): UNIT_STD + [cost]}), D, RULES)
+    assert find(alerts, SPIKE) == []
+
+
+def test_spike_threshold_follows_rules_z():
+    history = frame({("S", ""): UNIT_STD + [12.5]})
+    assert find(detect_alerts(history, D, RULES), SPIKE) == []
+    assert len(find(detect_alerts(history, D, Rules(z=2.5)), SPIKE, UP)) == 1
+
+
+# std 0.1: 49 days of 10, one of 10.5 and one of 9.5 (sum of squares 0.5, over 50).
+TENTH_STD = [10.0] * 25 + [10.5] + [10.0] * 24 + [9.5]
+
+
+@pytest.mark.parametrize("cost, direction", [(11.0, UP), (9.0, DOWN)])
+def test_spike_fires_when_dollar_change_is_exactly_min_delta(cost, direction):
+    alerts = detect_alerts(frame({("S", ""): TENTH_STD + [cost]}), D, RULES)
+    spike = find(alerts, SPIKE, direction)
+    assert len(spike) == 1 and abs(spike[0].delta_usd) == pytest.approx(1.0)
+    assert abs(spike[0].zscore) == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("cost", [10.99, 9.01])
+def test_spike_needs_min_delta_even_with_a_large_z(cost):
+    alerts = detect_alerts(frame({("S", ""): TENTH_STD + [cost]}), D, RULES)
+    assert find(alerts, SPIKE) == []
+
+
+def test_spike_percentage_floor_applies_when_set():
+    history = frame({("S", ""): UNIT_STD + [13.0]})  # +$3 on a mean of $10: 30 %
+    assert len(find(detect_alerts(history, D, Rules(min_delta_pct=30.0)), SPIKE, UP)) == 1
+    assert find(detect_alerts(history, D, Rules(min_delta_pct=31.0)), SPIKE) == []
+
+
+@pytest.mark.parametrize("level", [10.0, 0.1, 1234.56])
+def test_spike_never_fires_on_a_zero_std_baseline(level):
+    # 0.1 and 1234.56 are not exact in binary: their computed std is rounding, not zero.
+    alerts = detect_alerts(frame({("S", ""): [level] * 60 + [level * 5]}), D, RULES)
+    assert find(alerts, SPIKE) == []
+
+
+@pytest.mark.parametrize("baseline_days, fires", [(27, False), (28, True)])
+def test_series_shorter_than_min_history_gets_no_alert(baseline_days, fires):
+    values = ([10.0, 12.0] * 20)[:baseline_days] + [100.0]
+    alerts = detect_alerts(frame({("S", ""): values}), D, RULES)
+    assert bool(find(alerts, SPIKE, UP)) is fires
+    if not fires:
+        assert find(alerts) == []
+
+
+def test_leading_zero_rows_do_not_start_a_series():
+    history = frame({("S", ""): [10.0, 12.0] * 10 + [100.0]})
+    zeros = pd.DataFrame({
+        "usage_date": pd.date_range(end=pd.Timestamp(D) - pd.Timedelta(days=21), periods=60),
+        "service": "S", "group_value": "", "amount": 0.0, "estimated": False,
+    })
+    alerts = detect_alerts(pd.concat([zeros, history], ignore_index=True), D, RULES)
+    assert alerts == ()
+    assert len(series_of(pd.concat([zeros, history]), D, RULES, "S", "")) == 21
+
+
+def test_a_new_service_gets_no_alert_of_its_own():
+    history = frame({("Old", ""): [10.0] * 60, ("New", ""): [500.0]})
+    assert detect_alerts(history, D, RULES) == ()
+    assert len(series_of(history, D, RULES, "New", None)) == 1
+
+
+def test_a_new_group_is_named_as_the_cause_of_its_service_spike():
+    history = frame({
+        ("S", "web"): [10.0, 11.0] * 30,
+        ("S", "db"): [5.0, 5.5] * 30,
+        ("S", "batch"): [300.0],
+    })
+    alerts = detect_alerts(history, D, RULES)
+    service_spike = find(alerts, SPIKE, UP, group=None)[0]
+    assert service_spike.top_group == "batch"
+    assert service_spike.top_group_delta_usd == pytest.approx(300.0)
+    assert find(alerts, group="batch") == []  # the group itself has no history
+
+
+def test_a_vanished_service_is_a_spike_down_at_both_levels():
+    history = frame({("S", "web"): [99.0, 101.0] * 30 + [0.0]})
+    alerts = detect_alerts(history, D, RULES)
+    for group in (None, "web"):
+        spike = find(alerts, SPIKE, DOWN, group=group)
+        assert len(spike) == 1
+        assert spike[0].usd == 0.0
+        assert spike[0].delta_usd == pytest.approx(-100.0)
+    assert find(alerts, SPIKE, DOWN, group=None)[0].top_group == "web"
+
+
+def test_cents_scale_noise_with_a_large_z_is_not_an_alert():
+    history = frame({("S", ""): [0.01, 0.02] * 30 + [0.10]})
+    stats = series_stats(build_matrices(history, D - dt.timedelta(days=364), D).group.values,
+                         RULES)
+    assert stats.zscore[0] > 10
+    assert detect_alerts(history, D, RULES) == ()
+
+
+def _macd_diff(values: list[float]) -> tuple[float, float]:
+    lines = macd_lines(pd.Series(values, dtype=float), RULES)
+    diff = lines["macd"] - lines["signal"]
+    return float(diff.iloc[-2]), float(diff.iloc[-1])
+
+
+def test_step_up_on_d_is_an_upward_crossing_with_hand_computed_lines():
+    values = [10.0] * 60 + [20.0]
+    alerts = detect_alerts(frame({("S", ""): values}), D, RULES)
+    trend = find(alerts, TREND, UP)
+    assert len(trend) == 1
+    macd = 10.0 * (2 / 13 - 2 / 27)  # EMA12 - EMA26 one step after a +10 step
+    assert trend[0].macd == pytest.approx(macd)
+    assert trend[0].signal == pytest.approx(macd * 2 / 19)
+    assert trend[0].zscore is None
+    assert trend[0].baseline_mean == 10.0 and trend[0].baseline_std == 0.0
+    assert trend[0].delta_usd == 10.0
+    assert find(alerts, SPIKE) == []  # a flat baseline has no z-score
+
+
+def test_step_down_on_d_is_a_downward_crossing():
+    alerts = detect_alerts(frame({("S", ""): [10.0] * 60 + [5.0]}), D, RULES)
+    assert len(find(alerts, TREND, DOWN)) == 1 and find(alerts, TREND, UP) == []
+
+
+@pytest.mark.parametrize("after, direction", [(20.0, UP), (5.0, DOWN)])
+def test_a_crossing_on_the_day_before_is_not_an_alert_on_d(after, direction):
+    values = [10.0] * 60 + [after, after]
+    before, now = _macd_diff(values)
+    assert (before > 0) is (direction == UP) and (now > 0) is (direction == UP)
+    yesterday = D - dt.timedelta(days=1)
+    history = frame({("S", ""): values})
+    assert len(find(detect_alerts(history, yesterday, RULES), TREND, direction)) == 1
+    assert find(detect_alerts(history, D, RULES), TREND) == []
+
+
+def test_a_crossing_back_after_a_rise_is_a_downward_reversal():
+    # After a step up MACD peaks and falls back through its slower signal line.
+    values = [10.0] * 60 + [20.0] * 30
+    lines = macd_lines(pd.Series(values), RULES)
+    diff = (lines["macd"] - lines["signal"]).to_numpy()
+    cross = int(np.flatnonzero((diff[:-1] >= 0) & (diff[1:] < 0) & (np.arange(89) >= 60))[0]) + 1
+    day = D - dt.timedelta(days=len(values) - 1 - cross)
+    history = frame({("S", ""): values})
+    assert len(find(detect_alerts(history, day, RULES), TREND, DOWN)) == 1
+    assert find(detect_alerts(history, day - dt.timedelta(days=1), RULES), TREND, DOWN) == []
+
+
+@pytest.mark.parametrize("level, on_d, fires", [
+    (0.9, 1.5, False),    # mean of the last 28 days 0.921 < $1
+    (0.98, 1.54, True),   # mean exactly $1.00
+    (0.98, 1.53, False),  # a cent short
+])
+def test_trend_needs_min_daily_usd_over_the_last_28_days(level, on_d, fires):
+    alerts = detect_alerts(frame({("S", ""): [level] * 60 + [on_d]}), D, RULES)
+    assert bool(find(alerts, TREND, UP)) is fires
+
+
+def test_service_level_alert_names_the_group_that_moved_most():
+    history = frame({
+        ("S", "a"): [10.0, 11.0] * 30 + [12.0],
+        ("S", "b"): [20.0, 21.0] * 30 + [60.0],
+        ("S", ""): [1.0, 2.0] * 30 + [1.0],
+    })
+    spike = find(detect_alerts(history, D, RULES), SPIKE, UP, group=None)[0]
+    assert spike.top_group == "b"
+    assert spike.top_group_delta_usd == pytest.approx(60.0 - 20.5)
+    assert spike.delta_usd == pytest.approx((12 - 10.5) + (60 - 20.5) + (1 - 1.5))
+
+
+def test_alerts_are_ranked_by_absolute_dollar_change():
+    history = frame({
+        ("Small", ""): [10.0, 11.0] * 30 + [20.0],
+        ("Drop", ""): [99.0, 101.0] * 30 + [0.0],
+        ("Big", ""): [50.0, 52.0] * 30 + [90.0],
+    })
+    alerts = detect_alerts(history, D, RULES)
+    deltas = [abs(a.delta_usd) for a in alerts]
+    assert deltas == sorted(deltas, reverse=True)
+    spikes = [(a.service, a.group) for a in alerts if a.kind == SPIKE]
+    assert spikes == [("Drop", None), ("Drop", ""), ("Big", None), ("Big", ""),
+                      ("Small", None), ("Small", "")]
+
+
+def test_rows_outside_the_lookback_window_are_ignored():
+    old = frame({("S", ""): [1000.0] * 10}, day=D - dt.timedelta(days=400))
+    recent = frame({("S", ""): UNIT_STD + [13.0]})
+    history = pd.concat([old, recent], ignore_index=True)
+    assert detect_alerts(history, D, RULES) == detect_alerts(recent, D, RULES)
+    assert len(series_of(history, D, RULES, "S", None)) == len(UNIT_STD) + 1
+
+
+def test_categorical_columns_give_the_same_alerts_as_strings():
+    history = frame({("S", "a"): UNIT_STD + [13.0], ("T", ""): [1.0, 3.0] * 30 + [0.0]})
+    categorical = history.astype({"service": "category", "group_value": "category"})
+    assert detect_alerts(categorical, D, RULES) == detect_alerts(history, D, RULES)
+
+
+def test_empty_history_has_no_alerts():
+    assert detect_alerts(frame({}), D, RULES) == ()
+
+
+def test_series_of_fills_missing_days_with_zero_from_the_first_cost():
+    history = frame({("S", "a"): [3.0, 0.0, 0.0, 4.0, 0.0], ("S", "b"): [1.0, 1.0]})
+    a = series_of(history, D, RULES, "S", "a")
+    assert a.tolist() == [3.0, 0.0, 0.0, 4.0, 0.0]
+    assert a.index[-1] == pd.Timestamp(D)
+    assert series_of(history, D, RULES, "S", None).tolist() == [3.0, 0.0, 0.0, 5.0, 1.0]
+    assert series_of(history, D, RULES, "Nope", None).empty
+
+
+def test_macd_lines_match_the_values_detection_reports():
+    values = [12.0, 10.0] * 30 + [40.0]
+    history = frame({("S", ""): values})
+    alert = find(detect_alerts(history, D, RULES), TREND, UP)[0]
+    lines = macd_lines(series_of(history, D, RULES, "S", ""), RULES)
+    assert list(lines.columns) == ["cost", "ema_fast", "ema_slow", "macd", "signal"]
+    assert lines["macd"].iloc[-1] == alert.macd and lines["signal"].iloc[-1] == alert.signal
+
+
+# ----------------------------------------------------------------------------------------
+# The vectorised code against the per-series reference, on random data.
+# ----------------------------------------------------------------------------------------
+
+# Multiples of 1/64 add up exactly in any order, so the service sums of both
+# implementations are identical and only the statistics can differ by rounding.
+AMOUNTS = st.one_of(st.just(0.0), st.integers(-64, 64 * 200).map(lambda k: k / 64))
+
+
+@st.composite
+def histories(draw):
+    lookback = draw(st.integers(12, 45))
+    rules = Rules(
+        z=draw(st.sampled_from([1.0, 2.0, 3.0])),
+        min_delta_usd=draw(st.sampled_from([0.0, 1.0, 5.0])),
+        min_delta_pct=draw(st.sampled_from([0.0, 20.0])),
+        min_history_days=draw(st.integers(2, lookback - 2)),
+        min_daily_usd=draw(st.sampled_from([0.0, 1.0])),
+        ema_fast=draw(st.sampled_from([3, 12])), ema_slow=draw(st.sampled_from([8, 26])),
+        signal_span=draw(st.sampled_from([5, 18])), lookback_days=lookback,
+    )
+    n_days = lookback + draw(st.integers(0, 5))  # some rows fall before the window
+    series = {}
+    for service in draw(st.sets(st.sampled_from(["A", "B", "C"]), min_size=1)):
+        for group in draw(st.sets(st.sampled_from(["", "x", "y"]), min_size=1)):
+            lead = draw(st.integers(0, n_days))
+            body = draw(st.lists(AMOUNTS, min_size=n_days - lead, max_size=n_days - lead))
+            # A steady level with occasional jumps makes spikes and crossings likely.
+            level = draw(st.integers(0, 50))
+            values = [0.0] * lead + [level + v if i % 3 else v for i, v in enumerate(body)]
+            if values:  # D itself: as drawn, vanished, or a jump
+                values[-1] = draw(st.sampled_from([values[-1], 0.0, 3.0 * values[-1] + 64]))
+            series[(service, group)] = values
+    return frame(series), rules
+
+
+def assert_same_alerts(got: tuple[Alert, ...], want: tuple[Alert, ...]) -> None:
+    assert [a.key for a in got] == [a.key for a in want]
+    for a, b in zip(got, want):
+        for f in dataclasses.fields(Alert):
+            x, y = getattr(a, f.name), getattr(b, f.name)
+            if isinstance(x, float) and isinstance(y, float):
+                assert math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9), (f.name, a, b)
+            else:
+                assert x == y, (f.name, a, b)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories())
+def test_vectorised_alerts_equal_the_per_series_reference(case):
+    history, rules = case
+    assert_same_alerts(detect_alerts(history, D, rules), reference_alerts(history, D, rules))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories())
+def test_vectorised_statistics_equal_the_per_series_reference(case):
+    history, rules = case
+    want = {(service, group if isinstance(group, str) else None): row
+            for (service, group), row in reference_stats(history, D, rules).iterrows()}
+    first = D - dt.timedelta(days=rules.lookback_days - 1)
+    matrices = build_matrices(history, first, D)
+    seen = set()
+    for matrix in (matrices.service, matrices.group):
+        stats = series_stats(matrix.values, rules)
+        for s in np.flatnonzero(stats.exists):
+            key = (matrix.services[s], matrix.groups[s])
+            seen.add(key)
+            for name in ("baseline_days", "cost", "mean", "std", "zscore", "recent_mean",
+                         "macd", "signal", "macd_prev", "signal_prev"):
+                got, exp = float(getattr(stats, name)[s]), float(want[key][name])
+                if math.isnan(exp):
+                    assert math.isnan(got), (key, name)
+                else:
+                    assert math.isclose(got, exp, rel_tol=1e-9, abs_tol=1e-9), (key, name)
+    assert seen == set(want)
