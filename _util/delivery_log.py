@@ -1,0 +1,196 @@
+"""The `slack_delivery` table: each day's digest per channel, and whether Slack has it.
+
+This is what makes delivery happen once per day and channel. The payload is recorded as
+'pending' before it is posted and marked 'delivered' with Slack's message `ts` after, so:
+- a re-run for a delivered day posts nothing (unless forced);
+- a post that failed leaves its exact payload pending, and a later run delivers it once.
+
+The one gap no table can close: if Slack takes the message and the process dies before
+`record_delivered`, the next run posts it again. That window is a single UPDATE.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from slack_sdk import WebClient
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from _util.database import mask_url, metadata
+from _util.errors import DeliveryError, StoreError
+from _util.slack_delivery import post_message
+
+log = logging.getLogger(__name__)
+
+PENDING = "pending"
+DELIVERED = "delivered"
+
+slack_delivery = sa.Table(
+    "slack_delivery", metadata,
+    sa.Column("report_date", sa.Date, primary_key=True),
+    sa.Column("channel", sa.String(191).with_variant(
+        mysql.VARCHAR(191, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"),
+        primary_key=True),
+    # Up to 50 blocks of 3,000 characters: beyond TEXT's 64 KB on MySQL.
+    sa.Column("payload", sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"),
+              nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("ts", sa.String(32), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("delivered_at", sa.DateTime, nullable=True),
+    mysql_charset="utf8mb4",
+)
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One day's digest for one channel as the table holds it."""
+
+    day: dt.date
+    channel: str
+    payload: dict[str, Any]
+    status: str
+    ts: str | None
+    attempts: int
+    created_at: dt.datetime
+    delivered_at: dt.datetime | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status == DELIVERED
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """What `deliver_once` did: posted (with Slack's ts) or skipped, and why."""
+
+    posted: bool
+    ts: str | None
+    skipped_reason: str | None = None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def _store_error(engine: Engine, action: str, exc: SQLAlchemyError) -> StoreError:
+    reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+    return StoreError(f"cannot {action} in {mask_url(str(engine.url))}: {reason}")
+
+
+def _record(row: sa.Row) -> DeliveryRecord:
+    return DeliveryRecord(day=row.report_date, channel=row.channel,
+                          payload=json.loads(row.payload), status=row.status, ts=row.ts,
+                          attempts=row.attempts, created_at=row.created_at,
+                          delivered_at=row.delivered_at)
+
+
+def delivery_status(engine: Engine, day: dt.date, channel: str) -> DeliveryRecord | None:
+    """The recorded delivery of `day` to `channel`, or None if none was ever attempted."""
+    query = sa.select(slack_delivery).where(slack_delivery.c.report_date == day,
+                                            slack_delivery.c.channel == channel)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(query).first()
+    except SQLAlchemyError as exc:
+        raise _store_error(engine, "read the Slack delivery log", exc) from exc
+    return None if row is None else _record(row)
+
+
+def _upsert(engine: Engine, values: dict[str, Any], update: dict[str, Any]) -> sa.Executable:
+    name = engine.dialect.name
+    if name == "sqlite":
+        stmt = sqlite.insert(slack_delivery).values(**values)
+        return stmt.on_conflict_do_update(
+            index_elements=[slack_delivery.c.report_date, slack_delivery.c.channel],
+            set_=update)
+    if name in ("mysql", "mariadb"):
+        return mysql.insert(slack_delivery).values(**values).on_duplicate_key_update(**update)
+    raise StoreError(f"the Slack delivery log supports SQLite and MySQL/MariaDB, not {name}")
+
+
+def record_pending(engine: Engine, day: dt.date, channel: str, payload: dict[str, Any]) -> None:
+    """Record (or replace) the payload for `day` and `channel` as not yet delivered."""
+    text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+    values = dict(report_date=day, channel=channel, payload=text, status=PENDING, ts=None,
+                  attempts=0, created_at=_now(), delivered_at=None)
+    stmt = _upsert(engine, values, {"payload": text, "status": PENDING, "ts": None,
+                                    "delivered_at": None})
+    try:
+        with engine.begin() as conn:
+            conn.execute(stmt)
+    except SQLAlchemyError as exc:
+        raise _store_error(engine, "record the Slack payload", exc) from exc
+
+
+def _count_attempt(engine: Engine, day: dt.date, channel: str) -> None:
+    stmt = (sa.update(slack_delivery)
+            .where(slack_delivery.c.report_date == day, slack_delivery.c.channel == channel)
+            .values(attempts=slack_delivery.c.attempts + 1))
+    try:
+        with engine.begin() as conn:
+            conn.execute(stmt)
+    except SQLAlchemyError as exc:
+        raise _store_error(engine, "count a Slack delivery attempt", exc) from exc
+
+
+def record_delivered(engine: Engine, day: dt.date, channel: str, ts: str) -> None:
+    """Mark the day's payload for `channel` as delivered, with Slack's message ts."""
+    stmt = (sa.update(slack_delivery)
+            .where(slack_delivery.c.report_date == day, slack_delivery.c.channel == channel)
+            .values(status=DELIVERED, ts=ts, delivered_at=_now()))
+    try:
+        with engine.begin() as conn:
+            conn.execute(stmt)
+    except SQLAlchemyError as exc:
+        raise _store_error(engine, "record the Slack delivery", exc) from exc
+
+
+def pending_deliveries(engine: Engine, exclude_day: dt.date | None = None) -> list[DeliveryRecord]:
+    """Payloads recorded but never delivered, oldest first; `exclude_day` is the run's own
+    day, which the run delivers with its fresh payload instead."""
+    query = (sa.select(slack_delivery)
+             .where(slack_delivery.c.status == PENDING)
+             .order_by(slack_delivery.c.report_date, slack_delivery.c.channel))
+    if exclude_day is not None:
+        query = query.where(slack_delivery.c.report_date != exclude_day)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+    except SQLAlchemyError as exc:
+        raise _store_error(engine, "read the Slack delivery log", exc) from exc
+    return [_record(r) for r in rows]
+
+
+def deliver_once(engine: Engine, client: WebClient, day: dt.date, channel: str,
+                 payload: dict[str, Any], force: bool = False) -> DeliveryOutcome:
+    """Post `payload` for `day` to `channel` unless that was done already.
+
+    Already delivered and not `force`: nothing is posted. Otherwise the payload is
+    recorded as pending (replacing an older one), posted, and marked delivered. If the
+    post fails the record stays pending and the DeliveryError propagates.
+    """
+    payload = {**payload, "channel": channel}
+    existing = delivery_status(engine, day, channel)
+    if existing is not None and existing.delivered and not force:
+        reason = (f"the digest for {day.isoformat()} was already delivered to {channel} "
+                  f"(ts {existing.ts}); --force posts it again")
+        log.info("%s", reason)
+        return DeliveryOutcome(posted=False, ts=existing.ts, skipped_reason=reason)
+    record_pending(engine, day, channel, payload)
+    _count_attempt(engine, day, channel)
+    try:
+        ts = post_message(client, payload)
+    except DeliveryError:
+        log.warning("the digest for %s to %s stays pending for the next run",
+                    day.isoformat(), channel)
+        raise
+    record_delivered(engine, day, channel, ts)
+    return DeliveryOutcome(posted=True, ts=ts)
