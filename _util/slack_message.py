@@ -272,8 +272,10 @@ def _alert_text(alert: Alert, report: Report, folded: list[Alert]) -> str:
             detail = f"{detail}, {driver}" if detail else driver.capitalize()
         if detail:
             lines.append(detail)
-    # The driving group is named already; the others add that the change is broader.
-    folded = [a for a in folded if a.group != alert.top_group]
+    # The others say the change is broader. Left out: the spike's driving group (named
+    # already) and a group that is the whole service (same series, same alert).
+    folded = [a for a in folded if abs(a.usd - alert.usd) >= 0.005
+              and not (alert.kind == SPIKE and a.group == alert.top_group)]
     if folded:
         names = [_group_label(a.group or "", report.group_by) for a in folded]
         shown = ", ".join(names[:FOLDED_GROUPS_SHOWN])

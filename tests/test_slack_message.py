@@ -380,3 +380,44 @@ def test_preview_shows_hostile_names_as_text_never_as_markup():
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in html
     assert "&amp;amp;" not in html  # Slack's escaping is undone before HTML's
     assert f'<a href="{alerts[1].plot_url}">' in html
+
+
+def test_a_group_that_is_the_whole_service_is_not_mentioned_again():
+    service = alert(TREND, UP, "Amazon Route 53", delta=0.08)
+    same_series = alert(TREND, UP, "Amazon Route 53", group="", delta=0.08)
+    [item] = items_of(build_message(report([service, same_series])),
+                      "Upward Trending AWS Services")
+    assert "Also flagged" not in item
+
+
+def test_a_trend_mentions_its_flagged_groups_including_the_largest():
+    service = alert(TREND, UP, "Amazon S3", delta=200, top_group="data-lake",
+                    top_group_delta_usd=190)
+    group = alert(TREND, UP, "Amazon S3", group="data-lake", delta=190)
+    [item] = items_of(build_message(report([service, group])), "Upward Trending AWS Services")
+    assert "driven by" not in item
+    assert item.endswith("Also flagged in group: data-lake")
+
+
+def test_the_demo_accounts_planted_spike_is_reported_with_its_group():
+    from _util.demo_account import demo_history, planted_events
+    from procAmzAlerts import detect_alerts
+    from procSummaries import summarise
+
+    spikes = [e for e in planted_events(dt.date(2024, 5, 31), 30)
+              if e.kind == SPIKE and e.group is not None]
+    planted = spikes[-1]
+    history = demo_history(planted.day)
+    rules = Rules()
+    demo = Report(day=planted.day, metric="UnblendedCost", group_by="TAG:team", rules=rules,
+                  summary=summarise(history, planted.day),
+                  alerts=detect_alerts(history, planted.day, rules))
+    message = build_message(demo, account_label="Demo account")
+    assert_valid_for_slack(message)
+    shown = titles(message)
+    assert shown == [t for t in TITLES if t in shown]
+    items = items_of(message, "Spike up in AWS Services")
+    [item] = [t for t in items if t.splitlines()[0] == f"*{planted.service}*"]
+    assert f"driven by {planted.group} (+$" in item
+    assert not any(t.startswith(f"*{planted.service}* › {planted.group}") for t in items)
+    assert buttons(message) == []  # no site URLs in this report
