@@ -53,15 +53,16 @@ def plan_fetch(state: SourceState | None, day: dt.date, today: dt.date, lookback
         return FetchPlan(backfill_start, day, wipe=True,
                          reason=f"grouping or filter changed (was {state.group_by}, "
                                 f"excluding {state.record_types or 'nothing'}): backfill")
+    due = [d for d in (state.estimated_from, state.last_day + dt.timedelta(days=1))
+           if d is not None and d <= day]
     if backfill_start < state.first_day:
-        return FetchPlan(backfill_start, day, reason="lookback reaches before stored history")
-    candidates = [state.last_day + dt.timedelta(days=1)]
-    if state.estimated_from is not None:
-        candidates.append(state.estimated_from)
-    start = max(min(candidates), backfill_start)
-    if start > day:
+        # The window reaches before what was ever fetched: one range covers the gap and,
+        # when the run's day is due too, everything up to it.
+        end = day if due else min(day, state.first_day - dt.timedelta(days=1))
+        return FetchPlan(backfill_start, end, reason="lookback reaches before stored history")
+    if not due:
         return FetchPlan(None, day, reason="up to date")
-    return FetchPlan(start, day, reason="incremental")
+    return FetchPlan(max(min(due), backfill_start), day, reason="incremental")
 
 
 def ingest(engine: Engine, client: Any, *, day: dt.date, today: dt.date, metric: str,

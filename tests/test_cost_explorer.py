@@ -1,0 +1,148 @@
+"""Cost Explorer requests and response parsing, against botocore's Stubber.
+
+The Stubber checks every request and response against the real service model, so a
+parameter the API would refuse fails here too.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from _util.cost_explorer import SourceUnavailable, build_request, fetch_costs
+from _util.errors import SourceError
+
+D = dt.date
+
+
+@pytest.fixture
+def stubbed(clean_env):
+    client = boto3.client("ce", region_name="us-east-1")
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+def _period(day: str, groups: list[tuple[str, str, str]], estimated: bool = False) -> dict:
+    start = D.fromisoformat(day)
+    return {
+        "TimePeriod": {"Start": day, "End": (start + dt.timedelta(days=1)).isoformat()},
+        "Total": {},
+        "Groups": [{"Keys": [svc, key], "Metrics": {"UnblendedCost": {"Amount": amt, "Unit": "USD"}}}
+                   for svc, key, amt in groups],
+        "Estimated": estimated,
+    }
+
+
+def _request(start: str, end_exclusive: str, token: str | None = None, **kw) -> dict:
+    req = build_request(D.fromisoformat(start), D.fromisoformat(end_exclusive), "UnblendedCost",
+                        kw.get("group_by", "TAG:Name"), kw.get("exclude", ("Credit", "Refund")))
+    if token:
+        req["NextPageToken"] = token
+    return req
+
+
+def test_request_has_one_time_period_daily_grouping_and_record_type_filter():
+    req = build_request(D(2026, 1, 1), D(2026, 2, 1), "AmortizedCost", "TAG:team", ("Credit", "Refund"))
+    assert req == {
+        "TimePeriod": {"Start": "2026-01-01", "End": "2026-02-01"},
+        "Granularity": "DAILY",
+        "Metrics": ["AmortizedCost"],
+        "GroupBy": [{"Type": "DIMENSION", "Key": "SERVICE"}, {"Type": "TAG", "Key": "team"}],
+        "Filter": {"Not": {"Dimensions": {"Key": "RECORD_TYPE", "Values": ["Credit", "Refund"]}}},
+    }
+
+
+@pytest.mark.parametrize("group_by,expected", [
+    ("NONE", [{"Type": "DIMENSION", "Key": "SERVICE"}]),
+    ("REGION", [{"Type": "DIMENSION", "Key": "SERVICE"}, {"Type": "DIMENSION", "Key": "REGION"}]),
+    ("LINKED_ACCOUNT", [{"Type": "DIMENSION", "Key": "SERVICE"},
+                        {"Type": "DIMENSION", "Key": "LINKED_ACCOUNT"}]),
+])
+def test_group_by_setting_maps_to_cost_explorer_group_definitions(group_by, expected):
+    assert build_request(D(2026, 1, 1), D(2026, 1, 2), "UnblendedCost", group_by, ())["GroupBy"] == expected
+
+
+def test_empty_exclusion_sends_no_filter():
+    assert "Filter" not in build_request(D(2026, 1, 1), D(2026, 1, 2), "UnblendedCost", "NONE", ())
+
+
+def test_pages_are_followed_and_a_day_split_over_pages_is_merged(stubbed):
+    client, stubber = stubbed
+    stubber.add_response("get_cost_and_usage", {
+        "ResultsByTime": [_period("2026-03-01", [("EC2", "Name$web", "10.5")]),
+                          _period("2026-03-02", [("EC2", "Name$web", "1.25")])],
+        "NextPageToken": "p2",
+    }, _request("2026-03-01", "2026-03-04"))
+    stubber.add_response("get_cost_and_usage", {
+        "ResultsByTime": [_period("2026-03-02", [("EC2", "Name$", "2.00"), ("S3", "Name$web", "0.5")]),
+                          _period("2026-03-03", [], estimated=True)],
+    }, _request("2026-03-01", "2026-03-04", token="p2"))
+
+    result = fetch_costs(client, D(2026, 3, 1), D(2026, 3, 3), "UnblendedCost", "TAG:Name",
+                         ("Credit", "Refund"))
+
+    assert result.requests == 2
+    rows = {(r.usage_date, r.service, r.group_value): r.amount for r in result.rows}
+    assert rows == {(D(2026, 3, 1), "EC2", "web"): 10.5, (D(2026, 3, 2), "EC2", "web"): 1.25,
+                    (D(2026, 3, 2), "EC2", ""): 2.0, (D(2026, 3, 2), "S3", "web"): 0.5}
+    assert result.days == {D(2026, 3, 1), D(2026, 3, 2), D(2026, 3, 3)}
+    assert result.estimated_days == {D(2026, 3, 3)}
+
+
+def test_same_key_on_two_pages_of_one_day_is_summed_not_duplicated(stubbed):
+    client, stubber = stubbed
+    stubber.add_response("get_cost_and_usage", {
+        "ResultsByTime": [_period("2026-03-01", [("EC2", "Name$web", "1.10")])], "NextPageToken": "x"},
+        _request("2026-03-01", "2026-03-02"))
+    stubber.add_response("get_cost_and_usage", {
+        "ResultsByTime": [_period("2026-03-01", [("EC2", "Name$web", "2.20")])]},
+        _request("2026-03-01", "2026-03-02", token="x"))
+    result = fetch_costs(client, D(2026, 3, 1), D(2026, 3, 1), "UnblendedCost", "TAG:Name",
+                         ("Credit", "Refund"))
+    assert [(r.group_value, round(r.amount, 2)) for r in result.rows] == [("web", 3.3)]
+
+
+@pytest.mark.parametrize("group,message", [
+    ({"Keys": ["EC2", "Name$a"], "Metrics": {}}, "without UnblendedCost"),
+    ({"Keys": ["EC2", "Name$a"], "Metrics": {"UnblendedCost": {"Amount": "abc", "Unit": "USD"}}},
+     "non-numeric amount 'abc'"),
+    ({"Keys": ["EC2", "Name$a"], "Metrics": {"UnblendedCost": {"Amount": "1.0", "Unit": "Hrs"}}},
+     "unit 'Hrs'"),
+])
+def test_malformed_groups_are_rejected_with_a_clear_message(stubbed, group, message):
+    client, stubber = stubbed
+    period = _period("2026-03-01", [])
+    period["Groups"] = [group]
+    stubber.add_response("get_cost_and_usage", {"ResultsByTime": [period]},
+                         _request("2026-03-01", "2026-03-02"))
+    with pytest.raises(SourceError, match=message) as info:
+        fetch_costs(client, D(2026, 3, 1), D(2026, 3, 1), "UnblendedCost", "TAG:Name",
+                    ("Credit", "Refund"))
+    assert "nothing was stored" in str(info.value)
+
+
+def test_negative_amounts_are_kept_as_credits(stubbed):
+    client, stubber = stubbed
+    stubber.add_response("get_cost_and_usage", {
+        "ResultsByTime": [_period("2026-03-01", [("EC2", "Name$", "-12.50")])]},
+        _request("2026-03-01", "2026-03-02", exclude=()))
+    result = fetch_costs(client, D(2026, 3, 1), D(2026, 3, 1), "UnblendedCost", "TAG:Name", ())
+    assert result.rows[0].amount == -12.5
+
+
+@pytest.mark.parametrize("code,expected,kind", [
+    ("AccessDeniedException", "ce:GetCostAndUsage", SourceError),
+    ("DataUnavailableException", "DataUnavailable", SourceError),
+    ("UnrecognizedClientException", "credentials", SourceError),
+    ("InternalServerException", "kept failing", SourceUnavailable),
+])
+def test_client_errors_become_one_line_source_errors(stubbed, code, expected, kind):
+    client, stubber = stubbed
+    stubber.add_client_error("get_cost_and_usage", service_error_code=code, service_message="nope")
+    with pytest.raises(kind, match=expected) as info:
+        fetch_costs(client, D(2026, 3, 1), D(2026, 3, 1), "UnblendedCost", "TAG:Name", ())
+    assert "\n" not in str(info.value)
+    assert (kind is SourceUnavailable) == isinstance(info.value, SourceUnavailable)

@@ -1,0 +1,81 @@
+"""The cost_daily table on a real SQLite file and, when configured, the real MariaDB."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from _util.cost_store import CostRow, SourceState, count_rows, load_history, read_source_state, replace_days
+from _util.errors import StoreError
+
+D = dt.date
+METRIC = "UnblendedCost"
+
+
+def _state(first=D(2026, 1, 1), last=D(2026, 1, 3)) -> SourceState:
+    return SourceState("aws", "TAG:Name", "Credit,Refund", first, last, None)
+
+
+def _rows(amount: float = 1.0) -> list[CostRow]:
+    return [CostRow(D(2026, 1, d), svc, grp, amount * d, "USD", False)
+            for d in (1, 2, 3) for svc in ("EC2", "S3") for grp in ("web", "")]
+
+
+def _stored(engine) -> dict:
+    frame = load_history(engine, METRIC, D(2025, 1, 1), D(2027, 1, 1))
+    return {(r.usage_date.date(), r.service, r.group_value): r.amount for r in frame.itertuples()}
+
+
+def test_replacing_the_same_days_twice_never_duplicates_rows(db_engine):
+    for _ in range(3):
+        replace_days(db_engine, METRIC, D(2026, 1, 1), D(2026, 1, 3), _rows(), _state())
+    assert count_rows(db_engine) == 12
+    assert read_source_state(db_engine, METRIC) == _state()
+
+
+def test_a_revised_amount_replaces_the_old_one_and_a_vanished_group_is_gone(db_engine):
+    replace_days(db_engine, METRIC, D(2026, 1, 1), D(2026, 1, 3), _rows(), _state())
+    revised = [r for r in _rows(amount=2.0) if not (r.usage_date == D(2026, 1, 3) and r.group_value == "")]
+    replace_days(db_engine, METRIC, D(2026, 1, 3), D(2026, 1, 3),
+                 [r for r in revised if r.usage_date == D(2026, 1, 3)], _state())
+    stored = _stored(db_engine)
+    assert stored[(D(2026, 1, 3), "EC2", "web")] == 6.0
+    assert (D(2026, 1, 3), "EC2", "") not in stored
+    assert stored[(D(2026, 1, 1), "EC2", "")] == 1.0  # days outside the range are untouched
+
+
+def test_a_failure_mid_write_leaves_the_previous_state(db_engine):
+    replace_days(db_engine, METRIC, D(2026, 1, 1), D(2026, 1, 3), _rows(), _state())
+    before = _stored(db_engine)
+    broken = _rows(amount=5.0) + [CostRow(D(2026, 1, 2), "EC2", "web", 1.0, "USD", False)]  # duplicate key
+    with pytest.raises(StoreError):
+        replace_days(db_engine, METRIC, D(2026, 1, 1), D(2026, 1, 3), broken,
+                     _state(last=D(2026, 1, 9)))
+    assert _stored(db_engine) == before
+    assert read_source_state(db_engine, METRIC).last_day == D(2026, 1, 3)
+
+
+def test_names_are_stored_intact_any_unicode_long_and_case_sensitive(db_engine):
+    names = ["web", "Web", "日本語-チーム", "emoji 🚀 & <b>\"quotes\"</b>", "x" * 256, "a/b\\c"]
+    rows = [CostRow(D(2026, 1, 1), "Amazon Elastic Compute Cloud - Compute ü", n, float(i), "USD", False)
+            for i, n in enumerate(names)]
+    replace_days(db_engine, METRIC, D(2026, 1, 1), D(2026, 1, 1), rows, _state())
+    stored = _stored(db_engine)
+    assert sorted(g for (_, _, g) in stored) == sorted(names)
+    assert stored[(D(2026, 1, 1), "Amazon Elastic Compute Cloud - Compute ü", "Web")] == 1.0
+
+
+def test_amounts_keep_cost_explorer_precision(db_engine):
+    rows = [CostRow(D(2026, 1, 1), "EC2", "", 0.0000012345, "USD", True),
+            CostRow(D(2026, 1, 2), "EC2", "", 123456789.1234567891, "USD", False)]
+    replace_days(db_engine, METRIC, D(2026, 1, 1), D(2026, 1, 2), rows, _state())
+    frame = load_history(db_engine, METRIC, D(2026, 1, 1), D(2026, 1, 2)).sort_values("usage_date")
+    assert frame["amount"].tolist() == pytest.approx([0.0000012345, 123456789.1234567891], rel=1e-12)
+    assert frame["estimated"].tolist() == [True, False]
+    assert str(frame["usage_date"].dtype) == "datetime64[ns]"
+
+
+def test_wiping_a_metric_removes_rows_outside_the_new_range(db_engine):
+    replace_days(db_engine, METRIC, D(2026, 1, 1), D(2026, 1, 3), _rows(), _state())
+    replace_days(db_engine, METRIC, D(2026, 1, 3), D(2026, 1, 3), _rows()[-4:], _state(), wipe_metric=True)
+    assert count_rows(db_engine) == 4
