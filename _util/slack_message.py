@@ -19,6 +19,7 @@ compactly, one line per section ranked by dollar change; muted alerts are left o
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import re
@@ -79,6 +80,13 @@ class SlackMessage:
 
     def payload(self, channel: str) -> dict[str, Any]:
         return {"channel": channel, "text": self.text, "blocks": self.blocks}
+
+
+def without_links(report: Report) -> Report:
+    """The report with every site URL removed, for when the site could not be published:
+    the message then has no buttons rather than buttons to pages that do not exist."""
+    alerts = tuple(dataclasses.replace(a, plot_url=None) for a in report.alerts)
+    return dataclasses.replace(report, alerts=alerts, summary_urls={}, report_url=None)
 
 
 # ---- text at Slack's edge -------------------------------------------------------------

@@ -421,3 +421,16 @@ def test_the_demo_accounts_planted_spike_is_reported_with_its_group():
     assert f"driven by {planted.group} (+$" in item
     assert not any(t.startswith(f"*{planted.service}* › {planted.group}") for t in items)
     assert buttons(message) == []  # no site URLs in this report
+
+
+def test_without_links_gives_a_message_with_no_buttons_or_links():
+    from _util.slack_message import without_links
+
+    alerts = [alert(service="A"), alert(service="B", status="continuing")]
+    alerts += [alert(service=f"S{i}", delta=1 + i) for i in range(60)]
+    linked = build_message(report(alerts))
+    assert buttons(linked) and "<https://" in str(section_texts(linked))
+    bare = build_message(without_links(report(alerts)))
+    assert buttons(bare) == []
+    assert "<" not in str(section_texts(bare))
+    assert bare.blocks[-1]["text"]["text"].endswith("all are in the report on the site.")
