@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -24,6 +24,9 @@ from _util.run_record import RunRecord
 from _util.settings import SETTINGS, Settings, load_settings
 
 log = logging.getLogger("runCostReporting")
+
+# An undelivered digest is sent by a later run only while it is still news.
+PENDING_MAX_AGE_DAYS = 7
 
 EXIT_CODES_HELP = """exit codes:
   0  everything delivered (or nothing to deliver: --dry-run, no Slack token)
@@ -189,16 +192,11 @@ def _render_publish_deliver(settings: Settings, engine, report, history, record:
     uploaded = _publish(settings, files, record, outcome)
     if settings.s3_bucket and not settings.dry_run and not uploaded and not settings.site_url:
         # The links would point at pages that never arrived: send the message without them.
-        report = _without_links(report)
+        report = slack_message.without_links(report)
         message = slack_message.build_message(report, settings.account_label)
         _write_message(settings, report, message)
     _write_report_json(settings, report_to_dict(report))
     _deliver(settings, engine, message, record, outcome)
-
-
-def _without_links(report):
-    alerts = tuple(replace(a, plot_url=None) for a in report.alerts)
-    return replace(report, alerts=alerts, summary_urls={}, report_url=None)
 
 
 def _write_report_json(settings: Settings, data: dict) -> None:
@@ -209,8 +207,7 @@ def _write_report_json(settings: Settings, data: dict) -> None:
 
 def _write_message(settings: Settings, report, message) -> list[Path]:
     """Write the exact payload and its preview page; returns the site files written."""
-    from _util.site_pages import page
-    from _util.slack_preview import preview_html
+    from _util.slack_preview import preview_page
 
     payload = message.payload(settings.slack_channel or "")
     slack_dir = settings.output_dir / "slack"
@@ -219,7 +216,8 @@ def _write_message(settings: Settings, report, message) -> list[Path]:
         json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     preview = settings.site_dir / "reports" / settings.day.isoformat() / "slack.html"
     preview.parent.mkdir(parents=True, exist_ok=True)
-    preview.write_text(preview_html(payload), encoding="utf-8")
+    posted = False if settings.dry_run or not (settings.slack_token and settings.slack_channel) else None
+    preview.write_text(preview_page(payload, settings.day, posted), encoding="utf-8")
     return [preview]
 
 
@@ -255,13 +253,20 @@ def _deliver(settings: Settings, engine, message, record: RunRecord, outcome: Ou
         log.info("%s is not set: Slack message written, not posted", missing)
         return
     with record.stage("deliver") as stage:
-        client = make_slack_client(settings.slack_token, settings.slack_api_url)
+        client = make_slack_client(settings.slack_token, settings.slack_api_url,
+                                   retries=settings.slack_max_retries)
         try:
-            for pending in delivery_log.pending_deliveries(engine, exclude_day=settings.day,
-                                                           channel=settings.slack_channel):
-                delivery_log.deliver_once(engine, client, pending.report_date, pending.channel,
-                                          json.loads(pending.payload), force=False)
-                log.info("delivered the pending message of %s", pending.report_date)
+            for pending in delivery_log.pending_deliveries(engine, exclude_day=settings.day):
+                if pending.channel != settings.slack_channel:
+                    continue
+                if (settings.day - pending.day).days > PENDING_MAX_AGE_DAYS:
+                    log.warning("the digest of %s for %s was never delivered; it is older than "
+                                "%d days and stays unsent (re-run with --date %s --force to send it)",
+                                pending.day, pending.channel, PENDING_MAX_AGE_DAYS, pending.day)
+                    continue
+                delivery_log.deliver_once(engine, client, pending.day, pending.channel,
+                                          pending.payload, force=False)
+                log.info("delivered the pending digest of %s", pending.day)
             result = delivery_log.deliver_once(
                 engine, client, settings.day, settings.slack_channel,
                 message.payload(settings.slack_channel), force=settings.force)

@@ -60,6 +60,7 @@ class Settings:
     slack_token: str | None = field(default=None, repr=False)
     slack_channel: str | None = None
     slack_api_url: str = SLACK_DEFAULT_API_URL
+    slack_max_retries: int = 4
     account_label: str | None = None
     plot_workers: int = 2
     lock_timeout_seconds: float = 0.0
@@ -202,6 +203,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("site_url", _url, "Public base URL of the site; derived from the bucket's website endpoint when unset."),
     SettingSpec("slack_channel", _text, "Slack channel ID or name to post to."),
     SettingSpec("slack_api_url", _url, "Slack Web API base URL (default https://slack.com/api/)."),
+    SettingSpec("slack_max_retries", _int_between(0, 10), "Retries of a Slack post after a 429, 5xx or connection error (default 4; backoff 2, 4, 8, 16 s)."),
     SettingSpec("account_label", _text, "Label shown in the Slack header, e.g. the account's name."),
     SettingSpec("plot_workers", _int_between(1, 16), "Processes that render plots (default 2)."),
     SettingSpec("lock_timeout_seconds", _float_between(0, 86400), "How long a run waits for another run's lock before giving up (default 0: exit at once)."),
