@@ -1,0 +1,50 @@
+"""The README stays true: every setting, flag and exit code the code knows is documented."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import runCostReporting
+from _util.settings import SETTINGS
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def test_every_setting_is_documented_with_its_environment_variable_and_toml_key():
+    for spec in SETTINGS:
+        assert f"`{spec.env_var}`" in README, spec.env_var
+        assert f"`{spec.name}`" in README, spec.name
+
+
+def test_every_environment_variable_the_code_reads_is_documented():
+    root = Path(__file__).resolve().parent.parent
+    sources = [p for p in root.glob("*.py")] + list((root / "_util").glob("*.py"))
+    names = set()
+    for path in sources:
+        names |= set(re.findall(r"\"((?:COST_TRACKING|SLACK|AWS)_[A-Z0-9_]+)\"", path.read_text()))
+    names -= {"COST_TRACKING_"}
+    names = {n for n in names if not n.startswith("COST_TRACKING_TEST_")}
+    missing = sorted(n for n in names if n not in README)
+    assert missing == []
+
+
+def test_every_flag_is_documented():
+    parser = runCostReporting.build_parser()
+    flags = [opt for action in parser._actions for opt in action.option_strings
+             if opt.startswith("--") and opt != "--help"]
+    assert flags
+    for flag in flags:
+        assert f"`{flag}" in README, flag
+
+
+def test_quick_start_is_exactly_two_commands_and_ci_runs_the_test_one():
+    block = README.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert commands == ["make demo", "make test"]
+    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+    assert "make test" in ci
+
+
+def test_every_exit_code_is_documented():
+    for code in range(5):
+        assert f"| {code} |" in README
