@@ -1,0 +1,382 @@
+"""Plain HTML pages of the report site: no JavaScript, nothing from other hosts.
+
+Every page is self-contained (the stylesheet is inline) so it reads the same from a local
+folder, a `file://` URL or the S3 website, under any prefix. Every piece of text that
+came from data (service and tag names above all) goes through `html.escape`; only the
+`Html` values built here are trusted as markup.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from html import escape
+
+from _util.report import DOWN, SPIKE, TREND, UP, Alert, Report
+
+CSS = """
+:root{--fg:#1d2733;--muted:#5b6776;--line:#d8dee6;--soft:#f4f6f9;--up:#b42318;--down:#067647}
+*{box-sizing:border-box}
+body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+color:var(--fg);background:#fff}
+main{max-width:1040px;margin:0 auto;padding:1rem}
+h1{font-size:1.45rem;margin:.5rem 0 1rem;overflow-wrap:anywhere}
+h2{font-size:1.15rem;margin:2rem 0 .5rem;padding-bottom:.25rem;border-bottom:1px solid var(--line)}
+nav{font-size:.9rem;color:var(--muted)}
+nav a{margin-right:.9rem}
+a{color:#1f5fbf}
+p{max-width:46rem}
+img{display:block;max-width:100%;height:auto;border:1px solid var(--line);background:#fff}
+.scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
+table{border-collapse:collapse;width:100%;font-size:.95rem}
+th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
+th{background:var(--soft);font-weight:600}
+.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.name{overflow-wrap:anywhere;min-width:9rem}
+.up{color:var(--up)}
+.down{color:var(--down)}
+.muted{color:var(--muted)}
+.note{background:var(--soft);border-left:4px solid #d09a00;padding:.5rem .75rem;max-width:46rem}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(14rem,1fr));gap:.75rem}
+.card{border:1px solid var(--line);border-radius:6px;padding:.6rem .8rem}
+.card .big{font-size:1.35rem;font-weight:600;font-variant-numeric:tabular-nums}
+.thumbs{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:1rem}
+figure{margin:0}
+figcaption{font-size:.9rem;color:var(--muted);margin-top:.25rem}
+@media (max-width:600px){body{font-size:15px}main{padding:.6rem}th,td{padding:.3rem}
+table.stack thead{display:none}
+table.stack,table.stack tbody{display:block;width:100%}
+table.stack tr{display:flex;flex-wrap:wrap;gap:0 1rem;border-bottom:1px solid var(--line);padding:.4rem 0}
+table.stack td{display:block;border:0;padding:.05rem 0;text-align:left;white-space:normal;min-width:0}
+table.stack td:first-child{font-weight:600;width:100%}
+table.stack td:empty{display:none}
+table.stack td:not(:first-child)::before{content:attr(data-label) ": ";color:var(--muted)}}
+""".strip()
+
+SECTIONS: tuple[tuple[str, str, str], ...] = (
+    (TREND, UP, "Upward Trending AWS Services"),
+    (TREND, DOWN, "Downward Trending AWS Services"),
+    (SPIKE, UP, "Spike up in AWS Services"),
+    (SPIKE, DOWN, "Spike down in AWS Services"),
+)
+SUMMARY_TITLES = {
+    "daily_by_service": "Daily Spend x Service",
+    "mtd_by_service": "Month to Date Spend x Service",
+}
+SLACK_PREVIEW = "slack.html"
+
+
+class Html(str):
+    """Markup built in this module; everything else is escaped before it reaches a page."""
+
+
+@dataclass(frozen=True)
+class AlertEntry:
+    """One alert as the report page lists it: the alert and its plot page (relative)."""
+
+    alert: Alert
+    href: str
+
+
+@dataclass(frozen=True)
+class SummaryEntry:
+    key: str
+    title: str
+    href: str
+    image: str
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One day on the site index; the numbers are None when its report.json is unreadable."""
+
+    day: str
+    href: str
+    total_usd: float | None = None
+    mtd_usd: float | None = None
+    alerts: int | None = None
+    estimated: bool = False
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def money(value: float | None) -> str:
+    """$1,234.56; a minus sign for credits; an em dash for a missing number."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    sign = "−" if value < 0 else ""
+    return f"{sign}${abs(value):,.2f}"
+
+
+def signed_money(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return ("+" if value >= 0 else "") + money(value)
+
+
+def percent(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    text = f"{value:+.0f}%" if abs(value) >= 10 else f"{value:+.1f}%"
+    return text.replace("-", "−")
+
+
+def group_label(group: str | None) -> str:
+    """How a group reads: None is the whole service, "" is the untagged group."""
+    if group is None:
+        return "all groups"
+    return group if group else "(untagged)"
+
+
+def alert_label(alert: Alert) -> str:
+    if alert.group is None:
+        return alert.service
+    return f"{alert.service} · {group_label(alert.group)}"
+
+
+def _cell(value: object, header: str, cls: str = "") -> str:
+    text = value if isinstance(value, Html) else escape(str(value))
+    attr = f' class="{cls}"' if cls else ""
+    return f'<td data-label="{escape(header)}"{attr}>{text}</td>'
+
+
+
+def table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    numeric: Iterable[int] = (),
+    names: Iterable[int] = (0,),
+    stack: bool = False,
+) -> Html:
+    """A scrollable table; `numeric` columns are right-aligned, `names` columns may break
+    anywhere (a 300-character service name must not widen the page). A `stack` table
+    shows each row as a small card on a phone."""
+    numeric, names = set(numeric), set(names)
+    head = "".join(
+        ('<th class="num">' if i in numeric else "<th>") + f"{escape(h)}</th>"
+        for i, h in enumerate(headers)
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(
+            _cell(v, headers[i], "num" if i in numeric else ("name" if i in names else ""))
+            for i, v in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    cls = ' class="stack"' if stack else ""
+    return Html(f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
+
+
+def link(href: str, text: str) -> Html:
+    return Html(f'<a href="{escape(href)}">{escape(text)}</a>')
+
+
+def nav(links: Sequence[tuple[str, str]]) -> Html:
+    """A breadcrumb line of (href, text) links."""
+    return Html("<nav>" + "".join(link(h, t) for h, t in links) + "</nav>")
+
+
+def report_nav(day: dt.date) -> Html:
+    """The navigation of a page inside reports/<date>/ (plots, the Slack preview)."""
+    return nav([("../../index.html", "All reports"), ("index.html", f"Report for {day.isoformat()}")])
+
+
+def page(title: str, body_html: str, nav_html: str = "") -> str:
+    """A whole HTML document with the site's shared stylesheet; `title` is escaped here,
+    `body_html` must already be safe markup."""
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head>\n"
+        f"<body><main>{nav_html}<h1>{escape(title)}</h1>\n{body_html}\n</main></body></html>\n"
+    )
+
+
+# ---------------------------------------------------------------- alert pages
+
+
+def alert_sentence(alert: Alert, report: Report, baseline_days: int) -> str:
+    """What the alert means, in one plain sentence (text, not markup)."""
+    day = report.day.isoformat()
+    where = alert.service if alert.group is None else f"{alert.service} ({group_label(alert.group)})"
+    base = f"its mean of {money(alert.baseline_mean)} over the {baseline_days} days before"
+    if alert.kind == SPIKE:
+        side = "above" if alert.direction == UP else "below"
+        z = "—" if alert.zscore is None else f"{alert.zscore:.1f}"
+        return (
+            f"On {day}, {where} cost {money(alert.usd)}, {money(abs(alert.delta_usd))} "
+            f"{side} {base}: {z} standard deviations away, past the threshold of "
+            f"{report.rules.z:g}."
+        )
+    turn = "upward: spend has started to grow faster" if alert.direction == UP else (
+        "downward: spend has started to fall or grow more slowly"
+    )
+    cross = "above" if alert.direction == UP else "below"
+    return (
+        f"On {day}, the daily cost trend of {where} turned {turn}; its MACD "
+        f"(EMA{report.rules.ema_fast} − EMA{report.rules.ema_slow}) crossed {cross} its "
+        f"{report.rules.signal_span}-day signal line. Cost on the day was {money(alert.usd)}, "
+        f"{signed_money(alert.delta_usd)} against {base}."
+    )
+
+
+def alert_numbers(alert: Alert, report: Report, baseline_days: int) -> list[tuple[str, str]]:
+    """The key figures behind an alert, as (label, value) text pairs."""
+    rows = [
+        ("Date", report.day.isoformat()),
+        ("Service", alert.service),
+        ("Group" if alert.group is not None else "Level", group_label(alert.group)),
+        ("Rule", f"{alert.kind} {alert.direction}"),
+        ("Cost on the day", money(alert.usd)),
+        (f"Baseline mean ({baseline_days} days)", money(alert.baseline_mean)),
+        ("Baseline standard deviation", money(alert.baseline_std)),
+        ("Change against the mean", f"{signed_money(alert.delta_usd)} ({percent(alert.delta_pct)})"),
+    ]
+    if alert.zscore is not None:
+        rows.append(("z-score (threshold)", f"{alert.zscore:.2f} ({report.rules.z:g})"))
+    if alert.macd is not None:
+        rows.append(("MACD on the day", money(alert.macd)))
+    if alert.signal is not None:
+        rows.append(("Signal line on the day", money(alert.signal)))
+    if alert.top_group is not None:
+        rows.append(
+            (
+                f"Group that moved most ({report.group_by})",
+                f"{group_label(alert.top_group)}: {signed_money(alert.top_group_delta_usd)}",
+            )
+        )
+    rows.append(("Status", status_text(alert)))
+    if alert.muted:
+        rows.append(("Muted", alert.mute_reason or "yes"))
+    return rows
+
+
+def status_text(alert: Alert) -> str:
+    if alert.episode_start is not None and alert.episode_days > 1:
+        return f"{alert.status}, since {alert.episode_start.isoformat()} ({alert.episode_days} days)"
+    return alert.status
+
+
+def plot_page(
+    title: str,
+    day: dt.date,
+    image: str,
+    alt: str,
+    sentence: str,
+    numbers: Sequence[tuple[str, str]],
+    recent_headers: Sequence[str],
+    recent_rows: Sequence[Sequence[object]],
+    recent_title: str,
+) -> str:
+    """One plot's page: the image, its meaning, the figures and the recent days' numbers."""
+    body = (
+        f'<figure><img src="{escape(image)}" alt="{escape(alt)}" width="1000"></figure>\n'
+        f"<p>{escape(sentence)}</p>\n"
+        + table(["Figure", "Value"], numbers, names=[1])
+        + f"\n<h2>{escape(recent_title)}</h2>\n"
+        + table(recent_headers, recent_rows, numeric=range(1, len(recent_headers)))
+    )
+    return page(title, body, report_nav(day))
+
+
+# ---------------------------------------------------------------- report page
+
+
+def _alert_row(entry: AlertEntry) -> list[object]:
+    a = entry.alert
+    if a.kind == SPIKE:
+        signal = "—" if a.zscore is None else f"z = {a.zscore:.1f}"
+    else:
+        signal = "MACD crossed " + ("above" if a.direction == UP else "below")
+    change_cls = "up" if a.delta_usd >= 0 else "down"
+    change = Html(f'<span class="{change_cls}">{escape(signed_money(a.delta_usd))}</span>')
+    status = status_text(a) + (" (muted)" if a.muted else "")
+    driver = "" if a.top_group is None else (
+        f"{group_label(a.top_group)}: {signed_money(a.top_group_delta_usd)}")
+    return [
+        a.service, group_label(a.group), money(a.usd), change, percent(a.delta_pct), signal,
+        driver, status, link(entry.href, "Plot"),
+    ]
+
+
+def report_page(
+    report: Report, alerts: Sequence[AlertEntry], summaries: Sequence[SummaryEntry]
+) -> str:
+    """The day's report: headline, summary plots, and every alert by section."""
+    h = report.summary.headline
+    day = report.day.isoformat()
+    parts: list[str] = [
+        nav([("report.json", "report.json"), (SLACK_PREVIEW, "Slack message preview")]),
+        f'<p class="muted">Metric {escape(report.metric)}, grouped by service and '
+        f"{escape(report.group_by)}.</p>",
+    ]
+    if h.estimated:
+        parts.append(f'<p class="note">Costs for {day} are still estimated by AWS and may change.</p>')
+    if report.stale:
+        parts.append(
+            '<p class="note">The cost data could not be refreshed for this run; '
+            "figures are from the last successful fetch.</p>"
+        )
+    cards = [
+        ("Spend on " + day, money(h.day_usd), f"{signed_money(h.day_usd - h.prev7_mean_usd)} vs 7-day mean {money(h.prev7_mean_usd)}"),
+        ("Month to date", money(h.mtd_usd), f"{signed_money(h.mtd_usd - h.prev_mtd_usd)} vs same days last month"),
+        ("Month-end projection", money(h.projection_usd), "month to date plus the recent daily run-rate"),
+    ]
+    parts.append(
+        '<div class="cards">'
+        + "".join(
+            f'<div class="card"><div class="muted">{escape(t)}</div><div class="big">{escape(v)}</div>'
+            f'<div class="muted">{escape(n)}</div></div>'
+            for t, v, n in cards
+        )
+        + "</div>"
+    )
+    parts.append("<h2>AWS Services Summary</h2>")
+    parts.append(
+        '<div class="thumbs">'
+        + "".join(
+            f'<figure><a href="{escape(s.href)}"><img src="{escape(s.image)}" alt="{escape(s.title)}" '
+            f'width="1000"></a><figcaption>{link(s.href, s.title)}</figcaption></figure>'
+            for s in summaries
+        )
+        + "</div>"
+    )
+    if not alerts:
+        parts.append(f"<p>No spikes or trend reversals on {day}.</p>")
+    headers = ["Service", "Group", "Cost", "Change", "%", "Signal", "Moved most", "Status", "Plot"]
+    for kind, direction, title in SECTIONS:
+        rows = [_alert_row(e) for e in alerts if e.alert.kind == kind and e.alert.direction == direction]
+        if rows:
+            parts.append(f"<h2>{escape(title)} ({len(rows)})</h2>")
+            parts.append(table(headers, rows, numeric=[2, 3, 4], names=[0, 1, 6], stack=True))
+    return page(f"AWS cost report for {day}", "\n".join(parts), nav([("../../index.html", "All reports")]))
+
+
+# ---------------------------------------------------------------- site index
+
+
+def site_index(entries: Sequence[IndexEntry]) -> str:
+    """Every report on the site, newest first."""
+    ordered = sorted(entries, key=lambda e: e.day, reverse=True)
+    if not ordered:
+        return page("AWS cost reports", "<p>No reports yet.</p>")
+    rows = [
+        [
+            link(e.href, e.day),
+            money(e.total_usd),
+            money(e.mtd_usd),
+            "—" if e.alerts is None else str(e.alerts),
+            "estimated" if e.estimated else "",
+        ]
+        for e in ordered
+    ]
+    body = (
+        f"<p>Latest: {link(ordered[0].href, 'report for ' + ordered[0].day)}</p>\n"
+        + table(["Date", "Spend on the day", "Month to date", "Alerts", ""], rows, numeric=[1, 2, 3], names=[])
+    )
+    return page("AWS cost reports", body)

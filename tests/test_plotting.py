@@ -1,0 +1,387 @@
+"""Rendering: plots and pages of the report site, for the demo account and hostile names."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import struct
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import procAmzAlerts
+import procPlotting
+import procSummaries
+from _util import site_pages
+from _util.demo_account import demo_history
+from _util.report import DOWN, SPIKE, TREND, UP, Alert, Report, Rules
+from _util.slugs import is_safe
+
+DEMO_DAY = dt.date(2024, 5, 18)  # the demo plants spikes and both kinds of trend by then
+SITE_URL = "http://costs.example.com/bot"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+class _Links(HTMLParser):
+    """Every href and src in a page, and the text outside tags."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.images: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name == "href":
+                self.links.append(value)
+            if name == "src":
+                self.images.append(value)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(path: Path) -> _Links:
+    parser = _Links()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from the PNG signature and IHDR chunk."""
+    data = path.read_bytes()[:24]
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path.name} is not a PNG"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def report_for(history: pd.DataFrame, day: dt.date, alerts=None, rules: Rules = Rules()) -> Report:
+    if alerts is None:
+        alerts = procAmzAlerts.detect_alerts(history, day, rules)
+    return Report(day=day, metric="UnblendedCost", group_by="TAG:team", rules=rules,
+                  summary=procSummaries.summarise(history, day), alerts=tuple(alerts))
+
+
+def synthetic_history(day: dt.date, series: dict[tuple[str, str], float], days: int = 120) -> pd.DataFrame:
+    """Flat noisy daily costs per (service, group), with the last day tripled."""
+    rng = np.random.default_rng(7)
+    dates = pd.date_range(end=pd.Timestamp(day), periods=days, freq="D")
+    rows = []
+    for (service, group), level in series.items():
+        amounts = level * (1 + 0.05 * rng.standard_normal(days))
+        amounts[-1] *= 3
+        rows.append(pd.DataFrame({"usage_date": dates, "service": service, "group_value": group,
+                                  "amount": amounts, "estimated": dates == dates[-1]}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def spike(service: str, group: str | None, usd: float = 300.0) -> Alert:
+    return Alert(kind=SPIKE, direction=UP, service=service, group=group, usd=usd,
+                 baseline_mean=100.0, baseline_std=5.0, delta_usd=usd - 100.0, zscore=40.0)
+
+
+def trend(service: str, group: str | None, direction: str = DOWN) -> Alert:
+    return Alert(kind=TREND, direction=direction, service=service, group=group, usd=90.0,
+                 baseline_mean=100.0, baseline_std=5.0, delta_usd=-10.0, macd=-1.0, signal=-0.5)
+
+
+def local_targets(page: Path, values: list[str]) -> list[Path]:
+    """The files a page's relative links point at (fragments and queries dropped)."""
+    out = []
+    for value in values:
+        parts = urlsplit(value)
+        assert not parts.scheme and not parts.netloc, f"{page.name} links to another host: {value}"
+        out.append((page.parent / parts.path).resolve())
+    return out
+
+
+# ---------------------------------------------------------------- the demo site
+
+
+@pytest.fixture(scope="module")
+def demo_site(tmp_path_factory):
+    site = tmp_path_factory.mktemp("demo") / "site"
+    history = demo_history(DEMO_DAY)
+    report = report_for(history, DEMO_DAY)
+    rendered = procPlotting.render(report, history, site, SITE_URL, workers=2)
+    return site, report, rendered
+
+
+def test_demo_report_has_spike_and_trend_alerts_at_both_levels(demo_site):
+    _, report, _ = demo_site
+    kinds = {(a.kind, a.level) for a in report.alerts}
+    assert {(SPIKE, "service"), (SPIKE, "group"), (TREND, "service"), (TREND, "group")} <= kinds
+
+
+def crawl(start: Path) -> set[Path]:
+    """Every local file reachable from `start` by links and images; asserts each exists.
+
+    slack.html is the one exception: the Slack stage writes it after rendering.
+    """
+    seen: set[Path] = set()
+    todo = [start.resolve()]
+    while todo:
+        page = todo.pop()
+        if page in seen:
+            continue
+        seen.add(page)
+        parsed = parse(page)
+        for target in local_targets(page, parsed.links + parsed.images):
+            if target.name == site_pages.SLACK_PREVIEW:
+                continue
+            assert target.is_file(), f"{page} links to missing {target}"
+            if target.suffix == ".html":
+                todo.append(target)
+            else:
+                seen.add(target)
+    return seen
+
+
+def test_demo_every_page_linked_from_index_and_report_page_exists(demo_site):
+    site, _, rendered = demo_site
+    reachable = crawl(site / "index.html")
+    # Everything render wrote is reachable from the site index, so nothing is orphaned.
+    assert {p.resolve() for p in rendered.files} <= reachable
+
+
+def test_demo_report_page_links_the_slack_preview_and_report_json(demo_site):
+    site, _, _ = demo_site
+    links = parse(site / "reports" / DEMO_DAY.isoformat() / "index.html").links
+    assert "slack.html" in links and "report.json" in links
+
+
+def test_demo_report_page_links_a_plot_page_for_every_alert(demo_site):
+    site, _, rendered = demo_site
+    day_dir = site / "reports" / DEMO_DAY.isoformat()
+    links = set(parse(day_dir / "index.html").links)
+    for alert in rendered.report.alerts:
+        assert alert.plot_url.rsplit("/", 1)[1] in links
+    assert {"daily-by-service.html", "mtd-by-service.html"} <= links
+
+
+def test_demo_images_are_pngs_of_a_sensible_size(demo_site):
+    _, _, rendered = demo_site
+    pngs = [f for f in rendered.files if f.suffix == ".png"]
+    assert len(pngs) == rendered.plots_rendered == len(rendered.report.alerts) + 2
+    for png in pngs:
+        width, height = png_size(png)
+        assert 600 <= width <= 1600 and 250 <= height <= 1400, (png.name, width, height)
+        assert png.stat().st_size < 400_000
+
+
+def test_demo_plot_urls_are_absolute_under_the_site_url_and_exist_locally(demo_site):
+    site, _, rendered = demo_site
+    prefix = f"{SITE_URL}/reports/{DEMO_DAY.isoformat()}/"
+    report = rendered.report
+    assert report.report_url == prefix + "index.html"
+    assert report.summary_urls == {"daily_by_service": prefix + "daily-by-service.html",
+                                   "mtd_by_service": prefix + "mtd-by-service.html"}
+    for alert in report.alerts:
+        assert alert.plot_url.startswith(prefix)
+        assert (site / alert.plot_url[len(SITE_URL) + 1:]).is_file()
+    assert len({a.plot_url for a in report.alerts}) == len(report.alerts)
+
+
+def test_demo_report_json_carries_plot_urls(demo_site):
+    site, _, rendered = demo_site
+    data = json.loads((site / "reports" / DEMO_DAY.isoformat() / "report.json").read_text())
+    assert [a["plot_url"] for a in data["alerts"]] == [a.plot_url for a in rendered.report.alerts]
+    assert data["report_url"] == rendered.report.report_url
+    assert data["summary_urls"] == rendered.report.summary_urls
+
+
+def test_demo_files_list_everything_written(demo_site):
+    site, _, rendered = demo_site
+    on_disk = {p.resolve() for p in site.rglob("*") if p.is_file()}
+    assert on_disk == {p.resolve() for p in rendered.files}
+    assert len(rendered.plot_ms) == rendered.plots_rendered
+    assert all(ms > 0 for ms in rendered.plot_ms)
+
+
+def test_demo_pages_load_nothing_from_other_hosts_and_run_no_script(demo_site):
+    site, _, _ = demo_site
+    for page in site.rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        assert "<script" not in html.lower()
+        assert 'name="viewport"' in html
+        parsed = parse(page)
+        local_targets(page, parsed.images)  # asserts no scheme or host
+        assert all(not src.startswith("//") for src in parsed.images)
+
+
+def test_plot_page_says_what_the_alert_means_and_shows_its_numbers(demo_site):
+    site, _, rendered = demo_site
+    alert = next(a for a in rendered.report.alerts if a.kind == SPIKE and a.group is None)
+    page = site / alert.plot_url[len(SITE_URL) + 1:]
+    text = " ".join(parse(page).text)
+    assert f"cost {site_pages.money(alert.usd)}" in text
+    assert "standard deviations" in text
+    assert f"{alert.zscore:.2f}" in text
+    assert site_pages.money(alert.baseline_mean) in text
+
+
+# ---------------------------------------------------------------- hand-made reports
+
+HOSTILE = [
+    "<script>alert('svc')</script>",
+    'Quote "double" & \'single\'',
+    "slash/and\\back",
+    "Emoji 💸 service",
+    "Служба хранения данных",
+    "Amazon " + "Very Long Service Name " * 13,
+]
+
+
+@pytest.fixture(scope="module")
+def hostile_site(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("hostile")
+    day = dt.date(2024, 3, 10)
+    series = {(name, grp): 100.0 for name in HOSTILE for grp in ("", "<b>team&co</b>")}
+    history = synthetic_history(day, series)
+    alerts = [spike(HOSTILE[0], None), spike(HOSTILE[0], "<b>team&co</b>"), spike(HOSTILE[0], "")]
+    alerts += [spike(n, None) for n in HOSTILE[1:]]
+    alerts += [trend(n, "<b>team&co</b>") for n in HOSTILE[1:3]]
+    report = report_for(history, day, alerts)
+    rendered = procPlotting.render(report, history, tmp_path / "site", None, workers=1)
+    return tmp_path / "site", rendered
+
+
+def test_hostile_names_are_escaped_in_every_page(hostile_site):
+    site, _ = hostile_site
+    for page in site.rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        assert "<script>" not in html and "<b>team" not in html, page.name
+    report_html = next(site.glob("reports/*/index.html")).read_text(encoding="utf-8")
+    assert "&lt;script&gt;alert(&#x27;svc&#x27;)&lt;/script&gt;" in report_html
+    assert "Quote &quot;double&quot; &amp; &#x27;single&#x27;" in report_html
+    assert "Служба хранения данных" in report_html and "💸" in report_html
+    text = " ".join(parse(next(site.glob("reports/*/index.html"))).text)
+    assert "<script>alert('svc')</script>" in text  # the reader sees the name as written
+
+
+def test_hostile_names_get_safe_unique_file_names(hostile_site):
+    _, rendered = hostile_site
+    names = [p.name for p in rendered.files if p.parent.name != "site"]
+    assert all(is_safe(n) for n in names), names
+    plot_pages = [a.plot_url for a in rendered.report.alerts]
+    assert plot_pages == [None] * len(rendered.report.alerts)  # no site URL: no links at all
+
+
+def test_without_site_url_the_report_has_no_links_but_pages_link_each_other(hostile_site):
+    site, rendered = hostile_site
+    report = rendered.report
+    assert report.report_url is None and report.summary_urls == {}
+    report_page = next(site.glob("reports/*/index.html"))
+    plot_links = [t for t in local_targets(report_page, parse(report_page).links)
+                  if t.name.startswith(("spike-", "trend-"))]
+    assert len(plot_links) == len(report.alerts)
+    assert all(t.is_file() for t in plot_links)
+
+
+def test_untagged_and_whole_service_alerts_are_listed_apart(hostile_site):
+    site, _ = hostile_site
+    text = " ".join(parse(next(site.glob("reports/*/index.html"))).text)
+    assert "(untagged)" in text and "all groups" in text
+
+
+def test_alert_on_a_series_without_history_still_gets_a_plot(tmp_path):
+    day = dt.date(2024, 3, 10)
+    history = synthetic_history(day, {("Known", ""): 50.0})
+    report = report_for(history, day, [spike("Vanished", None), trend("Vanished", "")])
+    rendered = procPlotting.render(report, history, tmp_path, None, workers=1)
+    assert all(png_size(p)[0] > 0 for p in rendered.files if p.suffix == ".png")
+
+
+def test_day_without_alerts_says_so(tmp_path):
+    day = dt.date(2024, 3, 10)
+    history = synthetic_history(day, {("Known", ""): 50.0})
+    rendered = procPlotting.render(report_for(history, day, []), history, tmp_path, None)
+    text = " ".join(parse(tmp_path / "reports" / "2024-03-10" / "index.html").text)
+    assert "No spikes or trend reversals on 2024-03-10" in text
+    assert rendered.plots_rendered == 2
+
+
+def test_site_index_lists_every_report_latest_first(tmp_path):
+    history = synthetic_history(dt.date(2024, 3, 12), {("Known", ""): 50.0})
+    for day in [dt.date(2024, 3, 11), dt.date(2024, 3, 12), dt.date(2024, 3, 10)]:
+        part = history[history["usage_date"] <= pd.Timestamp(day)]
+        procPlotting.render(report_for(part, day, []), part, tmp_path, None)
+    (tmp_path / "reports" / "not-a-date").mkdir()
+    links = [h for h in parse(tmp_path / "index.html").links if h.startswith("reports/")]
+    assert links[0] == "reports/2024-03-12/index.html"  # "Latest:" line
+    assert links[1:] == [f"reports/2024-03-{d}/index.html" for d in ("12", "11", "10")]
+
+
+def test_forty_five_services_with_long_names_summarise_as_top_and_other(tmp_path):
+    day = dt.date(2024, 3, 10)
+    names = [f"Service {i:02d} " + "x" * 190 for i in range(45)]
+    history = synthetic_history(day, {(n, ""): 10.0 + i for i, n in enumerate(names)}, days=40)
+    report = report_for(history, day, [])
+    jobs, _ = procPlotting._summary_jobs(report, tmp_path)
+    daily, mtd = jobs
+    assert mtd.names[-1] == "Other" and len(mtd.names) == procPlotting.TOP_SERVICES + 1
+    assert daily.names == mtd.names
+    assert mtd.colours == tuple(dict(zip(daily.names, daily.colours))[n] for n in mtd.names)
+    assert mtd.usd[0] == max(mtd.usd[:-1])  # sorted, largest first
+    assert sum(mtd.usd) == pytest.approx(report.summary.headline.mtd_usd)
+    assert np.asarray(daily.matrix).sum() == pytest.approx(report.summary.headline.mtd_usd)
+    for job in jobs:
+        procPlotting.draw_and_save(job)
+        width, height = png_size(job.path)
+        assert 600 <= width <= 1400 and 250 <= height <= 1000
+
+
+def test_parallel_rendering_writes_every_plot_in_order(tmp_path):
+    day = dt.date(2024, 3, 10)
+    history = synthetic_history(day, {(f"S{i}", ""): 50.0 for i in range(6)})
+    report = report_for(history, day, [spike(f"S{i}", None) for i in range(6)])
+    rendered = procPlotting.render(report, history, tmp_path, SITE_URL, workers=2)
+    assert rendered.plots_rendered == 8 and len(rendered.plot_ms) == 8
+    assert [a.service for a in rendered.report.alerts] == [f"S{i}" for i in range(6)]
+
+
+# ---------------------------------------------------------------- small pieces
+
+
+def test_labels_are_one_line_truncated_with_an_ellipsis_and_keep_dollars_literal():
+    assert procPlotting.label("a" * 200) == "a" * 39 + "…"
+    assert procPlotting.label("line\nbreak") == "line break"
+    assert procPlotting.label("$5 plan $6") == r"\$5 plan \$6"
+
+
+def test_service_colours_are_stable_distinct_and_grey_for_other():
+    names = [f"Service {i}" for i in range(12)] + ["Other"]
+    first = procPlotting.service_colours(names)
+    assert first == procPlotting.service_colours(list(reversed(names)))
+    assert first["Other"] == procPlotting.OTHER_COLOUR
+    assert len(set(first.values())) == len(names)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0, "$0"), (2.5, "$2.50"), (250, "$250"), (12_345, "$12,345"), (250_000, "$250k"),
+     (3_400_000, "$3.4M"), (-40, "−$40")],
+)
+def test_money_axis_ticks(value, text):
+    assert procPlotting._money_tick(value) == text
+
+
+def test_public_url_joins_site_url_and_path():
+    assert procPlotting.public_url("http://h/p/", "reports/x.html") == "http://h/p/reports/x.html"
+    assert procPlotting.public_url(None, "reports/x.html") is None
+
+
+def test_render_does_not_change_the_report_it_was_given(tmp_path):
+    day = dt.date(2024, 3, 10)
+    history = synthetic_history(day, {("Known", ""): 50.0})
+    report = report_for(history, day, [spike("Known", None)])
+    before = dataclasses.asdict(report)
+    procPlotting.render(report, history, tmp_path, SITE_URL)
+    assert dataclasses.asdict(report) == before

@@ -1,0 +1,129 @@
+"""A real browser reads the demo site: index -> report page -> plot page, every image loads.
+
+Headless Chromium (Debian's `chromium`) driven by Playwright, over a local HTTP server,
+the way a person opens the S3 website. Skips where Chromium is not installed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+
+import procAmzAlerts
+import procPlotting
+import procSummaries
+from _util import site_pages
+from _util.demo_account import demo_history
+from _util.report import Report, Rules
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+DAY = dt.date(2024, 5, 18)
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium here")
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+
+@pytest.fixture(scope="module")
+def site_server(tmp_path_factory):
+    """The demo site rendered and served on 127.0.0.1 at a random port."""
+    site = tmp_path_factory.mktemp("browser") / "site"
+    history = demo_history(DAY)
+    rules = Rules()
+    report = Report(day=DAY, metric="UnblendedCost", group_by="TAG:team", rules=rules,
+                    summary=procSummaries.summarise(history, DAY),
+                    alerts=procAmzAlerts.detect_alerts(history, DAY, rules))
+    procPlotting.render(report, history, site, None, workers=2)
+    # The Slack stage writes this page after rendering; a stand-in keeps the link whole.
+    slack = procPlotting.report_dir(site, DAY) / site_pages.SLACK_PREVIEW
+    slack.write_text(site_pages.page("Slack message", "<p>preview</p>", site_pages.report_nav(DAY)),
+                     encoding="utf-8")
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _broken_images(page) -> list[str]:
+    return page.eval_on_selector_all(
+        "img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
+    )
+
+
+def _image_count(page) -> int:
+    return page.eval_on_selector_all("img", "imgs => imgs.length")
+
+
+def test_browser_follows_index_to_report_to_plot_page_and_every_image_loads(site_server, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+
+    page.goto(f"{site_server}/index.html")
+    assert page.title() == "AWS cost reports"
+    page.get_by_role("link", name=DAY.isoformat()).first.click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith(f"/reports/{DAY.isoformat()}/index.html")
+    assert page.title() == f"AWS cost report for {DAY.isoformat()}"
+    assert _image_count(page) == 2 and _broken_images(page) == []
+
+    page.get_by_role("link", name="Plot").first.click()
+    page.wait_for_load_state("load")
+    assert "/reports/" in page.url and page.url.endswith(".html")
+    assert _image_count(page) == 1 and _broken_images(page) == []
+    width = page.eval_on_selector("img", "i => i.naturalWidth")
+    assert 600 <= width <= 1600
+
+    page.get_by_role("link", name="All reports").click()
+    page.wait_for_load_state("load")
+    assert page.title() == "AWS cost reports"
+    assert failed == []
+    page.close()
+
+
+def test_browser_every_report_link_opens_a_page_with_loaded_images(site_server, browser):
+    page = browser.new_page()
+    page.goto(f"{site_server}/reports/{DAY.isoformat()}/index.html")
+    hrefs = page.eval_on_selector_all("a", "links => links.map(a => a.href)")
+    pages = sorted({h for h in hrefs if h.endswith(".html")})
+    assert len(pages) > 10
+    for href in pages:
+        response = page.goto(href)
+        assert response is not None and response.status == 200, href
+        assert _broken_images(page) == [], href
+    page.close()
+
+
+def test_report_page_fits_a_phone_screen_without_sideways_scrolling(site_server, browser):
+    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=1)
+    page.goto(f"{site_server}/reports/{DAY.isoformat()}/index.html")
+    # Wide tables scroll inside their own box; the page itself stays phone-wide.
+    scroll_width = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= 390
+    image_width = page.eval_on_selector("img", "i => i.getBoundingClientRect().width")
+    assert image_width <= 390
+    page.close()
