@@ -134,11 +134,13 @@ class SeriesMatrices:
 def _codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes and the names they stand for; free for categorical columns."""
     if isinstance(column.dtype, pd.CategoricalDtype):
-        codes = column.cat.codes.to_numpy()
-        names = np.asarray(column.cat.categories, dtype=object)
+        categorical = column.array
     else:
-        codes, uniques = pd.factorize(column.to_numpy(), sort=True)
-        names = np.asarray(uniques, dtype=object)
+        # Via a Categorical the codes are as narrow as the number of names allows, not
+        # 8 bytes a row: that matters with tens of millions of rows.
+        categorical = pd.Categorical(column.to_numpy())
+    codes = np.asarray(categorical.codes)
+    names = np.asarray(categorical.categories, dtype=object)
     if len(codes) and codes.min() < 0:
         raise ValueError(f"history column {column.name!r} has missing values")
     return codes, names
@@ -388,15 +390,18 @@ def _group_contributions(
     Returns the group columns and their changes.
     """
     cols = np.flatnonzero(np.isin(matrices.parent, services))
-    values = matrices.group.values[:, cols]
-    parent = matrices.parent[cols]
-    start = service_stats.start[parent]
-    n_base = service_stats.baseline_days[parent]
-    base = values[:-1].copy()
-    base[np.arange(base.shape[0])[:, None] < start[None, :]] = 0.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = base.sum(axis=0) / n_base
-    return cols, values[-1] - mean
+    change = np.empty(len(cols))
+    rows = np.arange(matrices.group.values.shape[0] - 1)[:, None]
+    for lo in range(0, len(cols), SERIES_BLOCK):  # blocks bound the copies' size
+        block = cols[lo:lo + SERIES_BLOCK]
+        values = matrices.group.values[:, block]
+        parent = matrices.parent[block]
+        base = values[:-1]
+        base[rows < service_stats.start[parent][None, :]] = 0.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = base.sum(axis=0) / service_stats.baseline_days[parent]
+        change[lo:lo + SERIES_BLOCK] = values[-1] - mean
+    return cols, change
 
 
 def _alerts_of(matrix: SeriesMatrix, stats: SeriesStats, firing: Firing) -> list[Alert]:

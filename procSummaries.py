@@ -9,6 +9,7 @@ import calendar
 import datetime as dt
 import logging
 
+import numpy as np
 import pandas as pd
 
 from _util.report import DayAmount, Headline, ServiceAmount, Summary
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 
 DAILY_TOTAL_DAYS = 30
 RUN_RATE_DAYS = 7
+DAY_NS = 86_400 * 1_000_000_000
 
 
 def _previous_month_same_days(day: dt.date) -> tuple[dt.date, dt.date]:
@@ -41,60 +43,64 @@ def summarise(history: pd.DataFrame, day: dt.date, lookback_days: int = 365) -> 
       the projection is the month to date.
     - `estimated`: whether any row of `day` is still marked Estimated by Cost Explorer.
 
-    Only rows from `lookback_days` before `day` up to `day` are read; the summary needs
-    about two months of them.
+    Only rows from `lookback_days` before `day` up to `day` are read (about two months are
+    needed); days without rows count as zero.
     """
     end = pd.Timestamp(day)
     month_start = end.replace(day=1)
     prev_first, prev_last = _previous_month_same_days(day)
-    first_needed = min(pd.Timestamp(prev_first), end - pd.Timedelta(days=DAILY_TOTAL_DAYS - 1),
-                       end - pd.Timedelta(days=RUN_RATE_DAYS))
-    first_needed = max(first_needed, end - pd.Timedelta(days=lookback_days - 1))
-    dates = history["usage_date"]
-    rows = history.loc[(dates >= first_needed) & (dates <= end),
-                       ["usage_date", "service", "amount", "estimated"]]
+    first = min(pd.Timestamp(prev_first), end - pd.Timedelta(days=DAILY_TOTAL_DAYS - 1),
+                end - pd.Timedelta(days=RUN_RATE_DAYS))
+    first = max(first, end - pd.Timedelta(days=lookback_days - 1))
+    days = pd.date_range(first, end, freq="D")
+    n_days = len(days)
 
-    totals = rows.groupby("usage_date")["amount"].sum().reindex(
-        pd.date_range(first_needed, end, freq="D"), fill_value=0.0)
+    # One pass of numpy over the rows of the period: a day index and a service code each.
+    dates = history["usage_date"].to_numpy().astype("datetime64[ns]", copy=False).view(np.int64)
+    keep = (dates >= first.value) & (dates <= end.value)
+    day_idx = (dates[keep] - first.value) // DAY_NS
+    amount = history["amount"].to_numpy(dtype=np.float64)[keep]
+    service = history["service"]
+    if isinstance(service.dtype, pd.CategoricalDtype):
+        codes, names = pd.factorize(service.array[keep], sort=True)
+    else:
+        codes, names = pd.factorize(service.to_numpy()[keep], sort=True)
+    names = np.asarray(names, dtype=object)
 
-    def total_between(first: pd.Timestamp, last: pd.Timestamp) -> float:
-        return float(totals.loc[first:last].sum())
+    totals = np.bincount(day_idx, weights=amount, minlength=n_days)
 
-    day_usd = float(totals.iloc[-1])
-    prev7 = totals.loc[end - pd.Timedelta(days=7): end - pd.Timedelta(days=1)]
-    prev7_mean = float(prev7.sum() / 7)
+    def total_between(lo: pd.Timestamp, hi: pd.Timestamp) -> float:
+        return float(totals[max((lo - first).days, 0):(hi - first).days + 1].sum())
+
+    day_usd = float(totals[-1])
+    prev7_mean = total_between(end - pd.Timedelta(days=7), end - pd.Timedelta(days=1)) / 7
     mtd = total_between(month_start, end)
     prev_mtd = total_between(pd.Timestamp(prev_first), pd.Timestamp(prev_last))
     run_rate = total_between(end - pd.Timedelta(days=RUN_RATE_DAYS - 1), end) / RUN_RATE_DAYS
     days_in_month = calendar.monthrange(day.year, day.month)[1]
     projection = mtd + run_rate * (days_in_month - day.day)
-    on_day = rows["usage_date"] == end
-    estimated = bool(rows.loc[on_day, "estimated"].astype(bool).any())
+    estimated = bool(history["estimated"].to_numpy(dtype=bool)[keep][day_idx == n_days - 1].any())
 
-    month_rows = rows[rows["usage_date"] >= month_start]
-    by_service = month_rows.groupby("service", observed=True)["amount"].sum()
-    by_service = by_service[by_service != 0.0]
+    month_offset = (month_start - first).days
+    in_month = day_idx >= month_offset
+    n_month_days = n_days - month_offset
+    grid = np.bincount(
+        (day_idx[in_month] - month_offset) * len(names) + codes[in_month],
+        weights=amount[in_month], minlength=n_month_days * len(names),
+    ).reshape(n_month_days, len(names))
+    by_service = grid.sum(axis=0)
+    listed = sorted((str(names[i]), i) for i in np.flatnonzero(by_service != 0.0))
     mtd_by_service = tuple(
-        ServiceAmount(service=str(s), usd=float(v))
-        for s, v in sorted(by_service.items(), key=lambda kv: (-kv[1], str(kv[0])))
+        ServiceAmount(service=name, usd=float(by_service[i]))
+        for name, i in sorted(listed, key=lambda item: (-by_service[item[1]], item[0]))
     )
-
-    last30 = totals.iloc[-DAILY_TOTAL_DAYS:]
-    daily_totals = tuple(DayAmount(day=d.date(), usd=float(v)) for d, v in last30.items())
-
-    month_days = pd.date_range(month_start, end, freq="D")
-    services = sorted(str(s) for s in by_service.index)
-    grid = (
-        month_rows.astype({"service": object})
-        .groupby(["usage_date", "service"])["amount"].sum()
-        .unstack("service")
-        .reindex(index=month_days, columns=services)
-        .fillna(0.0)
+    daily_totals = tuple(
+        DayAmount(day=d.date(), usd=float(v))
+        for d, v in zip(days[-DAILY_TOTAL_DAYS:], totals[-DAILY_TOTAL_DAYS:])
     )
     daily_by_service = tuple(
-        (d.date(), service, float(v))
-        for d, row in zip(month_days, grid.to_numpy())
-        for service, v in zip(services, row)
+        (d.date(), name, float(grid[t, i]))
+        for t, d in enumerate(days[month_offset:]) for name, i in listed
     )
 
     headline = Headline(
