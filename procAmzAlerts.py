@@ -1,14 +1,27 @@
 """Detect cost spikes (z-score) and trend reversals (MACD against its signal line).
 
-Pure functions over the cost history frame (see the storage contract: one row per
-usage_date, service, group_value with a float `amount`). Nothing here reads settings,
-the clock, the network or the database.
+Pure functions over the cost history frame (one row per usage_date, service, group_value
+with a float `amount`). Nothing here reads settings, the clock, the network or the database.
 
 Series. For the run's day D and the lookback window of L days ending on D there are two
 families of daily series: one per service (all groups summed) and one per (service, group).
-A series starts on its first day inside the window whose cost is non-zero (a day whose
-summed amount is exactly 0.0, e.g. no rows at all, is "no cost"); from there to D every
-missing day counts as zero cost. A series with no non-zero day in the window does not exist.
+A series starts on its first day inside the window whose summed cost is non-zero (rows of
+exactly 0.0 do not start a series); from there to D every missing day counts as zero cost.
+A series with no non-zero day in the window does not exist.
+
+Choices the issue leaves open, made here:
+- "History" for both rules is the series' days before D (its baseline); both rules need at
+  least `min_history_days` of them. The trend rule's mean daily cost is over the last
+  `min_history_days` days ending on D, D included.
+- A service-level alert's top group is the group whose cost on D minus its mean over the
+  service's baseline days went furthest in the alert's direction; measured over the same
+  days, the groups' changes add up to the service's change.
+- Ties within floating-point rounding (TIE_EPS) reach a threshold; a standard deviation
+  within rounding of zero is zero; MACD and signal within rounding are equal.
+
+Speed. Each level is one dense days x series matrix; statistics are column reductions and
+the EWMs one recursion over the days, vectorised across series. `series_stats` evaluates a
+window whose last row is D, so a backtest can evaluate every day by slicing one matrix.
 """
 from __future__ import annotations
 
@@ -23,9 +36,6 @@ import pandas as pd
 from _util.report import DOWN, SPIKE, TREND, UP, Alert, Rules
 
 log = logging.getLogger(__name__)
-
-COST_COLUMNS = ("usage_date", "service", "group_value", "amount", "estimated")
-
 
 def ewm_alpha(span: int) -> float:
     """The smoothing factor pandas derives from a span, computed the way pandas does.
@@ -382,20 +392,21 @@ def rules_fire(stats: SeriesStats, rules: Rules) -> Firing:
 
 
 def _group_contributions(
-    matrices: SeriesMatrices, service_stats: SeriesStats, services: np.ndarray
+    group_window: np.ndarray, all_parents: np.ndarray, service_stats: SeriesStats,
+    services: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For the group series of the given service columns: each group's cost on D minus its
     mean over its service's baseline days (so the groups' changes add up to the service's).
 
     Returns the group columns and their changes.
     """
-    cols = np.flatnonzero(np.isin(matrices.parent, services))
+    cols = np.flatnonzero(np.isin(all_parents, services))
     change = np.empty(len(cols))
-    rows = np.arange(matrices.group.values.shape[0] - 1)[:, None]
+    rows = np.arange(group_window.shape[0] - 1)[:, None]
     for lo in range(0, len(cols), SERIES_BLOCK):  # blocks bound the copies' size
         block = cols[lo:lo + SERIES_BLOCK]
-        values = matrices.group.values[:, block]
-        parent = matrices.parent[block]
+        values = group_window[:, block]
+        parent = all_parents[block]
         base = values[:-1]
         base[rows < service_stats.start[parent][None, :]] = 0.0
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -432,19 +443,18 @@ def _rank_key(alert: Alert) -> tuple:
             alert.group is not None, alert.group or "")
 
 
-def detect_alerts(history: pd.DataFrame, day: dt.date, rules: Rules) -> tuple[Alert, ...]:
-    """Every spike and trend reversal on `day`, service level and (service, group) level,
-    ranked by the absolute dollar change against the baseline mean.
+def alerts_at(matrices: SeriesMatrices, row: int, rules: Rules) -> tuple[Alert, ...]:
+    """The alerts of the day on `row` of the matrices, over the window of
+    `rules.lookback_days` rows ending there (fewer if the matrices start later).
 
-    A service-level alert names the group whose change (cost on D minus its mean over the
-    service's baseline days) went furthest in the alert's direction.
+    A backtest builds the matrices once and calls this for every row: each day sees
+    exactly the values a normal run for that day sees, so it reports the same alerts.
     """
-    if rules.lookback_days < 2:
-        raise ValueError("lookback_days must be at least 2")
-    first_day = day - dt.timedelta(days=rules.lookback_days - 1)
-    matrices = build_matrices(history, first_day, day)
-    svc_stats = series_stats(matrices.service.values, rules)
-    grp_stats = series_stats(matrices.group.values, rules)
+    lo = max(0, row - rules.lookback_days + 1)
+    service_window = matrices.service.values[lo:row + 1]
+    group_window = matrices.group.values[lo:row + 1]
+    svc_stats = series_stats(service_window, rules)
+    grp_stats = series_stats(group_window, rules)
     svc_fire = rules_fire(svc_stats, rules)
     grp_fire = rules_fire(grp_stats, rules)
 
@@ -452,7 +462,7 @@ def detect_alerts(history: pd.DataFrame, day: dt.date, rules: Rules) -> tuple[Al
     if service_alerts:
         alerted = np.flatnonzero(svc_fire.spike_up | svc_fire.spike_down
                                  | svc_fire.trend_up | svc_fire.trend_down)
-        cols, change = _group_contributions(matrices, svc_stats, alerted)
+        cols, change = _group_contributions(group_window, matrices.parent, svc_stats, alerted)
         col_parent = matrices.parent[cols]
         svc_index = {str(matrices.service.services[s]): s for s in alerted}
         named = []
@@ -466,6 +476,37 @@ def detect_alerts(history: pd.DataFrame, day: dt.date, rules: Rules) -> tuple[Al
         service_alerts = named
     alerts = service_alerts + _alerts_of(matrices.group, grp_stats, grp_fire)
     alerts.sort(key=_rank_key)
+    return tuple(alerts)
+
+
+def detect_alerts(history: pd.DataFrame, day: dt.date, rules: Rules) -> tuple[Alert, ...]:
+    """Every spike and trend reversal on `day`, service level and (service, group) level,
+    ranked by the absolute dollar change against the baseline mean.
+
+    A service-level alert names the group whose change (cost on D minus its mean over the
+    service's baseline days) went furthest in the alert's direction.
+    """
+    if rules.lookback_days < 2:
+        raise ValueError("lookback_days must be at least 2")
+    first_day = day - dt.timedelta(days=rules.lookback_days - 1)
+    matrices = build_matrices(history, first_day, day)
+    alerts = alerts_at(matrices, len(matrices.service.days) - 1, rules)
     log.info("detected %d alerts over %d services and %d groups on %s", len(alerts),
              matrices.service.values.shape[1], matrices.group.values.shape[1], day)
-    return tuple(alerts)
+    return alerts
+
+
+def detect_alerts_by_day(
+    history: pd.DataFrame, first_day: dt.date, last_day: dt.date, rules: Rules
+) -> dict[dt.date, tuple[Alert, ...]]:
+    """`detect_alerts` for every day from first_day to last_day, building the matrices once
+    (the core of a backtest; each day's alerts equal a normal run's for that day)."""
+    if rules.lookback_days < 2:
+        raise ValueError("lookback_days must be at least 2")
+    start = first_day - dt.timedelta(days=rules.lookback_days - 1)
+    matrices = build_matrices(history, start, last_day)
+    offset = rules.lookback_days - 1
+    return {
+        (first_day + dt.timedelta(days=i)): alerts_at(matrices, offset + i, rules)
+        for i in range((last_day - first_day).days + 1)
+    }

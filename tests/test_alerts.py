@@ -13,7 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _util.report import DOWN, SPIKE, TREND, UP, Alert, Rules
-from procAmzAlerts import build_matrices, detect_alerts, macd_lines, series_of, series_stats
+from procAmzAlerts import (
+    build_matrices, detect_alerts, detect_alerts_by_day, macd_lines, series_of, series_stats,
+)
 from tests.reference_detection import reference_alerts, reference_stats
 
 D = dt.date(2024, 5, 31)
@@ -355,3 +357,19 @@ def test_vectorised_statistics_equal_the_per_series_reference(case):
                 else:
                     assert math.isclose(got, exp, rel_tol=1e-9, abs_tol=1e-9), (key, name)
     assert seen == set(want)
+
+
+def test_alerts_by_day_equal_one_run_per_day():
+    rng = np.random.default_rng(3)
+    series = {(svc, grp): list(np.round(rng.lognormal(2, 0.5) * (1 + 0.3 * rng.standard_normal(90)), 2)
+                               * (np.arange(90) >= rng.integers(0, 40)))
+              for svc in ("A", "B") for grp in ("", "x")}
+    series[("A", "x")][70] += 200.0
+    history = frame(series)
+    rules = Rules(lookback_days=60)
+    first = D - dt.timedelta(days=29)
+    by_day = detect_alerts_by_day(history, first, D, rules)
+    assert list(by_day) == [first + dt.timedelta(days=i) for i in range(30)]
+    assert sum(len(a) for a in by_day.values()) > 5
+    for day, alerts in by_day.items():
+        assert alerts == detect_alerts(history, day, rules), day
