@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -164,8 +164,7 @@ def _bars(ax, x: np.ndarray, height: np.ndarray, width: float, colour, bottom=No
 
 def _headroom(ax, top: float, bottom: float = 0.0) -> None:
     """Leave the upper fifth of a panel free for its legend."""
-    top = max(top, 1e-9)
-    ax.set_ylim(bottom=min(0.0, bottom), top=top * 1.25 if top > 0 else top)
+    ax.set_ylim(bottom=min(0.0, bottom), top=top * 1.25 if top > 0 else 1.0)
 
 
 # ---------------------------------------------------------------- plot jobs
@@ -246,7 +245,8 @@ class TrendPlot:
         _bars(bottom, x, diff, 1.0, np.where(diff >= 0, DOWN_COLOUR, UP_COLOUR).tolist(),
               label="MACD − signal", alpha=0.45)
         bottom.plot(x, self.macd, color=FAST_COLOUR, linewidth=1.4, label="MACD")
-        bottom.plot(x, self.signal, color=SLOW_COLOUR, linewidth=1.4, label=f"signal ({span}-day EWM)")
+        bottom.plot(x, self.signal, color=SLOW_COLOUR, linewidth=1.4,
+                    label=f"signal ({span}-day EWM)")
         bottom.axhline(0, color="#555555", linewidth=0.8)
         if len(x):
             for ax in (top, bottom):
@@ -372,6 +372,11 @@ def report_dir(site_dir: Path, day: dt.date) -> Path:
     return Path(site_dir) / "reports" / day.isoformat()
 
 
+def alert_slugs(alerts: Sequence[Alert]) -> dict[tuple[str, str, str, str | None], str]:
+    """The file name (without .png/.html) of each alert's plot and page, by alert key."""
+    return unique_slugs(a.key for a in alerts)
+
+
 def public_url(site_url: str | None, rel_path: str) -> str | None:
     """The absolute URL of a site path, or None when there is no site URL (no broken links)."""
     if not site_url:
@@ -405,7 +410,9 @@ class _AlertPlan:
     page_html: str
 
 
-def _plan_alert(alert: Alert, slug: str, series: pd.Series, report: Report, out: Path) -> _AlertPlan:
+def _plan_alert(alert: Alert, slug: str, series: pd.Series, report: Report,
+                out: Path) -> _AlertPlan:
+    """The plot job and page of one alert, drawn from the series detection evaluated."""
     rules = report.rules
     baseline_days = max(len(series) - 1, 0)
     title = _plot_title(alert, report, baseline_days)
@@ -450,72 +457,50 @@ def top_services(report: Report, limit: int = TOP_SERVICES) -> list[str]:
     return [s.service for s in ranked[:limit]]
 
 
-def _summary_jobs(report: Report, out: Path) -> tuple[list[PlotJob], dict[str, str]]:
-    """The two summary plots and their pages (key -> page html)."""
-    summary = report.summary
+def _daily_grid(report: Report, names: list[str]) -> pd.DataFrame:
+    """Spend per (name, day) of the month; services outside `names` summed as Other."""
+    days = pd.date_range(report.day.replace(day=1), report.day, freq="D")
+    daily = pd.DataFrame(list(report.summary.daily_by_service), columns=["day", "service", "usd"])
+    if daily.empty:
+        return pd.DataFrame(0.0, index=names, columns=days)
+    daily["day"] = pd.to_datetime(daily["day"])
+    daily["name"] = daily["service"].astype(object).where(daily["service"].isin(names), OTHER)
+    grid = daily.pivot_table(index="name", columns="day", values="usd", aggfunc="sum")
+    return grid.reindex(index=names, columns=days).fillna(0.0)
+
+
+def _summary_plans(report: Report, out: Path) -> list[tuple[str, PlotJob, str]]:
+    """(key, plot job, page html) of the two summaries; one colour per service in both."""
     top = top_services(report)
     names = [*top, OTHER]
     colours = service_colours(names)
-    day = report.day.isoformat()
-    month_start = report.day.replace(day=1).isoformat()
-    total = sum(s.usd for s in summary.mtd_by_service)
-    ranked = sorted(summary.mtd_by_service, key=lambda s: (-s.usd, s.service))
-    others = [s for s in ranked if s.service not in set(top)]
-    mtd_names = [*top] + ([OTHER] if others else [])
-    mtd_usd = [s.usd for s in ranked if s.service in set(top)] + (
-        [sum(s.usd for s in others)] if others else [])
-    mtd_title = (f"Month to date by service, {month_start} to {day}: {money(total)}"
-                 + (f" (top {len(top)}, {len(others)} more as Other)" if others else ""))
-    mtd_job = MtdPlot(out / "mtd-by-service.png", label(mtd_title, 200), tuple(mtd_names),
-                      tuple(mtd_usd), tuple(colours[n] for n in mtd_names))
+    span = f"{report.day.replace(day=1).isoformat()} to {report.day.isoformat()}"
+    ranked = sorted(report.summary.mtd_by_service, key=lambda s: (-s.usd, s.service))
+    total = sum(s.usd for s in ranked)
+    rest = ranked[len(top):]
+    bars = [*((s.service, s.usd) for s in ranked[: len(top)]),
+            *([(OTHER, sum(s.usd for s in rest))] if rest else [])]
+    mtd_title = f"Month to date by service, {span}: {money(total)}" + (
+        f" (top {len(top)}, {len(rest)} more as Other)" if rest else "")
+    mtd = MtdPlot(out / f"{SUMMARY_SLUGS['mtd_by_service']}.png", label(mtd_title, 200),
+                  tuple(n for n, _ in bars), tuple(v for _, v in bars),
+                  tuple(colours[n] for n, _ in bars))
 
-    daily = pd.DataFrame(list(summary.daily_by_service), columns=["day", "service", "usd"])
-    days = pd.date_range(month_start, day, freq="D")
-    if daily.empty:
-        pivot = pd.DataFrame(0.0, index=names, columns=days)
-    else:
-        daily["day"] = pd.to_datetime(daily["day"])
-        daily["name"] = daily["service"].where(daily["service"].isin(top), OTHER)
-        pivot = (daily.pivot_table(index="name", columns="day", values="usd", aggfunc="sum")
-                 .reindex(index=names, columns=days).fillna(0.0))
-    daily_names = [n for n in names if n != OTHER or (pivot.loc[OTHER] != 0).any()]
-    daily_job = DailyPlot(out / "daily-by-service.png",
-                          label(f"Daily spend by service, {month_start} to {day}", 200),
-                          _dates(days), tuple(daily_names),
-                          pivot.loc[daily_names].to_numpy(float),
-                          tuple(colours[n] for n in daily_names))
-
-    share = [[s.service, money(s.usd), f"{100 * s.usd / total:.1f}%" if total > 0 else "—"]
-             for s in ranked]
-    biggest = (f" The largest is {ranked[0].service} at {money(ranked[0].usd)}." if ranked else "")
-    mtd_html = site_pages.plot_page(
-        title=f"{site_pages.SUMMARY_TITLES['mtd_by_service']}, {day}", day=report.day,
-        image=mtd_job.path.name, alt=mtd_title,
-        sentence=f"From {month_start} to {day} the account spent {money(total)} across "
-                 f"{len(ranked)} services.{biggest}",
-        numbers=[("Month to date", money(total)), ("Same days last month", money(summary.headline.prev_mtd_usd)),
-                 ("Month-end projection", money(summary.headline.projection_usd))],
-        recent_headers=["Service", "Month to date", "Share"], recent_rows=share,
-        recent_title="Every service",
-    )
-    totals = pivot.sum(axis=0)
-    largest = pivot.loc[top].idxmax(axis=0) if top else pd.Series("", index=days)
-    day_rows = [[d.date().isoformat(), money(float(totals[d])),
-                 largest[d] if top and pivot.loc[top, d].max() > 0 else "—"]
-                for d in days[::-1]]
-    daily_html = site_pages.plot_page(
-        title=f"{site_pages.SUMMARY_TITLES['daily_by_service']}, {day}", day=report.day,
-        image=daily_job.path.name, alt=f"Daily spend by service, {month_start} to {day}",
-        sentence=f"Spend per day this month, stacked by service: the {len(top)} largest "
-                 f"services month to date by name, the rest as Other. {day}: "
-                 f"{money(summary.headline.day_usd)}"
-                 + (" (still estimated)." if summary.headline.estimated else "."),
-        numbers=[("Spend on " + day, money(summary.headline.day_usd)),
-                 ("Mean of the 7 days before", money(summary.headline.prev7_mean_usd))],
-        recent_headers=["Date", "Total", "Largest named service"], recent_rows=day_rows,
-        recent_title="Day by day",
-    )
-    return [daily_job, mtd_job], {"daily_by_service": daily_html, "mtd_by_service": mtd_html}
+    grid = _daily_grid(report, names)
+    shown = [n for n in names if n != OTHER or bool((grid.loc[OTHER] != 0).any())]
+    daily = DailyPlot(out / f"{SUMMARY_SLUGS['daily_by_service']}.png",
+                      label(f"Daily spend by service, {span}", 200), _dates(grid.columns),
+                      tuple(shown), grid.loc[shown].to_numpy(float),
+                      tuple(colours[n] for n in shown))
+    named = grid.loc[top] if top else grid.iloc[0:0]
+    largest = [(d.date(), named[d].idxmax() if len(named) and named[d].max() > 0 else None,
+                float(grid[d].sum())) for d in grid.columns]
+    return [
+        ("daily_by_service", daily,
+         site_pages.daily_page(report, daily.path.name, len(top), largest)),
+        ("mtd_by_service", mtd,
+         site_pages.mtd_page(report, mtd.path.name, mtd_title, ranked)),
+    ]
 
 
 def _index_entries(site_dir: Path) -> list[IndexEntry]:
@@ -547,48 +532,51 @@ def write_site_index(site_dir: Path) -> Path:
 def render(
     report: Report, history: pd.DataFrame, site_dir: Path, site_url: str | None, workers: int = 2
 ) -> Rendered:
-    """Plots, pages, report.json and the site index for the report's day."""
+    """Plots, pages, report.json and the site index for the report's day.
+
+    Returns a copy of the report with each alert's `plot_url`, the `summary_urls` and the
+    `report_url` (absolute under `site_url`; None and {} without one), and every file
+    written, for upload. The day's `slack.html` is linked but written by the Slack stage.
+    """
     site_dir = Path(site_dir)
     out = report_dir(site_dir, report.day)
     out.mkdir(parents=True, exist_ok=True)
     rel_dir = f"reports/{report.day.isoformat()}"
 
-    slugs = unique_slugs(a.key for a in report.alerts)
-    services = {a.service for a in report.alerts}
-    relevant = history[history["service"].isin(services)] if services else history.iloc[0:0]
-    plans = [
-        _plan_alert(a, slugs[a.key], procAmzAlerts.series_of(relevant, report.day, report.rules,
-                                                              a.service, a.group), report, out)
-        for a in report.alerts
-    ]
-    summary_jobs, summary_pages = _summary_jobs(report, out)
-    jobs = [*summary_jobs, *(p.job for p in plans)]
+    slugs = alert_slugs(report.alerts)
+    first = {}  # one plot per alert key, should the report hold a key twice
+    for alert in report.alerts:
+        first.setdefault(alert.key, alert)
+    relevant = history[history["service"].isin({a.service for a in first.values()})]
+    plans = [_plan_alert(a, slugs[key], procAmzAlerts.series_of(
+                 relevant, report.day, report.rules, a.service, a.group), report, out)
+             for key, a in first.items()]
+    summaries = _summary_plans(report, out)
+    jobs = [*(job for _, job, _ in summaries), *(p.job for p in plans)]
 
     start = time.perf_counter()
     plot_ms = run_jobs(jobs, workers)
     wall_ms = (time.perf_counter() - start) * 1000.0
     files: list[Path] = [job.path for job in jobs]
-
-    by_slug = {p.slug: p for p in plans}
-    for slug, plan in by_slug.items():
-        files.append(_write(out / f"{slug}.html", plan.page_html))
-    for key, html in summary_pages.items():
+    for plan in plans:
+        files.append(_write(out / f"{plan.slug}.html", plan.page_html))
+    for key, _, html in summaries:
         files.append(_write(out / f"{SUMMARY_SLUGS[key]}.html", html))
 
-    alerts = tuple(
-        dataclasses.replace(p.alert, plot_url=public_url(site_url, f"{rel_dir}/{p.slug}.html"))
-        for p in plans
-    )
-    summary_urls = {}
-    if site_url:
-        summary_urls = {k: public_url(site_url, f"{rel_dir}/{s}.html") for k, s in SUMMARY_SLUGS.items()}
-    final = dataclasses.replace(report, alerts=alerts, summary_urls=summary_urls,
-                                report_url=public_url(site_url, f"{rel_dir}/index.html"))
+    def url(name: str) -> str | None:
+        return public_url(site_url, f"{rel_dir}/{name}")
 
-    summaries = [SummaryEntry(k, site_pages.SUMMARY_TITLES[k], f"{s}.html", f"{s}.png")
-                 for k, s in SUMMARY_SLUGS.items()]
-    entries = [AlertEntry(a, f"{p.slug}.html") for a, p in zip(final.alerts, plans)]
-    files.append(_write(out / "index.html", site_pages.report_page(final, entries, summaries)))
+    final = dataclasses.replace(
+        report,
+        alerts=tuple(dataclasses.replace(a, plot_url=url(f"{slugs[a.key]}.html"))
+                     for a in report.alerts),
+        summary_urls={k: url(f"{s}.html") for k, s in SUMMARY_SLUGS.items()} if site_url else {},
+        report_url=url("index.html"),
+    )
+    entries = [AlertEntry(a, f"{slugs[a.key]}.html") for a in final.alerts]
+    cards = [SummaryEntry(k, site_pages.SUMMARY_TITLES[k], f"{s}.html", f"{s}.png")
+             for k, s in SUMMARY_SLUGS.items()]
+    files.append(_write(out / "index.html", site_pages.report_page(final, entries, cards)))
     files.append(_write(out / "report.json",
                         json.dumps(report_to_dict(final), indent=2, ensure_ascii=False) + "\n"))
     files.append(write_site_index(site_dir))

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 
-from _util.report import DOWN, SPIKE, TREND, UP, Alert, Report
+from _util.report import DOWN, SPIKE, TREND, UP, Alert, Report, ServiceAmount
 
 CSS = """
 :root{--fg:#1d2733;--muted:#5b6776;--line:#d8dee6;--soft:#f4f6f9;--up:#b42318;--down:#067647}
@@ -34,6 +34,7 @@ th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line);v
 th{background:var(--soft);font-weight:600}
 .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .name{overflow-wrap:anywhere;min-width:9rem}
+.nowrap{white-space:nowrap}
 .up{color:var(--up)}
 .down{color:var(--down)}
 .muted{color:var(--muted)}
@@ -47,8 +48,10 @@ figcaption{font-size:.9rem;color:var(--muted);margin-top:.25rem}
 @media (max-width:600px){body{font-size:15px}main{padding:.6rem}th,td{padding:.3rem}
 table.stack thead{display:none}
 table.stack,table.stack tbody{display:block;width:100%}
-table.stack tr{display:flex;flex-wrap:wrap;gap:0 1rem;border-bottom:1px solid var(--line);padding:.4rem 0}
-table.stack td{display:block;border:0;padding:.05rem 0;text-align:left;white-space:normal;min-width:0}
+table.stack tr{display:flex;flex-wrap:wrap;gap:0 1rem;padding:.4rem 0;
+border-bottom:1px solid var(--line)}
+table.stack td{display:block;border:0;padding:.05rem 0;text-align:left;white-space:normal;
+min-width:0}
 table.stack td:first-child{font-weight:600;width:100%}
 table.stack td:empty{display:none}
 table.stack td:not(:first-child)::before{content:attr(data-label) ": ";color:var(--muted)}}
@@ -168,7 +171,8 @@ def table(
         for row in rows
     )
     cls = ' class="stack"' if stack else ""
-    return Html(f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
+    return Html(f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead>'
+                f"<tbody>{body}</tbody></table></div>")
 
 
 def link(href: str, text: str) -> Html:
@@ -182,7 +186,8 @@ def nav(links: Sequence[tuple[str, str]]) -> Html:
 
 def report_nav(day: dt.date) -> Html:
     """The navigation of a page inside reports/<date>/ (plots, the Slack preview)."""
-    return nav([("../../index.html", "All reports"), ("index.html", f"Report for {day.isoformat()}")])
+    return nav([("../../index.html", "All reports"),
+                ("index.html", f"Report for {day.isoformat()}")])
 
 
 def page(title: str, body_html: str, nav_html: str = "") -> str:
@@ -203,7 +208,9 @@ def page(title: str, body_html: str, nav_html: str = "") -> str:
 def alert_sentence(alert: Alert, report: Report, baseline_days: int) -> str:
     """What the alert means, in one plain sentence (text, not markup)."""
     day = report.day.isoformat()
-    where = alert.service if alert.group is None else f"{alert.service} ({group_label(alert.group)})"
+    where = alert.service
+    if alert.group is not None:
+        where = f"{alert.service} ({group_label(alert.group)})"
     base = f"its mean of {money(alert.baseline_mean)} over the {baseline_days} days before"
     if alert.kind == SPIKE:
         side = "above" if alert.direction == UP else "below"
@@ -235,7 +242,8 @@ def alert_numbers(alert: Alert, report: Report, baseline_days: int) -> list[tupl
         ("Cost on the day", money(alert.usd)),
         (f"Baseline mean ({baseline_days} days)", money(alert.baseline_mean)),
         ("Baseline standard deviation", money(alert.baseline_std)),
-        ("Change against the mean", f"{signed_money(alert.delta_usd)} ({percent(alert.delta_pct)})"),
+        ("Change against the mean",
+         f"{signed_money(alert.delta_usd)} ({percent(alert.delta_pct)})"),
     ]
     if alert.zscore is not None:
         rows.append(("z-score (threshold)", f"{alert.zscore:.2f} ({report.rules.z:g})"))
@@ -258,7 +266,8 @@ def alert_numbers(alert: Alert, report: Report, baseline_days: int) -> list[tupl
 
 def status_text(alert: Alert) -> str:
     if alert.episode_start is not None and alert.episode_days > 1:
-        return f"{alert.status}, since {alert.episode_start.isoformat()} ({alert.episode_days} days)"
+        since = alert.episode_start.isoformat()
+        return f"{alert.status}, since {since} ({alert.episode_days} days)"
     return alert.status
 
 
@@ -284,6 +293,48 @@ def plot_page(
     return page(title, body, report_nav(day))
 
 
+def mtd_page(report: Report, image: str, alt: str, ranked: Sequence[ServiceAmount]) -> str:
+    """The month-to-date plot's page: every service's spend and share, not just the top."""
+    h = report.summary.headline
+    total = sum(s.usd for s in ranked)
+    start = report.day.replace(day=1).isoformat()
+    biggest = f" The largest is {ranked[0].service} at {money(ranked[0].usd)}." if ranked else ""
+    rows = [[s.service, money(s.usd), f"{100 * s.usd / total:.1f}%" if total > 0 else "—"]
+            for s in ranked]
+    return plot_page(
+        title=f"{SUMMARY_TITLES['mtd_by_service']}, {report.day.isoformat()}",
+        day=report.day, image=image, alt=alt,
+        sentence=f"From {start} to {report.day.isoformat()} the account spent {money(total)} "
+                 f"across {len(ranked)} services.{biggest}",
+        numbers=[("Month to date", money(h.mtd_usd)),
+                 ("Same days last month", money(h.prev_mtd_usd)),
+                 ("Month-end projection", money(h.projection_usd))],
+        recent_headers=["Service", "Month to date", "Share"], recent_rows=rows,
+        recent_title="Every service",
+    )
+
+
+def daily_page(report: Report, image: str, named: int,
+               days: Sequence[tuple[dt.date, str | None, float]]) -> str:
+    """The daily plot's page; `days` are (day, largest named service or None, total)."""
+    h = report.summary.headline
+    day = report.day.isoformat()
+    estimated = " (still estimated)" if h.estimated else ""
+    rows = [[d.isoformat(), money(total), service or "—"] for d, service, total in reversed(days)]
+    return plot_page(
+        title=f"{SUMMARY_TITLES['daily_by_service']}, {day}",
+        day=report.day, image=image,
+        alt=f"Daily spend by service, {report.day.replace(day=1).isoformat()} to {day}",
+        sentence=f"Spend per day this month, stacked by service: the {named} largest services "
+                 f"month to date by name, the rest as Other. On {day} the account spent "
+                 f"{money(h.day_usd)}{estimated}.",
+        numbers=[(f"Spend on {day}", money(h.day_usd)),
+                 ("Mean of the 7 days before", money(h.prev7_mean_usd))],
+        recent_headers=["Date", "Total", "Largest named service"], recent_rows=rows,
+        recent_title="Day by day",
+    )
+
+
 # ---------------------------------------------------------------- report page
 
 
@@ -293,11 +344,13 @@ def _alert_row(entry: AlertEntry) -> list[object]:
         signal = "—" if a.zscore is None else f"z = {a.zscore:.1f}"
     else:
         signal = "MACD crossed " + ("above" if a.direction == UP else "below")
+    signal = Html(f'<span class="nowrap">{escape(signal)}</span>')
     change_cls = "up" if a.delta_usd >= 0 else "down"
     change = Html(f'<span class="{change_cls}">{escape(signed_money(a.delta_usd))}</span>')
     status = status_text(a) + (" (muted)" if a.muted else "")
-    driver = "" if a.top_group is None else (
-        f"{group_label(a.top_group)}: {signed_money(a.top_group_delta_usd)}")
+    driver = "" if a.top_group is None else Html(
+        f"{escape(group_label(a.top_group))}: "
+        f'<span class="nowrap">{escape(signed_money(a.top_group_delta_usd))}</span>')
     return [
         a.service, group_label(a.group), money(a.usd), change, percent(a.delta_pct), signal,
         driver, status, link(entry.href, "Plot"),
@@ -316,45 +369,42 @@ def report_page(
         f"{escape(report.group_by)}.</p>",
     ]
     if h.estimated:
-        parts.append(f'<p class="note">Costs for {day} are still estimated by AWS and may change.</p>')
+        parts.append(f'<p class="note">Costs for {day} are still estimated by AWS '
+                     "and may change.</p>")
     if report.stale:
         parts.append(
             '<p class="note">The cost data could not be refreshed for this run; '
             "figures are from the last successful fetch.</p>"
         )
     cards = [
-        ("Spend on " + day, money(h.day_usd), f"{signed_money(h.day_usd - h.prev7_mean_usd)} vs 7-day mean {money(h.prev7_mean_usd)}"),
-        ("Month to date", money(h.mtd_usd), f"{signed_money(h.mtd_usd - h.prev_mtd_usd)} vs same days last month"),
-        ("Month-end projection", money(h.projection_usd), "month to date plus the recent daily run-rate"),
+        (f"Spend on {day}", money(h.day_usd),
+         f"{signed_money(h.day_usd - h.prev7_mean_usd)} vs 7-day mean {money(h.prev7_mean_usd)}"),
+        ("Month to date", money(h.mtd_usd),
+         f"{signed_money(h.mtd_usd - h.prev_mtd_usd)} vs same days last month"),
+        ("Month-end projection", money(h.projection_usd),
+         "month to date plus the recent daily run-rate"),
     ]
-    parts.append(
-        '<div class="cards">'
-        + "".join(
-            f'<div class="card"><div class="muted">{escape(t)}</div><div class="big">{escape(v)}</div>'
-            f'<div class="muted">{escape(n)}</div></div>'
-            for t, v, n in cards
-        )
-        + "</div>"
-    )
+    parts.append('<div class="cards">' + "".join(
+        f'<div class="card"><div class="muted">{escape(t)}</div>'
+        f'<div class="big">{escape(v)}</div><div class="muted">{escape(n)}</div></div>'
+        for t, v, n in cards) + "</div>")
     parts.append("<h2>AWS Services Summary</h2>")
-    parts.append(
-        '<div class="thumbs">'
-        + "".join(
-            f'<figure><a href="{escape(s.href)}"><img src="{escape(s.image)}" alt="{escape(s.title)}" '
-            f'width="1000"></a><figcaption>{link(s.href, s.title)}</figcaption></figure>'
-            for s in summaries
-        )
-        + "</div>"
-    )
+    parts.append('<div class="thumbs">' + "".join(
+        f'<figure><a href="{escape(s.href)}"><img src="{escape(s.image)}" '
+        f'alt="{escape(s.title)}" width="1000"></a>'
+        f"<figcaption>{link(s.href, s.title)}</figcaption></figure>"
+        for s in summaries) + "</div>")
     if not alerts:
         parts.append(f"<p>No spikes or trend reversals on {day}.</p>")
-    headers = ["Service", "Group", "Cost", "Change", "%", "Signal", "Moved most", "Status", "Plot"]
+    headers = ["Service", "Group", "Cost", "Change", "%", "Rule", "Moved most", "Status", "Plot"]
     for kind, direction, title in SECTIONS:
-        rows = [_alert_row(e) for e in alerts if e.alert.kind == kind and e.alert.direction == direction]
+        rows = [_alert_row(e) for e in alerts
+                if e.alert.kind == kind and e.alert.direction == direction]
         if rows:
             parts.append(f"<h2>{escape(title)} ({len(rows)})</h2>")
             parts.append(table(headers, rows, numeric=[2, 3, 4], names=[0, 1, 6], stack=True))
-    return page(f"AWS cost report for {day}", "\n".join(parts), nav([("../../index.html", "All reports")]))
+    return page(f"AWS cost report for {day}", "\n".join(parts),
+                nav([("../../index.html", "All reports")]))
 
 
 # ---------------------------------------------------------------- site index
@@ -377,6 +427,7 @@ def site_index(entries: Sequence[IndexEntry]) -> str:
     ]
     body = (
         f"<p>Latest: {link(ordered[0].href, 'report for ' + ordered[0].day)}</p>\n"
-        + table(["Date", "Spend on the day", "Month to date", "Alerts", ""], rows, numeric=[1, 2, 3], names=[])
+        + table(["Date", "Spend on the day", "Month to date", "Alerts", ""], rows,
+                numeric=[1, 2, 3], names=[])
     )
     return page("AWS cost reports", body)

@@ -69,7 +69,8 @@ def report_for(history: pd.DataFrame, day: dt.date, alerts=None, rules: Rules = 
                   summary=procSummaries.summarise(history, day), alerts=tuple(alerts))
 
 
-def synthetic_history(day: dt.date, series: dict[tuple[str, str], float], days: int = 120) -> pd.DataFrame:
+def synthetic_history(day: dt.date, series: dict[tuple[str, str], float],
+                      days: int = 120) -> pd.DataFrame:
     """Flat noisy daily costs per (service, group), with the last day tripled."""
     rng = np.random.default_rng(7)
     dates = pd.date_range(end=pd.Timestamp(day), periods=days, freq="D")
@@ -324,8 +325,9 @@ def test_forty_five_services_with_long_names_summarise_as_top_and_other(tmp_path
     names = [f"Service {i:02d} " + "x" * 190 for i in range(45)]
     history = synthetic_history(day, {(n, ""): 10.0 + i for i, n in enumerate(names)}, days=40)
     report = report_for(history, day, [])
-    jobs, _ = procPlotting._summary_jobs(report, tmp_path)
-    daily, mtd = jobs
+    plans = procPlotting._summary_plans(report, tmp_path)
+    (_, daily, daily_html), (_, mtd, mtd_html) = plans
+    jobs = [daily, mtd]
     assert mtd.names[-1] == "Other" and len(mtd.names) == procPlotting.TOP_SERVICES + 1
     assert daily.names == mtd.names
     assert mtd.colours == tuple(dict(zip(daily.names, daily.colours))[n] for n in mtd.names)
@@ -336,6 +338,21 @@ def test_forty_five_services_with_long_names_summarise_as_top_and_other(tmp_path
         procPlotting.draw_and_save(job)
         width, height = png_size(job.path)
         assert 600 <= width <= 1400 and 250 <= height <= 1000
+    # The page behind the plot names every service in full, not just the top ones.
+    assert all(name in mtd_html for name in names)
+    # Figures table (header + 2 rows), then the days table (header + each day so far).
+    assert daily_html.count("<tr>") == 3 + 1 + 10
+
+
+def test_an_alert_key_listed_twice_gets_one_plot_and_the_same_url(tmp_path):
+    day = dt.date(2024, 3, 10)
+    history = synthetic_history(day, {("Known", ""): 50.0})
+    twice = spike("Known", None)
+    rendered = procPlotting.render(report_for(history, day, [twice, twice]), history, tmp_path,
+                                   SITE_URL)
+    assert rendered.plots_rendered == 3
+    assert len(set(rendered.files)) == len(rendered.files)
+    assert rendered.report.alerts[0].plot_url == rendered.report.alerts[1].plot_url
 
 
 def test_parallel_rendering_writes_every_plot_in_order(tmp_path):
@@ -385,3 +402,15 @@ def test_render_does_not_change_the_report_it_was_given(tmp_path):
     before = dataclasses.asdict(report)
     procPlotting.render(report, history, tmp_path, SITE_URL)
     assert dataclasses.asdict(report) == before
+
+
+def test_an_account_without_any_cost_still_gets_summary_plots_and_pages(tmp_path):
+    day = dt.date(2024, 3, 1)
+    empty = pd.DataFrame({
+        "usage_date": pd.Series([], dtype="datetime64[ns]"),
+        "service": pd.Series([], dtype=object), "group_value": pd.Series([], dtype=object),
+        "amount": pd.Series([], dtype=float), "estimated": pd.Series([], dtype=bool)})
+    rendered = procPlotting.render(report_for(empty, day, []), empty, tmp_path, None)
+    assert rendered.plots_rendered == 2
+    assert all(png_size(p)[0] > 0 for p in rendered.files if p.suffix == ".png")
+    crawl(tmp_path / "index.html")
