@@ -43,21 +43,21 @@ def summarise(history: pd.DataFrame, day: dt.date, lookback_days: int = 365) -> 
       the projection is the month to date.
     - `estimated`: whether any row of `day` is still marked Estimated by Cost Explorer.
 
-    Only rows from `lookback_days` before `day` up to `day` are read (about two months are
-    needed); days without rows count as zero.
+    Only rows of the `lookback_days` days ending on `day` are read (the summary needs about
+    two months); days without rows, or older than that, count as zero.
     """
     end = pd.Timestamp(day)
     month_start = end.replace(day=1)
     prev_first, prev_last = _previous_month_same_days(day)
     first = min(pd.Timestamp(prev_first), end - pd.Timedelta(days=DAILY_TOTAL_DAYS - 1),
                 end - pd.Timedelta(days=RUN_RATE_DAYS))
-    first = max(first, end - pd.Timedelta(days=lookback_days - 1))
+    oldest = max(first, end - pd.Timedelta(days=lookback_days - 1))
     days = pd.date_range(first, end, freq="D")
     n_days = len(days)
 
     # One pass of numpy over the rows of the period: a day index and a service code each.
     dates = history["usage_date"].to_numpy().astype("datetime64[ns]", copy=False).view(np.int64)
-    keep = (dates >= first.value) & (dates <= end.value)
+    keep = (dates >= oldest.value) & (dates <= end.value)
     day_idx = (dates[keep] - first.value) // DAY_NS
     amount = history["amount"].to_numpy(dtype=np.float64)[keep]
     service = history["service"]

@@ -121,3 +121,10 @@ def test_empty_history_summarises_to_zeros():
 def test_categorical_service_column_gives_the_same_summary(history):
     categorical = history.astype({"service": "category", "group_value": "category"})
     assert summarise(categorical, D) == summarise(history, D)
+
+
+def test_rows_older_than_the_lookback_count_as_zero(history):
+    short = summarise(history, D, lookback_days=10)  # 1-10 March only
+    assert short.headline.mtd_usd == 104.0
+    assert short.headline.prev_mtd_usd == 0.0
+    assert len(short.daily_totals) == 30 and short.daily_totals[0].usd == 0.0
