@@ -41,8 +41,9 @@ def make_ce_client() -> Any:
     Cost Explorer has one endpoint, in us-east-1; AWS_ENDPOINT_URL_COST_EXPLORER (or
     AWS_ENDPOINT_URL) redirects it as usual.
     """
-    region = boto3.session.Session().region_name or "us-east-1"
-    return boto3.client("ce", region_name=region, config=CE_RETRY_CONFIG)
+    session = boto3.session.Session()  # fresh: never credentials cached by an earlier client
+    return session.client("ce", region_name=session.region_name or "us-east-1",
+                          config=CE_RETRY_CONFIG)
 
 
 def group_definitions(group_by: str) -> list[dict[str, str]]:

@@ -142,7 +142,8 @@ HISTORY_COLUMNS = ["usage_date", "service", "group_value", "amount", "estimated"
 def load_history(engine: Engine, metric: str, start: dt.date, end: dt.date) -> pd.DataFrame:
     """The tidy history frame for days start..end (inclusive) of one metric.
 
-    Columns: usage_date (datetime64), service, group_value, amount (float64), estimated.
+    Columns: usage_date (datetime64), service and group_value (categorical), amount
+    (float64), estimated.
     """
     stmt = (sa.select(cost_daily.c.usage_date, cost_daily.c.service, cost_daily.c.group_value,
                       cost_daily.c.amount, cost_daily.c.estimated)
@@ -157,8 +158,9 @@ def load_history(engine: Engine, metric: str, start: dt.date, end: dt.date) -> p
     frame["usage_date"] = pd.to_datetime(frame["usage_date"])
     frame["amount"] = frame["amount"].astype(np.float64)
     frame["estimated"] = frame["estimated"].astype(bool)
-    frame["service"] = frame["service"].astype(object)
-    frame["group_value"] = frame["group_value"].astype(object)
+    # Categoricals: a year of 100,000 series is 36M rows; names as objects would double it.
+    frame["service"] = frame["service"].astype("category")
+    frame["group_value"] = frame["group_value"].astype("category")
     return frame
 
 

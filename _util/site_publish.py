@@ -66,7 +66,7 @@ def make_s3_client() -> Any:
     Credentials, region, `AWS_PROFILE` and `AWS_ENDPOINT_URL_S3` come from the environment
     the usual boto3 way, so tests and S3-compatible stores need no code of their own.
     """
-    return boto3.client("s3", config=Config(retries={"mode": "standard"}))
+    return boto3.session.Session().client("s3", config=Config(retries={"mode": "standard"}))
 
 
 def normalize_prefix(prefix: str) -> str:
