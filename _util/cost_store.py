@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -104,26 +104,41 @@ def replace_days(engine: Engine, metric: str, start: dt.date, end: dt.date,
     Returns the number of rows written.
     """
     fetched_at = fetched_at or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    records = [
-        {"usage_date": r.usage_date, "metric": metric, "service": r.service,
-         "group_value": r.group_value, "amount": r.amount, "unit": r.unit,
-         "estimated": r.estimated, "fetched_at": fetched_at}
-        for r in rows
-    ]
+    written = 0
     try:
         with engine.begin() as conn:
             delete = sa.delete(cost_daily).where(cost_daily.c.metric == metric)
             if not wipe_metric:
                 delete = delete.where(cost_daily.c.usage_date.between(start, end))
             conn.execute(delete)
-            if records:
-                conn.execute(sa.insert(cost_daily), records)
+            for batch in _batches(rows, metric, fetched_at):
+                # executemany: sqlite3 loops in C; PyMySQL rewrites it as multi-row INSERTs.
+                conn.execute(sa.insert(cost_daily), batch)
+                written += len(batch)
             _write_state(conn, metric, state, fetched_at)
     except SQLAlchemyError as exc:
         raise StoreError(
             f"cannot write costs to {mask_url(str(engine.url))}: {str(exc).splitlines()[0]}"
         ) from exc
-    return len(records)
+    return written
+
+
+INSERT_BATCH_ROWS = 20_000
+
+
+def _batches(rows: Iterable[CostRow], metric: str, fetched_at: dt.datetime) -> Iterator[list[dict]]:
+    """Insert parameters in bounded batches, so a year of 10,000 series never sits in memory
+    as millions of dicts at once."""
+    batch: list[dict] = []
+    for r in rows:
+        batch.append({"usage_date": r.usage_date, "metric": metric, "service": r.service,
+                      "group_value": r.group_value, "amount": r.amount, "unit": r.unit,
+                      "estimated": r.estimated, "fetched_at": fetched_at})
+        if len(batch) >= INSERT_BATCH_ROWS:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _write_state(conn: Connection, metric: str, state: SourceState, now: dt.datetime) -> None:
@@ -145,23 +160,39 @@ def load_history(engine: Engine, metric: str, start: dt.date, end: dt.date) -> p
     Columns: usage_date (datetime64), service and group_value (categorical), amount
     (float64), estimated.
     """
+    window = (cost_daily.c.metric == metric) & cost_daily.c.usage_date.between(start, end)
+    names = (sa.select(cost_daily.c.service, cost_daily.c.group_value).where(window).distinct())
     stmt = (sa.select(cost_daily.c.usage_date, cost_daily.c.service, cost_daily.c.group_value,
-                      cost_daily.c.amount, cost_daily.c.estimated)
-            .where(cost_daily.c.metric == metric)
-            .where(cost_daily.c.usage_date.between(start, end)))
+                      cost_daily.c.amount, cost_daily.c.estimated).where(window))
     try:
         with engine.connect() as conn:
-            result = conn.execute(stmt)
-            frame = pd.DataFrame(result.fetchall(), columns=HISTORY_COLUMNS)
+            pairs = conn.execute(names).all()
+            services = pd.CategoricalDtype(sorted({p[0] for p in pairs}))
+            groups = pd.CategoricalDtype(sorted({p[1] for p in pairs}))
+            result = conn.execution_options(stream_results=True, yield_per=LOAD_CHUNK_ROWS).execute(stmt)
+            chunks = [_history_chunk(part, services, groups) for part in result.partitions()]
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read costs from {mask_url(str(engine.url))}: {exc}") from exc
-    frame["usage_date"] = pd.to_datetime(frame["usage_date"])
-    frame["amount"] = frame["amount"].astype(np.float64)
-    frame["estimated"] = frame["estimated"].astype(bool)
-    # Categoricals: a year of 100,000 series is 36M rows; names as objects would double it.
-    frame["service"] = frame["service"].astype("category")
-    frame["group_value"] = frame["group_value"].astype("category")
-    return frame
+    if not chunks:
+        chunks = [_history_chunk([], services, groups)]
+    return pd.concat(chunks, ignore_index=True)
+
+
+LOAD_CHUNK_ROWS = 200_000
+
+
+def _history_chunk(rows: list, services: pd.CategoricalDtype, groups: pd.CategoricalDtype) -> pd.DataFrame:
+    """One streamed slice as a typed frame; names become codes of categories known up front,
+    so slices concatenate without ever holding millions of name strings at once."""
+    frame = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    return pd.DataFrame({
+        "usage_date": pd.to_datetime(frame["usage_date"]).astype("datetime64[ns]"),
+        # Categoricals: a year of 100,000 series is 36M rows; names as objects would double it.
+        "service": frame["service"].astype(services),
+        "group_value": frame["group_value"].astype(groups),
+        "amount": frame["amount"].astype(np.float64),
+        "estimated": frame["estimated"].astype(bool),
+    })
 
 
 def count_rows(engine: Engine, metric: str | None = None) -> int:

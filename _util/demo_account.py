@@ -288,9 +288,23 @@ class DemoCostExplorer:
         self.account = account or DemoAccount()
         self.page_groups = page_groups
         self.calls: list[dict] = []
+        self._cached: tuple[dict, tuple[list[dict], list[dict]]] | None = None
+        self._flat: tuple[list[dict], list[tuple[int, dict | None]]] | None = None
 
     def get_cost_and_usage(self, **kwargs) -> dict:
         self.calls.append(kwargs)
+        query = {k: v for k, v in kwargs.items() if k != "NextPageToken"}
+        if self._cached is None or self._cached[0] != query:
+            # Pages of one query share its results, as Cost Explorer's do.
+            self._cached = (query, self._results(**query))
+        results, group_defs = self._cached[1]
+        if self._flat is None or self._flat[0] is not results:
+            self._flat = (results, [(i, g) for i, r in enumerate(results)
+                                    for g in (r["Groups"] or [None])])
+        return _page(results, self._flat[1], kwargs.get("NextPageToken"), self.page_groups,
+                     group_defs)
+
+    def _results(self, **kwargs) -> tuple[list[dict], list[dict]]:
         start = dt.date.fromisoformat(kwargs["TimePeriod"]["Start"])
         end = min(dt.date.fromisoformat(kwargs["TimePeriod"]["End"]), self.today)
         if kwargs.get("Granularity") != "DAILY":
@@ -301,8 +315,7 @@ class DemoCostExplorer:
         frame = self.account.frame(start, end)
         if "Credit" not in _excluded_record_types(kwargs.get("Filter")):
             frame = _with_credits(frame)
-        results = _results_by_time(frame, start, end, metric, second, self.today)
-        return _page(results, kwargs.get("NextPageToken"), self.page_groups, group_defs)
+        return _results_by_time(frame, start, end, metric, second, self.today), group_defs
 
 
 def _with_credits(frame: pd.DataFrame) -> pd.DataFrame:
@@ -340,10 +353,12 @@ def _results_by_time(frame: pd.DataFrame, start: dt.date, end: dt.date, metric: 
     return results
 
 
-def _page(results: list[dict], token: str | None, page_groups: int,
-          group_defs: list[dict]) -> dict:
-    """Cut the results into pages of at most `page_groups` groups, splitting days."""
-    flat = [(i, g) for i, r in enumerate(results) for g in (r["Groups"] or [None])]
+def _page(results: list[dict], flat: list[tuple[int, dict | None]], token: str | None,
+          page_groups: int, group_defs: list[dict]) -> dict:
+    """Cut the results into pages of at most `page_groups` groups, splitting days.
+
+    `flat` lists every (day index, group) in order; a day without groups appears once.
+    """
     offset = int(token) if token else 0
     chunk = flat[offset:offset + page_groups]
     pages: dict[int, dict] = {}
@@ -360,6 +375,14 @@ def _page(results: list[dict], token: str | None, page_groups: int,
     if offset + page_groups < len(flat):
         response["NextPageToken"] = str(offset + page_groups)
     return response
+
+
+def scaled_account(scale: tuple[int, int] | None) -> DemoAccount:
+    """The demo account plus `services` x `groups` synthetic series (for benchmarks)."""
+    if not scale:
+        return DemoAccount()
+    services, groups = scale
+    return DemoAccount(list(SERVICES) + _synthetic_services(services, groups))
 
 
 def planted_events(run_day: dt.date, days: int = 90) -> list[PlantedEvent]:
