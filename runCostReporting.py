@@ -110,10 +110,11 @@ def _ingest(settings: Settings, engine, record: RunRecord, today: dt.date, outco
     """Fetch new costs; returns True when Cost Explorer failed and the data may be stale."""
     import procAmzData
     from _util.cost_explorer import SourceUnavailable, make_ce_client
-    from _util.demo_account import DemoCostExplorer
+    from _util.demo_account import DemoCostExplorer, scaled_account
 
     with record.stage("ingest") as stage:
-        client = DemoCostExplorer(today) if settings.demo else make_ce_client()
+        client = (DemoCostExplorer(today, scaled_account(settings.demo_scale)) if settings.demo
+                  else make_ce_client())
         try:
             result = procAmzData.ingest(
                 engine, client, day=settings.day, today=today, metric=settings.metric,

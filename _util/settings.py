@@ -65,6 +65,7 @@ class Settings:
     plot_workers: int = 2
     lock_timeout_seconds: float = 0.0
     log_max_bytes: int = 5_000_000
+    demo_scale: tuple[int, int] | None = None
     mutes: tuple[Mute, ...] = ()
     demo: bool = False
     dry_run: bool = False
@@ -162,6 +163,22 @@ def _url(raw: Any) -> str | None:
 _url.allowed = "an http:// or https:// URL"  # type: ignore[attr-defined]
 
 
+def _scale(raw: Any) -> tuple[int, int] | None:
+    value = str(raw).strip().lower()
+    if not value:
+        return None
+    services, _, groups = value.partition("x")
+    if not (services.isdigit() and groups.isdigit()):
+        raise ValueError
+    scale = (int(services), int(groups))
+    if not (1 <= scale[0] <= 10_000 and 1 <= scale[1] <= 1_000 and scale[0] * scale[1] <= 200_000):
+        raise ValueError
+    return scale
+
+
+_scale.allowed = "SERVICESxGROUPS, e.g. 100x10 (at most 200,000 series)"  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     """One setting: its name (TOML key; env var is COST_TRACKING_ + NAME), parser, help."""
@@ -207,6 +224,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("account_label", _text, "Label shown in the Slack header, e.g. the account's name."),
     SettingSpec("plot_workers", _int_between(1, 16), "Processes that render plots (default 2)."),
     SettingSpec("lock_timeout_seconds", _float_between(0, 86400), "How long a run waits for another run's lock before giving up (default 0: exit at once)."),
+    SettingSpec("demo_scale", _scale, "With --demo: add SERVICESxGROUPS synthetic series to the demo account, e.g. 500x20 (for benchmarks)."),
     SettingSpec("log_max_bytes", _int_between(10_000, 1_000_000_000), "Size at which logs/cost_tracking.log rotates (default 5000000; 5 files kept)."),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
