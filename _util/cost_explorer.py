@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import botocore.exceptions
+import botocore.session
 from botocore.config import Config
 
 from _util.cost_store import CostRow
@@ -21,9 +22,13 @@ from _util.errors import SourceError
 
 log = logging.getLogger(__name__)
 
-# Throttling (LimitExceededException, ThrottlingException) and 5xx are retried with
-# exponential backoff and jitter by botocore's standard retry mode.
-CE_RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8},
+# Throttling (LimitExceededException, ThrottlingException), 5xx and connection errors are
+# retried with exponential backoff and jitter by botocore's standard retry mode. A daily
+# cron run can afford patience: 8 attempts in all (about half a minute of backoff on
+# average), unless the AWS config says otherwise (AWS_MAX_ATTEMPTS, or max_attempts in the
+# profile), which an explicit count in the client Config would silently override.
+CE_MAX_ATTEMPTS = 8
+CE_RETRY_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": CE_MAX_ATTEMPTS},
                          connect_timeout=10, read_timeout=60)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
@@ -35,6 +40,22 @@ class SourceUnavailable(SourceError):
     """
 
 
+class UnusableResponse(SourceUnavailable):
+    """Cost Explorer answered with something that cannot be stored (a group without the
+    metric, an amount that is not a number, a unit that is not a currency).
+
+    Nothing of the fetch is stored, so history never changes silently; like an outage,
+    the run reports from what the database holds, marked stale, and exits 3.
+    """
+
+
+def ce_retry_config() -> Config:
+    """Standard retry mode; CE_MAX_ATTEMPTS attempts unless the AWS config sets a count."""
+    if botocore.session.get_session().get_config_variable("max_attempts") is not None:
+        return Config(retries={"mode": "standard"}, connect_timeout=10, read_timeout=60)
+    return CE_RETRY_CONFIG
+
+
 def make_ce_client() -> Any:
     """boto3's Cost Explorer client with the standard credential chain and endpoint settings.
 
@@ -43,7 +64,7 @@ def make_ce_client() -> Any:
     """
     session = boto3.session.Session()  # fresh: never credentials cached by an earlier client
     return session.client("ce", region_name=session.region_name or "us-east-1",
-                          config=CE_RETRY_CONFIG)
+                          config=ce_retry_config())
 
 
 def group_definitions(group_by: str) -> list[dict[str, str]]:
@@ -91,43 +112,54 @@ def _group_value(key: str | None, group_by: str) -> str:
 
 def _amount(group: dict, metric: str, day: dt.date) -> tuple[float, str]:
     keys = group.get("Keys")
-    metrics = group.get("Metrics") or {}
+    metrics = group.get("Metrics")
+    metrics = metrics if isinstance(metrics, dict) else {}
     if metric not in metrics:
-        raise SourceError(
+        raise UnusableResponse(
             f"Cost Explorer returned a group without {metric} on {day} (keys {keys}); "
             "nothing was stored"
         )
-    raw_amount = metrics[metric].get("Amount")
-    unit = metrics[metric].get("Unit")
+    value = metrics[metric] if isinstance(metrics[metric], dict) else {}
+    raw_amount = value.get("Amount")
+    unit = value.get("Unit")
     try:
         amount = float(raw_amount)
     except (TypeError, ValueError):
-        raise SourceError(
+        raise UnusableResponse(
             f"Cost Explorer returned a non-numeric amount {raw_amount!r} on {day} "
             f"(keys {keys}); nothing was stored") from None
     if not math.isfinite(amount):
-        raise SourceError(f"Cost Explorer returned amount {raw_amount!r} on {day} (keys {keys}); "
-                          "nothing was stored")
+        raise UnusableResponse(f"Cost Explorer returned amount {raw_amount!r} on {day} "
+                               f"(keys {keys}); nothing was stored")
     if not isinstance(unit, str) or not _CURRENCY.match(unit):
-        raise SourceError(
+        raise UnusableResponse(
             f"Cost Explorer returned the unit {unit!r} on {day} (keys {keys}), not a currency "
             "code; nothing was stored")
     return amount, unit
 
 
+def _period_day(period: Any) -> dt.date:
+    try:
+        return dt.date.fromisoformat(period["TimePeriod"]["Start"])
+    except (KeyError, TypeError, ValueError):
+        shown = repr(period)[:120]
+        raise UnusableResponse(f"Cost Explorer returned a period without a valid start date "
+                               f"({shown}); nothing was stored") from None
+
+
 def parse_page(response: dict, metric: str, group_by: str, merged: dict, result: FetchResult) -> None:
     """Fold one page into `merged` ((day, service, group) -> [amount, unit, estimated])."""
     for period in response.get("ResultsByTime", []):
-        day = dt.date.fromisoformat(period["TimePeriod"]["Start"])
+        day = _period_day(period)
         estimated = bool(period.get("Estimated", False))
         result.days.add(day)
         if estimated:
             result.estimated_days.add(day)
-        for group in period.get("Groups", []):
-            keys = group.get("Keys") or []
+        for group in period.get("Groups") or []:
+            keys = (group.get("Keys") if isinstance(group, dict) else None) or []
             if not keys:
-                raise SourceError(f"Cost Explorer returned a group without keys on {day}; "
-                                  "nothing was stored")
+                raise UnusableResponse(f"Cost Explorer returned a group without keys on {day}; "
+                                       "nothing was stored")
             service = keys[0]
             value = _group_value(keys[1] if len(keys) > 1 else None, group_by)
             amount, unit = _amount(group, metric, day)
@@ -187,6 +219,10 @@ def fetch_costs(client: Any, start: dt.date, end: dt.date, metric: str, group_by
         token = response.get("NextPageToken")
         if not token:
             break
+    outside = sorted(d for d in result.days if not start <= d <= end)
+    if outside:
+        raise UnusableResponse(f"Cost Explorer returned {outside[0]}, outside the requested "
+                               f"{start}..{end}; nothing was stored")
     result.rows = [CostRow(day, service, group, amount, unit, estimated)
                    for (day, service, group), (amount, unit, estimated) in merged.items()]
     log.info("fetched %s..%s: %d rows over %d days in %d request(s)",
