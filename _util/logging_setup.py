@@ -8,6 +8,11 @@ import re
 from pathlib import Path
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FILE_NAME = "cost_tracking.log"
+LOG_BACKUPS = 5
+# `log.error(..., extra=FILE_ONLY)`: for the log file only, when the driver prints the
+# one-line summary on stderr itself.
+FILE_ONLY = {"file_only": True}
 _SECRET_ENV = ("SLACK_BOT_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                "AWS_ACCESS_KEY_ID")
 _PATTERNS = (
@@ -43,9 +48,28 @@ class SecretMask(logging.Filter):
         return True
 
 
+class _OneLineFormatter(logging.Formatter):
+    """stderr (which cron mails) gets each message without its traceback; the log file
+    keeps the traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def _not_file_only(record: logging.LogRecord) -> bool:
+    return not getattr(record, "file_only", False)
+
+
 def setup_logging(log_dir: Path | None, max_bytes: int = 5_000_000,
                   extra_secrets: tuple[str, ...] = (), verbose: bool = False) -> None:
-    """stderr gets INFO (DEBUG with verbose); logs/cost_tracking.log rotates at max_bytes."""
+    """stderr gets INFO (DEBUG with verbose) without tracebacks (with verbose: with them);
+    logs/cost_tracking.log gets the same plus tracebacks, and rotates at max_bytes,
+    keeping LOG_BACKUPS old files (cost_tracking.log.1 is the newest of them)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -53,13 +77,15 @@ def setup_logging(log_dir: Path | None, max_bytes: int = 5_000_000,
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     mask = SecretMask(extra_secrets)
     stderr = logging.StreamHandler()
-    stderr.setFormatter(logging.Formatter(LOG_FORMAT))
+    stderr.setFormatter(logging.Formatter(LOG_FORMAT) if verbose else _OneLineFormatter(LOG_FORMAT))
     stderr.addFilter(mask)
+    stderr.addFilter(_not_file_only)
     root.addHandler(stderr)
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         rotating = logging.handlers.RotatingFileHandler(
-            log_dir / "cost_tracking.log", maxBytes=max_bytes, backupCount=5, encoding="utf-8")
+            log_dir / LOG_FILE_NAME, maxBytes=max_bytes, backupCount=LOG_BACKUPS,
+            encoding="utf-8")
         rotating.setFormatter(logging.Formatter(LOG_FORMAT))
         rotating.addFilter(mask)
         root.addHandler(rotating)
