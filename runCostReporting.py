@@ -13,13 +13,13 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from _util.errors import (EXIT_OK, EXIT_PARTIAL, EXIT_UNEXPECTED, ConfigError,
                           CostTrackingError, DeliveryError, LockedError)
-from _util.logging_setup import setup_logging
+from _util.logging_setup import FILE_ONLY, LOG_FILE_NAME, setup_logging
 from _util.run_record import RunRecord
 from _util.settings import SETTINGS, Settings, load_settings
 
@@ -92,22 +92,54 @@ def _run_pipeline(settings: Settings, record: RunRecord, today: dt.date, outcome
 
     engine = make_engine(settings.db_url)
     create_tables(engine)
-    stale = False
+    failure = None
     if not settings.skip_fetch:
-        stale = _ingest(settings, engine, record, today, outcome)
+        failure = _ingest(settings, engine, record, today, outcome)
+    report_settings = settings
+    if failure is not None:
+        report_settings = replace(settings, day=_stale_report_day(settings, engine, failure, outcome))
     with record.stage("load") as stage:
-        start = settings.day - dt.timedelta(days=settings.lookback_days - 1)
-        history = load_history(engine, settings.metric, start, settings.day)
+        start = report_settings.day - dt.timedelta(days=settings.lookback_days - 1)
+        history = load_history(engine, settings.metric, start, report_settings.day)
         stage.counts["rows"] = len(history)
     if settings.backtest_from is not None:
         import procBacktest
         procBacktest.run_backtest(settings, engine, history_loader=load_history, record=record)
         return
-    _analyse_and_deliver(settings, engine, history, record, outcome, stale)
+    _analyse_and_deliver(report_settings, engine, history, record, outcome,
+                         stale=failure is not None, run_day=settings.day)
 
 
-def _ingest(settings: Settings, engine, record: RunRecord, today: dt.date, outcome: Outcome) -> bool:
-    """Fetch new costs; returns True when Cost Explorer failed and the data may be stale."""
+def _stale_report_day(settings: Settings, engine, failure: Exception, outcome: Outcome) -> dt.date:
+    """The day a report from stored data can be about, after Cost Explorer failed.
+
+    The run's day is usually not stored yet (a daily run fetches it); analysing it anyway
+    would read every service as $0 and alert a spike down on each. The report is then
+    about the newest day the database holds, marked stale. With nothing stored at all
+    there is nothing to report: the Cost Explorer error ends the run (exit 2).
+    """
+    from _util.cost_store import read_source_state
+
+    state = read_source_state(engine, settings.metric)
+    if state is None or state.first_day > settings.day:
+        raise failure
+    if state.last_day >= settings.day:
+        return settings.day
+    note = (f"the database holds no costs for {settings.day} yet: the report is about "
+            f"{state.last_day}, the newest stored day")
+    log.warning("%s", note)
+    outcome.problems.append(note)
+    return state.last_day
+
+
+def _ingest(settings: Settings, engine, record: RunRecord, today: dt.date,
+            outcome: Outcome) -> Exception | None:
+    """Fetch new costs; returns Cost Explorer's error when it failed for good (the report
+    is then made from stored, possibly stale, data), else None.
+
+    A response that cannot be stored (UnusableResponse) counts as a failure too: nothing
+    of it is written, so stored history never changes silently.
+    """
     import procAmzData
     from _util.cost_explorer import SourceUnavailable, make_ce_client
     from _util.demo_account import DemoCostExplorer, scaled_account
@@ -126,17 +158,17 @@ def _ingest(settings: Settings, engine, record: RunRecord, today: dt.date, outco
             outcome.problems.append(str(exc))
             stage.status = "failed"
             stage.counts["error"] = str(exc)
-            return True
+            return exc
         record.ce_requests = result.ce_requests
         record.rows_upserted = result.rows_upserted
         stage.counts.update(ce_requests=result.ce_requests, rows_upserted=result.rows_upserted,
                             fetched=f"{result.plan.start}..{result.plan.end}" if result.plan.start else None,
                             plan=result.plan.reason)
-    return False
+    return None
 
 
 def _analyse_and_deliver(settings: Settings, engine, history, record: RunRecord,
-                         outcome: Outcome, stale: bool) -> None:
+                         outcome: Outcome, stale: bool, run_day: dt.date) -> None:
     import procAmzAlerts
     import procSummaries
     from _util.report import Report
@@ -149,7 +181,7 @@ def _analyse_and_deliver(settings: Settings, engine, history, record: RunRecord,
     report = Report(day=settings.day, metric=settings.metric, group_by=settings.group_by,
                     rules=settings.rules, summary=summary, alerts=alerts, stale=stale)
     report = _apply_lifecycle(settings, engine, report, record)
-    _render_publish_deliver(settings, engine, report, history, record, outcome)
+    _render_publish_deliver(settings, engine, report, history, record, outcome, run_day)
 
 
 def _apply_lifecycle(settings: Settings, engine, report, record: RunRecord):
@@ -174,7 +206,9 @@ def _site_url(settings: Settings) -> str | None:
 
 
 def _render_publish_deliver(settings: Settings, engine, report, history, record: RunRecord,
-                            outcome: Outcome) -> None:
+                            outcome: Outcome, run_day: dt.date) -> None:
+    """Plots and pages for the report's day; the Slack payload and delivery are the run's
+    (`run_day`), which differs only when a stale report is about an earlier stored day."""
     import procPlotting
     from _util import slack_message
     from _util.report import report_to_dict
@@ -187,17 +221,18 @@ def _render_publish_deliver(settings: Settings, engine, report, history, record:
         stage.counts["plots_rendered"] = rendered.plots_rendered
     with record.stage("message") as stage:
         message = slack_message.build_message(report, settings.account_label)
-        files = list(rendered.files) + _write_message(settings, report, message)
+        files = list(rendered.files) + _write_message(settings, report, message, run_day)
         stage.counts["blocks"] = len(message.blocks)
 
     uploaded = _publish(settings, files, record, outcome)
-    if settings.s3_bucket and not settings.dry_run and not uploaded and not settings.site_url:
-        # The links would point at pages that never arrived: send the message without them.
+    if settings.s3_bucket and not settings.dry_run and not uploaded:
+        # The links (to the bucket's website or to COST_TRACKING_SITE_URL in front of it)
+        # would open pages that never arrived: send the message without them.
         report = slack_message.without_links(report)
         message = slack_message.build_message(report, settings.account_label)
-        _write_message(settings, report, message)
+        _write_message(settings, report, message, run_day)
     _write_report_json(settings, report_to_dict(report))
-    _deliver(settings, engine, message, record, outcome)
+    _deliver(replace(settings, day=run_day), engine, message, record, outcome)
 
 
 def _write_report_json(settings: Settings, data: dict) -> None:
@@ -206,14 +241,15 @@ def _write_report_json(settings: Settings, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _write_message(settings: Settings, report, message) -> list[Path]:
-    """Write the exact payload and its preview page; returns the site files written."""
+def _write_message(settings: Settings, report, message, run_day: dt.date) -> list[Path]:
+    """Write the exact payload (slack/<run day>.json) and its preview page (in the report's
+    folder); returns the site files written."""
     from _util.slack_preview import preview_page
 
     payload = message.payload(settings.slack_channel or "")
     slack_dir = settings.output_dir / "slack"
     slack_dir.mkdir(parents=True, exist_ok=True)
-    (slack_dir / f"{settings.day.isoformat()}.json").write_text(
+    (slack_dir / f"{run_day.isoformat()}.json").write_text(
         json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     preview = settings.site_dir / "reports" / settings.day.isoformat() / "slack.html"
     preview.parent.mkdir(parents=True, exist_ok=True)
@@ -284,6 +320,24 @@ def _deliver(settings: Settings, engine, message, record: RunRecord, outcome: Ou
             log.info("not posted: %s (use --force to post again)", result.skipped_reason)
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else "(no message)"
+
+
+def _secrets(settings: Settings) -> tuple[str, ...]:
+    """Values the logs must never show, beyond those SecretMask finds in the environment."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    secrets = [settings.slack_token]
+    try:
+        secrets.append(make_url(settings.db_url).password)
+    except ArgumentError:
+        pass
+    return tuple(str(s) for s in secrets if s)
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None,
          today: dt.date | None = None) -> int:
     environ = os.environ if environ is None else environ
@@ -298,8 +352,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return exc.exit_code
 
     setup_logging(settings.output_dir / "logs", settings.log_max_bytes,
-                  extra_secrets=tuple(filter(None, [settings.slack_token])),
-                  verbose=args.verbose)
+                  extra_secrets=_secrets(settings), verbose=args.verbose)
     record = RunRecord(date=settings.day.isoformat())
     outcome = Outcome()
     from _util.database import mask_url
@@ -322,17 +375,21 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except CostTrackingError as exc:
-        log.debug("failed", exc_info=True)
+        # stderr gets the one line below; the log file the same line and, with --verbose,
+        # the traceback.
+        log.error("%s", exc, extra=FILE_ONLY)
+        log.debug("traceback", exc_info=True, extra=FILE_ONLY)
         record.finish(exc.exit_code, "failed", str(exc))
         record.write(settings.output_dir / "runs")
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - the last line of defence: log and exit 1
-        log.exception("unexpected error")
-        record.finish(EXIT_UNEXPECTED, "failed", f"{type(exc).__name__}: {exc}")
+        summary = f"unexpected {type(exc).__name__}: {_first_line(exc)}"
+        log.error("%s", summary, exc_info=True, extra=FILE_ONLY)
+        record.finish(EXIT_UNEXPECTED, "failed", summary)
         record.write(settings.output_dir / "runs")
-        print(f"error: unexpected {type(exc).__name__}: {exc} "
-              f"(traceback in {settings.output_dir / 'logs' / 'cost_tracking.log'})", file=sys.stderr)
+        print(f"error: {summary} (traceback in {settings.output_dir / 'logs' / LOG_FILE_NAME})",
+              file=sys.stderr)
         return EXIT_UNEXPECTED
     if outcome.problems:
         print(f"partial: {'; '.join(outcome.problems)}", file=sys.stderr)
