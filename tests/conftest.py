@@ -56,3 +56,12 @@ def clean_env(monkeypatch):
     # Any AWS call a test forgets to point elsewhere goes to a closed local port, never out.
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     return os.environ
+
+
+@pytest.fixture
+def slack():
+    """A local stand-in for Slack's Web API, running for the test."""
+    from tests.slack_standin import running_standin
+
+    with running_standin() as standin:
+        yield standin

@@ -11,7 +11,7 @@ from _util.delivery_log import (
 )
 from _util.errors import DeliveryError
 from _util.slack_delivery import make_slack_client
-from slack_standin import StandInResponse, error, running_standin
+from tests.slack_standin import StandInResponse, error
 
 DAY = dt.date(2024, 5, 14)
 CHANNEL = "C0123456789"
@@ -21,12 +21,6 @@ RETRIES = 1
 def payload(text: str = "AWS costs 2024-05-14: $1,234.50") -> dict:
     return {"channel": CHANNEL, "text": text,
             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
-
-
-@pytest.fixture
-def slack():
-    with running_standin() as standin:
-        yield standin
 
 
 @pytest.fixture

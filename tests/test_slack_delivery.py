@@ -9,7 +9,7 @@ import pytest
 
 from _util.errors import EXIT_PARTIAL, DeliveryError
 from _util.slack_delivery import SLACK_API_URL, make_slack_client, post_message
-from slack_standin import StandInResponse, error, running_standin
+from tests.slack_standin import StandInResponse, error
 
 TOKEN = "xoxb-111-222-secretsecretsecret"
 PAYLOAD = {
@@ -18,12 +18,6 @@ PAYLOAD = {
     "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "*Amazon EC2* &amp; co"}}],
 }
 RETRIES = 2
-
-
-@pytest.fixture
-def slack():
-    with running_standin() as standin:
-        yield standin
 
 
 @pytest.fixture
