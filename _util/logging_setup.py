@@ -8,6 +8,9 @@ import re
 from pathlib import Path
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Runs share the log file (one waiting on another's lock, a person's run beside cron's):
+# the pid tells their lines apart.
+FILE_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 LOG_FILE_NAME = "cost_tracking.log"
 LOG_BACKUPS = 5
 # `log.error(..., extra=FILE_ONLY)`: for the log file only, when the driver prints the
@@ -86,7 +89,7 @@ def setup_logging(log_dir: Path | None, max_bytes: int = 5_000_000,
         rotating = logging.handlers.RotatingFileHandler(
             log_dir / LOG_FILE_NAME, maxBytes=max_bytes, backupCount=LOG_BACKUPS,
             encoding="utf-8")
-        rotating.setFormatter(logging.Formatter(LOG_FORMAT))
+        rotating.setFormatter(logging.Formatter(FILE_FORMAT))
         rotating.addFilter(mask)
         root.addHandler(rotating)
     for noisy in ("botocore", "boto3", "urllib3", "matplotlib", "PIL", "s3transfer"):

@@ -327,3 +327,103 @@ def test_an_unexpected_error_exits_1_with_one_line_on_stderr_and_the_traceback_i
     assert summary[0].split(" (traceback in")[0].removeprefix("error: ") in log_text
     record = _record(tmp_path)
     assert record["exit_code"] == 1 and record["status"] == "failed"
+
+
+# ---------------------------------------------------------------- the run lock
+
+HOLD_LOCK = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from _util.run_lock import run_lock
+with run_lock(Path(sys.argv[2])):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[3]))
+"""
+
+RUN_BOT = r"""
+import datetime as dt, sys
+sys.path.insert(0, sys.argv[1])
+import runCostReporting
+sys.exit(runCostReporting.main(sys.argv[3:], None, dt.date.fromisoformat(sys.argv[2])))
+"""
+
+
+def _hold_lock(out, seconds: float) -> subprocess.Popen:
+    """Another process holding the output folder's lock for `seconds`."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(ROOT), str(out / ".run.lock"),
+                               str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_run_waits_for_the_lock_and_runs_once_the_first_releases_it(
+        tmp_path, tmp_path_factory, clean_env):
+    copy_template(tmp_path_factory, "demo", tmp_path)
+    holder = _hold_lock(tmp_path, 2.0)
+    try:
+        started = time.monotonic()
+        code = run_bot(["--demo", "--dry-run", "--skip-fetch"], tmp_path, TODAY,
+                       COST_TRACKING_LOCK_TIMEOUT_SECONDS="30", **QUIET)
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(timeout=30)
+    assert code == 0
+    assert waited >= 1.0
+    log_text = (tmp_path / "logs" / "cost_tracking.log").read_text()
+    assert f"pid {holder.pid}) holds" in log_text and "waiting up to 30s" in log_text
+    assert "lock acquired after waiting" in log_text
+    assert _record(tmp_path)["exit_code"] == 0
+
+
+def test_a_run_that_waits_past_the_lock_timeout_exits_4_naming_the_holder(
+        tmp_path, tmp_path_factory, clean_env, capsys):
+    copy_template(tmp_path_factory, "demo", tmp_path)
+    holder = _hold_lock(tmp_path, 60.0)
+    try:
+        started = time.monotonic()
+        code = run_bot(["--demo", "--dry-run"], tmp_path, TODAY, COST_TRACKING_LOCK_TIMEOUT_SECONDS="1")
+        waited = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert code == 4
+    assert 1.0 <= waited < 10
+    err = capsys.readouterr().err
+    assert f"error: another run holds {tmp_path / '.run.lock'} (pid {holder.pid}); gave up after waiting 1s" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def _spans(log_lines: list[str]) -> dict[str, tuple[int, int]]:
+    """Per pid, the first and last line it logged while holding the lock."""
+    spans: dict[str, list[int]] = {}
+    for i, line in enumerate(log_lines):
+        pid = line.split("[", 1)[1].split("]", 1)[0]
+        if "runCostReporting: run for" in line or "waiting up to" in line:
+            continue  # logged before the lock is taken
+        spans.setdefault(pid, []).append(i)
+    return {pid: (min(v), max(v)) for pid, v in spans.items()}
+
+
+def test_two_runs_started_together_never_interleave(tmp_path, tmp_path_factory, clean_env):
+    db = copy_template(tmp_path_factory, "demo", tmp_path)
+    env = {**os.environ, "COST_TRACKING_OUTPUT_DIR": str(tmp_path),
+           "COST_TRACKING_LOCK_TIMEOUT_SECONDS": "120", **QUIET}
+    command = [sys.executable, "-c", RUN_BOT, str(ROOT), NEXT_TODAY.isoformat(), "--demo", "--dry-run"]
+    # A brief holder makes sure both runs find the lock taken, however the two start.
+    holder = _hold_lock(tmp_path, 3.0)
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(2)]
+    codes = [run.wait(timeout=120) for run in runs]
+    holder.wait(timeout=10)
+    assert codes == [0, 0]
+    lines = (tmp_path / "logs" / "cost_tracking.log").read_text().splitlines()
+    lines = [ln for ln in lines if ln[:4].isdigit()]  # not traceback lines
+    spans = _spans(lines)
+    assert set(spans) == {str(r.pid) for r in runs}
+    (a_start, a_end), (b_start, b_end) = sorted(spans.values())
+    assert a_end < b_start
+    assert "lock acquired after waiting" in lines[a_start]
+    assert "lock acquired after waiting" in lines[b_start]
+    keys = [r[:4] for r in cost_rows(db)]
+    assert len(keys) == len(set(keys))
