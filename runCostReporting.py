@@ -21,7 +21,7 @@ from _util.errors import (EXIT_OK, EXIT_PARTIAL, EXIT_UNEXPECTED, ConfigError,
                           CostTrackingError, DeliveryError, LockedError)
 from _util.logging_setup import FILE_ONLY, LOG_FILE_NAME, setup_logging
 from _util.run_record import RunRecord
-from _util.settings import SETTINGS, Settings, load_settings
+from _util.settings import ENV_PREFIX, SETTINGS, Settings, load_settings
 
 log = logging.getLogger("runCostReporting")
 
@@ -320,6 +320,23 @@ def _deliver(settings: Settings, engine, message, record: RunRecord, outcome: Ou
             log.info("not posted: %s (use --force to post again)", result.skipped_reason)
 
 
+def _check_slack_settings(settings: Settings) -> None:
+    """A token without a channel would post nothing, every day, with exit code 0."""
+    if settings.slack_token and not settings.slack_channel and not settings.dry_run:
+        raise ConfigError("SLACK_BOT_TOKEN is set but COST_TRACKING_SLACK_CHANNEL is not: set the "
+                          "channel to post to (a channel ID such as C0123456789, or a name)")
+
+
+def _warn_unknown_environment(environ: Mapping[str, str]) -> None:
+    """A misspelt COST_TRACKING_ variable would be ignored silently: name it in the log."""
+    known = {spec.env_var for spec in SETTINGS} | {ENV_PREFIX + "CONFIG"}
+    unknown = sorted(name for name in environ if name.startswith(ENV_PREFIX)
+                     and name not in known and not name.startswith(ENV_PREFIX + "TEST_"))
+    if unknown:
+        log.warning("ignoring unknown environment variable(s) %s: not settings of the bot "
+                    "(--help lists them)", ", ".join(unknown))
+
+
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else "(no message)"
@@ -346,6 +363,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     flags: dict[str, Any] = {k: v for k, v in vars(args).items() if v not in (None, False)}
     try:
         settings = load_settings(flags, environ, today)
+        _check_slack_settings(settings)
     except ConfigError as exc:
         setup_logging(None)
         print(f"error: {exc}", file=sys.stderr)
@@ -353,6 +371,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     setup_logging(settings.output_dir / "logs", settings.log_max_bytes,
                   extra_secrets=_secrets(settings), verbose=args.verbose)
+    _warn_unknown_environment(environ)
     record = RunRecord(date=settings.day.isoformat())
     outcome = Outcome()
     from _util.database import mask_url
