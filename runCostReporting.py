@@ -31,10 +31,13 @@ PENDING_MAX_AGE_DAYS = 7
 EXIT_CODES_HELP = """exit codes:
   0  everything delivered (or nothing to deliver: --dry-run, no Slack token)
   1  unexpected error (traceback in <output>/logs/cost_tracking.log)
-  2  settings, usage, credentials or database problem (nothing was analysed)
+  2  settings, usage, credentials, permissions or database problem (nothing was
+     analysed), or Cost Explorer failed and the database holds nothing to report
   3  delivery partial: Slack or S3 failed after retries, or Cost Explorer failed
-     and the report was made from stored (possibly stale) data
+     (down, or an answer that cannot be stored) and the report was made from stored,
+     possibly stale, data (about the newest stored day when the run's day is missing)
   4  another run holds the lock for this output folder
+     (waited COST_TRACKING_LOCK_TIMEOUT_SECONDS)
 """
 
 
@@ -55,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"settings (flags > environment > --config TOML > defaults):\n{settings_help}\n"
                f"  {'SLACK_BOT_TOKEN':<40} Slack bot token (xoxb-...); without it nothing is posted.\n"
                f"  AWS access uses boto3's usual chain (AWS_PROFILE, AWS_REGION, instance role, "
-               f"AWS_ENDPOINT_URL_COST_EXPLORER, AWS_ENDPOINT_URL_S3).\n\n{EXIT_CODES_HELP}",
+               f"AWS_ENDPOINT_URL_COST_EXPLORER, AWS_ENDPOINT_URL_S3); AWS_MAX_ATTEMPTS sets "
+               f"Cost Explorer's attempts with backoff (default 8).\n\n{EXIT_CODES_HELP}",
     )
     parser.add_argument("--date", type=_date, metavar="YYYY-MM-DD",
                         help="cost day to analyse (default: yesterday, UTC)")
