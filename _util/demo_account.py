@@ -288,93 +288,115 @@ class DemoCostExplorer:
         self.account = account or DemoAccount()
         self.page_groups = page_groups
         self.calls: list[dict] = []
-        self._cached: tuple[dict, tuple[list[dict], list[dict]]] | None = None
-        self._flat: tuple[list[dict], list[tuple[int, dict | None]]] | None = None
+        self._query: tuple[dict, _DemoQuery] | None = None
 
     def get_cost_and_usage(self, **kwargs) -> dict:
         self.calls.append(kwargs)
         query = {k: v for k, v in kwargs.items() if k != "NextPageToken"}
-        if self._cached is None or self._cached[0] != query:
+        if self._query is None or self._query[0] != query:
             # Pages of one query share its results, as Cost Explorer's do.
-            self._cached = (query, self._results(**query))
-        results, group_defs = self._cached[1]
-        if self._flat is None or self._flat[0] is not results:
-            self._flat = (results, [(i, g) for i, r in enumerate(results)
-                                    for g in (r["Groups"] or [None])])
-        return _page(results, self._flat[1], kwargs.get("NextPageToken"), self.page_groups,
-                     group_defs)
+            self._query = (query, _DemoQuery(self.account, self.today, **query))
+        return self._query[1].page(kwargs.get("NextPageToken"), self.page_groups)
 
-    def _results(self, **kwargs) -> tuple[list[dict], list[dict]]:
-        start = dt.date.fromisoformat(kwargs["TimePeriod"]["Start"])
-        end = min(dt.date.fromisoformat(kwargs["TimePeriod"]["End"]), self.today)
+
+class _DemoQuery:
+    """One GetCostAndUsage query, answered a page at a time.
+
+    Only the days a page covers are computed and only its groups become dicts, so a year
+    of 50,000 series never sits in memory as millions of response dicts: a client holds
+    one page at a time, as with Cost Explorer. A page token is "<day>:<offset>".
+    """
+
+    def __init__(self, account: DemoAccount, today: dt.date, **kwargs) -> None:
         if kwargs.get("Granularity") != "DAILY":
             raise ValueError("the demo account only answers DAILY requests")
-        (metric,) = kwargs["Metrics"]
-        group_defs = kwargs.get("GroupBy", [])
-        second = group_defs[1] if len(group_defs) > 1 else None
-        frame = self.account.frame(start, end)
-        if "Credit" not in _excluded_record_types(kwargs.get("Filter")):
-            frame = _with_credits(frame)
-        return _results_by_time(frame, start, end, metric, second, self.today), group_defs
+        self.account = account
+        self.today = today
+        self.start = dt.date.fromisoformat(kwargs["TimePeriod"]["Start"])
+        end = min(dt.date.fromisoformat(kwargs["TimePeriod"]["End"]), today)
+        self.n_days = max((end - self.start).days, 0)
+        (self.metric,) = kwargs["Metrics"]
+        self.group_defs = kwargs.get("GroupBy", [])
+        second = self.group_defs[1] if len(self.group_defs) > 1 else None
+        table = account._table
+        names = [s.name for s in account.services]
+        # Series whose keys coincide (two tag values in one REGION, say) are one group.
+        index: dict[tuple[str, ...], int] = {}
+        series_key = np.empty(len(table.share), dtype=np.int64)
+        for s, (svc_i, tag) in enumerate(zip(table.service_idx.tolist(), table.group_names)):
+            service = names[svc_i]
+            keys = (service,) if second is None else (service, _group_key(second, service, tag))
+            series_key[s] = index.setdefault(keys, len(index))
+        self.credit_series: np.ndarray | None = None
+        self.credit_key = -1
+        if ("Credit" not in _excluded_record_types(kwargs.get("Filter"))
+                and names and names[0] == SERVICES[0].name):
+            # A daily credit on the first service's untagged group, on days it has a cost.
+            self.credit_series = table.service_idx == 0
+            keys = (names[0],) if second is None else (names[0], _group_key(second, names[0], ""))
+            self.credit_key = index.setdefault(keys, len(index))
+        self.keys = [list(k) for k in index]
+        self.series_key = series_key
+        self.merged = len(index) != len(series_key)
+        self._day: tuple[int, list[int], list[float]] | None = None
 
+    def groups_of(self, i: int) -> tuple[list[int], list[float]]:
+        """(key ids, amounts) of the groups with a cost on day i, in the series' order."""
+        if self._day is not None and self._day[0] == i:
+            return self._day[1], self._day[2]
+        amounts = self.account.amounts(self.start + dt.timedelta(days=i))
+        present = amounts != 0.0
+        if self.merged:
+            n_keys = len(self.keys)
+            sums = np.bincount(self.series_key, weights=np.where(present, amounts, 0.0),
+                               minlength=n_keys)
+            has = np.bincount(self.series_key, weights=present, minlength=n_keys) > 0
+        else:
+            sums, has = amounts, present
+        if self.credit_series is not None and present[self.credit_series].any():
+            sums, has = sums.copy(), has.copy()
+            sums[self.credit_key] += -12.5
+            has[self.credit_key] = True
+        ids = np.flatnonzero(has)
+        self._day = (i, ids.tolist(), sums[ids].tolist())
+        return self._day[1], self._day[2]
 
-def _with_credits(frame: pd.DataFrame) -> pd.DataFrame:
-    """Credits appear only when the record-type filter lets them through."""
-    credit = frame[frame["service"] == SERVICES[0].name].groupby("usage_date").head(1).copy()
-    credit["group_value"] = ""
-    credit["amount"] = -12.5
-    merged = pd.concat([frame, credit], ignore_index=True)
-    return merged.groupby(["usage_date", "service", "group_value"], as_index=False)["amount"].sum()
-
-
-def _results_by_time(frame: pd.DataFrame, start: dt.date, end: dt.date, metric: str,
-                     second: dict | None, today: dt.date) -> list[dict]:
-    by_day = {d.date(): g for d, g in frame.groupby("usage_date")}
-    results = []
-    for i in range((end - start).days):
-        day = start + dt.timedelta(days=i)
-        rows = by_day.get(day)
-        groups: dict[tuple[str, ...], float] = {}
-        if rows is not None:
-            for service, tag_value, amount in zip(rows["service"], rows["group_value"],
-                                                  rows["amount"]):
-                keys = (service,) if second is None else (
-                    service, _group_key(second, service, tag_value))
-                groups[keys] = groups.get(keys, 0.0) + float(amount)
-        results.append({
+    def _period(self, i: int, groups: list[dict]) -> dict:
+        day = self.start + dt.timedelta(days=i)
+        return {
             "TimePeriod": {"Start": day.isoformat(),
                            "End": (day + dt.timedelta(days=1)).isoformat()},
             "Total": {},
-            "Groups": [{"Keys": list(k), "Metrics": {metric: {"Amount": f"{v:.10f}",
-                                                              "Unit": "USD"}}}
-                       for k, v in groups.items()],
-            "Estimated": day >= today - dt.timedelta(days=2),
-        })
-    return results
+            "Groups": groups,
+            "Estimated": day >= self.today - dt.timedelta(days=2),
+        }
 
-
-def _page(results: list[dict], flat: list[tuple[int, dict | None]], token: str | None,
-          page_groups: int, group_defs: list[dict]) -> dict:
-    """Cut the results into pages of at most `page_groups` groups, splitting days.
-
-    `flat` lists every (day index, group) in order; a day without groups appears once.
-    """
-    offset = int(token) if token else 0
-    chunk = flat[offset:offset + page_groups]
-    pages: dict[int, dict] = {}
-    for i, group in chunk:
-        entry = pages.setdefault(i, {**results[i], "Groups": []})
-        if group is not None:
-            entry["Groups"].append(group)
-    response = {
-        "GroupDefinitions": [{"Type": g["Type"], "Key": g["Key"]} for g in group_defs],
-        "ResultsByTime": [pages[i] for i in sorted(pages)],
-        "DimensionValueAttributes": [],
-        "ResponseMetadata": {"HTTPStatusCode": 200},
-    }
-    if offset + page_groups < len(flat):
-        response["NextPageToken"] = str(offset + page_groups)
-    return response
+    def page(self, token: str | None, page_groups: int) -> dict:
+        """At most `page_groups` groups from `token` on, splitting days; a day without
+        groups takes one slot."""
+        i, j = (int(x) for x in token.split(":")) if token else (0, 0)
+        periods = []
+        room = page_groups
+        while i < self.n_days and room > 0:
+            ids, amounts = self.groups_of(i)
+            take = ids[j:j + room]
+            periods.append(self._period(i, [
+                {"Keys": list(self.keys[k]),
+                 "Metrics": {self.metric: {"Amount": f"{v:.10f}", "Unit": "USD"}}}
+                for k, v in zip(take, amounts[j:j + room])]))
+            room -= max(len(take), 1)
+            j += len(take)
+            if j >= len(ids):
+                i, j = i + 1, 0
+        response = {
+            "GroupDefinitions": [{"Type": g["Type"], "Key": g["Key"]} for g in self.group_defs],
+            "ResultsByTime": periods,
+            "DimensionValueAttributes": [],
+            "ResponseMetadata": {"HTTPStatusCode": 200},
+        }
+        if i < self.n_days:
+            response["NextPageToken"] = f"{i}:{j}"
+        return response
 
 
 def scaled_account(scale: tuple[int, int] | None) -> DemoAccount:
