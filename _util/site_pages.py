@@ -347,7 +347,7 @@ def _alert_row(entry: AlertEntry) -> list[object]:
     signal = Html(f'<span class="nowrap">{escape(signal)}</span>')
     change_cls = "up" if a.delta_usd >= 0 else "down"
     change = Html(f'<span class="{change_cls}">{escape(signed_money(a.delta_usd))}</span>')
-    status = status_text(a) + (" (muted)" if a.muted else "")
+    status = status_text(a) + (f" (muted: {a.mute_reason})" if a.muted else "")
     driver = "" if a.top_group is None else Html(
         f"{escape(group_label(a.top_group))}: "
         f'<span class="nowrap">{escape(signed_money(a.top_group_delta_usd))}</span>')
