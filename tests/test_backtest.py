@@ -2,7 +2,13 @@
 normal run for each day; its CSV, monthly counts and page; the driver end to end."""
 from __future__ import annotations
 
+import csv
+import dataclasses
 import datetime as dt
+import json
+import logging
+import shutil
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -11,8 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import procAmzAlerts
-from _util.report import Rules
+import procBacktest
+import runCostReporting
+from _util.cost_store import load_history
+from _util.report import DOWN, SPIKE, TREND, UP, Alert, Rules
 from procAmzAlerts import alerts_by_day, build_matrices, detect_alerts, detect_alerts_by_day
+from tests.test_lifecycle import METRIC, day, run_day, step_history, store
+from tests.test_muting import demo_db  # noqa: F401 (fixture)
 
 D = dt.date(2024, 5, 31)
 
@@ -181,3 +192,111 @@ def test_bounds_keep_every_pair_when_the_window_is_short_for_the_ewm_spans():
     rules = Rules(lookback_days=40, min_history_days=20, ema_fast=50, ema_slow=120, signal_span=90)
     first = D - dt.timedelta(days=59)
     assert detect_alerts_by_day(history, first, D, rules) == per_day(history, first, D, rules)
+
+
+# ----------------------------------------------------------------------------------------
+# With statuses: the backtest against normal runs (detection + lifecycle) of each day.
+# ----------------------------------------------------------------------------------------
+
+def test_backtest_equals_normal_runs_day_by_day_including_status(db_engine, tmp_path):
+    # A step with a two-day gap (episodes, a new one after the gap) beside a noisy
+    # service with groups (trend crossings at both levels).
+    rng = np.random.default_rng(9)
+    step = step_history(off_days=(4, 5))
+    noisy = step.assign(service="N", group_value="web",
+                        amount=20 + 4 * np.sin(np.arange(len(step)) / 6) + rng.standard_normal(len(step)))
+    other = noisy.assign(group_value="", amount=noisy["amount"][::-1].to_numpy())
+    store(db_engine, pd.concat([step, noisy, other], ignore_index=True))
+    rules = Rules()
+    first, last = day(-3), day(12)
+    history = load_history(db_engine, METRIC, first - dt.timedelta(days=90 + 364), last)
+    replayed = procBacktest.replay(history, first, last, rules)
+    statuses = set()
+    for d in procBacktest.days_between(first, last):
+        normal = run_day(db_engine, tmp_path, d, rules).alerts
+        assert replayed[d] == normal, d
+        statuses |= {(a.key[0], a.status) for a in normal}
+    assert {("spike", "new"), ("spike", "continuing"), ("trend", "new")} <= statuses
+
+
+def test_monthly_counts_split_kind_direction_and_status():
+    a = Alert(kind=SPIKE, direction=UP, service="S", group=None, usd=1.0, baseline_mean=0.0,
+              baseline_std=1.0, delta_usd=1.0)
+    by_day = {dt.date(2024, 1, 31): (a, dataclasses.replace(a, kind=TREND, direction=DOWN)),
+              dt.date(2024, 2, 1): (dataclasses.replace(a, status="continuing"),),
+              dt.date(2024, 2, 2): ()}
+    rows = procBacktest.monthly_table(procBacktest.monthly_counts(by_day))
+    assert rows == [
+        ["month", "spike up", "spike down", "trend up", "trend down", "new", "continuing", "total"],
+        ["2024-01", "1/0", "0/0", "0/0", "1/0", "2", "0", "2"],
+        ["2024-02", "0/1", "0/0", "0/0", "0/0", "0", "1", "1"],
+        ["all", "1/1", "0/0", "0/0", "1/0", "2", "1", "3"],
+    ]
+
+
+def test_csv_rows_name_level_and_leave_zscore_empty_for_trends(tmp_path):
+    a = Alert(kind=TREND, direction=UP, service="S, Inc.", group="", usd=1.0, baseline_mean=0.5,
+              baseline_std=1.0, delta_usd=0.5, macd=1.0, signal=0.5)
+    b = Alert(kind=SPIKE, direction=DOWN, service="S", group=None, usd=1.0, baseline_mean=9.0,
+              baseline_std=1.0, delta_usd=-8.0, zscore=-8.0, status="continuing")
+    path = tmp_path / "out.csv"
+    assert procBacktest.write_csv(path, {dt.date(2024, 3, 2): (a, b)}) == 2
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert rows == [list(procBacktest.CSV_COLUMNS),
+                    ["2024-03-02", "group", "trend", "up", "S, Inc.", "", "new", "0.50", ""],
+                    ["2024-03-02", "service", "spike", "down", "S", "", "continuing", "-8.00", "-8.00"]]
+
+
+# ----------------------------------------------------------------------------------------
+# End to end: the driver's --backtest-from on the demo account.
+# ----------------------------------------------------------------------------------------
+
+TODAY = dt.date(2026, 11, 23)
+
+
+def backtest_run(out, *args) -> int:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COST_TRACKING_OUTPUT_DIR", str(out))
+        code = runCostReporting.main(["--demo", *args], None, TODAY)
+    logging.getLogger().handlers.clear()
+    return code
+
+
+def test_demo_backtest_writes_csv_page_and_counts_and_nothing_else(tmp_path, demo_db, clean_env, capsys):
+    shutil.copy(demo_db, tmp_path / "cost_tracking.db")
+    code = backtest_run(tmp_path, "--backtest-from", "2026-10-01", "--date", "2026-11-22")
+    assert code == 0
+    out = capsys.readouterr().out
+    csv_path = tmp_path / "backtest" / "2026-10-01_2026-11-22.csv"
+    with csv_path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and {r["date"] for r in rows} <= {d.isoformat() for d in procBacktest.days_between(
+        dt.date(2026, 10, 1), dt.date(2026, 11, 22))}
+    assert {r["kind"] for r in rows} == {"spike", "trend"}
+    # The demo's planted spike on the last day is listed as a normal run reports it.
+    last_day = [r for r in rows if r["date"] == "2026-11-22"]
+    assert ("spike", "Amazon Elastic Container Service", "service", "new") in {
+        (r["kind"], r["service"], r["level"], r["status"]) for r in last_day}
+    assert "2026-10  " in out and "2026-11  " in out and "spike up" in out
+    assert f"{len(rows)} alerts" in out
+    page = tmp_path / "site" / "backtest" / "2026-10-01_2026-11-22.html"
+    assert "<img" in page.read_text() and (page.parent / "2026-10-01_2026-11-22.png").stat().st_size > 5000
+    record = json.loads((tmp_path / "runs" / "2026-11-22.json").read_text())
+    [stage] = [s for s in record["stages"] if s["name"] == "backtest"]
+    assert stage["counts"]["alerts"] == len(rows) and stage["counts"]["days"] == 53
+    assert not (tmp_path / "slack").exists()
+    assert not (tmp_path / "site" / "reports").exists()
+
+
+def test_a_higher_z_is_one_more_command_with_fewer_spikes(tmp_path, demo_db, clean_env, capsys):
+    shutil.copy(demo_db, tmp_path / "cost_tracking.db")
+    counts = {}
+    for z in ("2", "5"):
+        assert backtest_run(tmp_path, "--z", z, "--backtest-from", "2026-10-01",
+                            "--date", "2026-11-22") == 0
+        with (tmp_path / "backtest" / "2026-10-01_2026-11-22.csv").open(newline="") as fh:
+            counts[z] = Counter(r["kind"] for r in csv.DictReader(fh))
+    capsys.readouterr()
+    assert counts["5"]["spike"] < counts["2"]["spike"]
+    assert counts["5"]["trend"] == counts["2"]["trend"]   # Z is the spike rule's threshold

@@ -1,0 +1,231 @@
+"""Backtest (issue 8): replay the rules for every day of a range over the stored history.
+
+`runCostReporting.py --backtest-from D1 --date D2` lists, for every day from D1 to D2,
+exactly the alerts a normal run for that day reports, with their episode status (new or
+continuing, procLifecycle), so a user can see what a threshold (`--z`, the floors) would
+have cost them in attention before changing it. Nothing is fetched, posted or uploaded.
+
+Outputs: `<output>/backtest/<D1>_<D2>.csv` (one row per alert per day), monthly counts
+by kind and direction, new against continuing, printed on stdout, and a site page
+`<output>/site/backtest/<D1>_<D2>.html` with a timeline of alerts per day.
+
+Detection over the whole range is one vectorised pass (`detect_alerts_by_day`) that
+starts EPISODE_CAP_DAYS before D1, so the first days' statuses see the days before them
+as a normal run does. Mutes are not applied: the backtest counts every alert the rules
+raise.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+from matplotlib.figure import Figure
+from sqlalchemy.engine import Engine
+
+from _util import site_pages
+from _util.report import DOWN, SPIKE, TREND, UP, Alert, Rules
+from _util.run_record import RunRecord
+from _util.settings import Settings
+from procAmzAlerts import detect_alerts_by_day
+from procLifecycle import CONTINUING, EPISODE_CAP_DAYS, keys_by_day, with_episodes
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = ("date", "level", "kind", "direction", "service", "group", "status",
+               "delta_usd", "zscore")
+KINDS = ((SPIKE, UP), (SPIKE, DOWN), (TREND, UP), (TREND, DOWN))
+HistoryLoader = Callable[[Engine, str, dt.date, dt.date], pd.DataFrame]
+
+
+# ---- pure --------------------------------------------------------------------------------
+
+def days_between(first_day: dt.date, last_day: dt.date) -> list[dt.date]:
+    return [first_day + dt.timedelta(days=i) for i in range((last_day - first_day).days + 1)]
+
+
+def replay(history: pd.DataFrame, first_day: dt.date, last_day: dt.date, rules: Rules,
+           cap_days: int = EPISODE_CAP_DAYS) -> dict[dt.date, tuple[Alert, ...]]:
+    """Every day's alerts from first_day to last_day with status and episode, as normal
+    runs for those days report them. `history` must reach back `cap_days` and a lookback
+    before first_day for the first days to see what a normal run sees."""
+    lead = first_day - dt.timedelta(days=cap_days)
+    by_day = detect_alerts_by_day(history, lead, last_day, rules)
+    fired = keys_by_day(by_day)
+    return {day: with_episodes(by_day[day], day, fired, day - dt.timedelta(days=cap_days))
+            for day in days_between(first_day, last_day)}
+
+
+def csv_row(day: dt.date, alert: Alert) -> list[str]:
+    return [day.isoformat(), alert.level, alert.kind, alert.direction, alert.service,
+            alert.group or "", alert.status, f"{alert.delta_usd:.2f}",
+            "" if alert.zscore is None else f"{alert.zscore:.2f}"]
+
+
+@dataclass(frozen=True)
+class MonthCounts:
+    """Alerts of one month: (kind, direction, status) -> count."""
+
+    month: str
+    counts: Counter
+
+    def cell(self, kind: str, direction: str) -> str:
+        new = self.counts[(kind, direction, "new")]
+        return f"{new}/{self.counts[(kind, direction, CONTINUING)]}"
+
+    @property
+    def new(self) -> int:
+        return sum(n for (_, _, status), n in self.counts.items() if status != CONTINUING)
+
+    @property
+    def continuing(self) -> int:
+        return sum(n for (_, _, status), n in self.counts.items() if status == CONTINUING)
+
+
+def monthly_counts(by_day: dict[dt.date, tuple[Alert, ...]]) -> list[MonthCounts]:
+    """Counts per calendar month (every month of the range, even one without alerts)."""
+    months: dict[str, Counter] = {}
+    for day, alerts in sorted(by_day.items()):
+        counter = months.setdefault(f"{day:%Y-%m}", Counter())
+        counter.update((a.kind, a.direction, a.status) for a in alerts)
+    return [MonthCounts(month, counts) for month, counts in months.items()]
+
+
+def monthly_table(months: list[MonthCounts]) -> list[list[str]]:
+    """Header and rows of the monthly counts; kind cells read new/continuing."""
+    rows = [["month", "spike up", "spike down", "trend up", "trend down", "new",
+             "continuing", "total"]]
+    for m in months:
+        rows.append([m.month, *(m.cell(k, d) for k, d in KINDS), str(m.new),
+                     str(m.continuing), str(m.new + m.continuing)])
+    if len(months) > 1:
+        total = MonthCounts("all", sum((m.counts for m in months), Counter()))
+        rows.append([total.month, *(total.cell(k, d) for k, d in KINDS), str(total.new),
+                     str(total.continuing), str(total.new + total.continuing)])
+    return rows
+
+
+def format_table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in rows)
+
+
+def describe_rules(rules: Rules) -> str:
+    return (f"Z {rules.z:g}, min change ${rules.min_delta_usd:,.2f}"
+            f"{f' and {rules.min_delta_pct:g}% of the baseline' if rules.min_delta_pct else ''}, "
+            f"lookback {rules.lookback_days} days, min history {rules.min_history_days} days, "
+            f"trends from ${rules.min_daily_usd:,.2f}/day")
+
+
+def summary_line(by_day: dict[dt.date, tuple[Alert, ...]], metric: str, rules: Rules) -> str:
+    alerts = [a for day_alerts in by_day.values() for a in day_alerts]
+    new = sum(a.status != CONTINUING for a in alerts)
+    days = len(by_day)
+    first, last = min(by_day), max(by_day)
+    return (f"Backtest {first}..{last} ({days} days, {metric}; {describe_rules(rules)}): "
+            f"{len(alerts)} alerts, {new} new and {len(alerts) - new} continuing; "
+            f"{new / max(days, 1):.1f} new alerts a day")
+
+
+# ---- IO ----------------------------------------------------------------------------------
+
+def write_csv(path: Path, by_day: dict[dt.date, tuple[Alert, ...]]) -> int:
+    """One row per alert per day, days in order, each day's alerts in report order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        for day in sorted(by_day):
+            for alert in by_day[day]:
+                writer.writerow(csv_row(day, alert))
+                rows += 1
+    return rows
+
+
+def write_timeline(path: Path, by_day: dict[dt.date, tuple[Alert, ...]], title: str) -> None:
+    """Stacked bars per day: new alerts, and continuing ones above them."""
+    days = sorted(by_day)
+    new = [sum(a.status != CONTINUING for a in by_day[d]) for d in days]
+    continuing = [len(by_day[d]) - n for d, n in zip(days, new)]
+    fig = Figure(figsize=(10, 3.6), dpi=100)
+    ax = fig.add_subplot()
+    x = pd.to_datetime(days)
+    ax.bar(x, new, width=0.9, color="#b42318", label="new")
+    ax.bar(x, continuing, width=0.9, bottom=new, color="#f4a99f", label="continuing")
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_ylabel("alerts")
+    ax.legend(loc="upper left", frameon=False, fontsize=9)
+    ax.grid(axis="y", color="#d8dee6", linewidth=0.6)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+
+
+def write_page(site_dir: Path, name: str, by_day: dict[dt.date, tuple[Alert, ...]],
+               metric: str, rules: Rules, months: list[MonthCounts], csv_path: Path) -> Path:
+    folder = site_dir / "backtest"
+    image = f"{name}.png"
+    first, last = min(by_day), max(by_day)
+    title = f"Alerts per day, {first} to {last} (Z {rules.z:g}, min change ${rules.min_delta_usd:,.2f})"
+    write_timeline(folder / image, by_day, title.replace("$", r"\$"))  # not mathtext
+    rows = monthly_table(months)
+    escape = site_pages.escape
+    body = (
+        f"<p>{escape(summary_line(by_day, metric, rules))}.</p>"
+        f'<figure><img src="{escape(image)}" alt="Alerts per day, new and continuing" '
+        f'style="max-width:100%"><figcaption>New alerts (dark) and alerts continuing an '
+        f"episode (light) per day. Each day lists exactly what a normal run for that day "
+        f"reports; mutes are not applied.</figcaption></figure>"
+        f"<h2>Per month</h2><p class=\"muted\">Kind columns read new/continuing.</p>"
+        + site_pages.table(rows[0], rows[1:], numeric=range(1, len(rows[0])))
+        + f'<p class="muted">Every alert: {escape(str(csv_path))}</p>'
+    )
+    path = folder / f"{name}.html"
+    path.write_text(site_pages.page(f"Backtest {first} to {last}", body,
+                                    site_pages.nav([("../index.html", "All reports")])),
+                    encoding="utf-8")
+    return path
+
+
+def run_backtest(settings: Settings, engine: Engine, history_loader: HistoryLoader,
+                 record: RunRecord) -> None:
+    """The `--backtest-from` run: replay, write the CSV and the page, print the counts."""
+    first_day, last_day = settings.backtest_from, settings.day
+    assert first_day is not None
+    rules = settings.rules
+    with record.stage("backtest") as stage:
+        lead = first_day - dt.timedelta(days=EPISODE_CAP_DAYS + rules.lookback_days - 1)
+        history = history_loader(engine, settings.metric, lead, last_day)
+        if history.empty:
+            log.warning("no stored costs for %s..%s: run without --backtest-from first to "
+                        "fetch them", lead, last_day)
+        else:
+            stored_from = history["usage_date"].min().date()
+            if stored_from > first_day - dt.timedelta(days=rules.lookback_days - 1):
+                log.info("stored costs start on %s: earlier days count as no cost, as in a "
+                         "normal run", stored_from)
+        by_day = replay(history, first_day, last_day, rules)
+        name = f"{first_day.isoformat()}_{last_day.isoformat()}"
+        csv_path = settings.output_dir / "backtest" / f"{name}.csv"
+        rows = write_csv(csv_path, by_day)
+        months = monthly_counts(by_day)
+        page = write_page(settings.site_dir, name, by_day, settings.metric, rules, months, csv_path)
+        new = sum(a.status != CONTINUING for alerts in by_day.values() for a in alerts)
+        stage.counts.update(days=len(by_day), history_rows=len(history), alerts=rows, new=new,
+                            continuing=rows - new, csv=str(csv_path), page=str(page))
+    log.info("backtest written: %s and %s", csv_path, page)
+    print(summary_line(by_day, settings.metric, rules))
+    print(format_table(monthly_table(months)))
+    print(f"alerts: {csv_path}\npage: {page}")
