@@ -35,14 +35,17 @@ def secret_env(clean_env, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+    # A run that gets as far as Slack posts to a closed local port, never to slack.com.
+    monkeypatch.setenv("COST_TRACKING_SLACK_CHANNEL", "C1")
+    monkeypatch.setenv("COST_TRACKING_SLACK_API_URL", "http://127.0.0.1:9/")
+    monkeypatch.setenv("COST_TRACKING_SLACK_MAX_RETRIES", "0")
     return monkeypatch
 
 
 def _slack_refuses_the_token(out, monkeypatch):
     with running_standin() as slack:
         slack.script(error("invalid_auth"))
-        code = run_bot(["--demo", "--verbose"], out, TODAY, **QUIET, COST_TRACKING_SLACK_CHANNEL="C1",
-                       COST_TRACKING_SLACK_API_URL=slack.base_url, COST_TRACKING_SLACK_MAX_RETRIES="0")
+        code = run_bot(["--demo", "--verbose"], out, TODAY, **QUIET, COST_TRACKING_SLACK_API_URL=slack.base_url)
         assert slack.posted()[0].headers["Authorization"] == f"Bearer {SLACK_TOKEN}"
     return code
 
