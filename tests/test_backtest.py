@@ -289,14 +289,49 @@ def test_demo_backtest_writes_csv_page_and_counts_and_nothing_else(tmp_path, dem
     assert not (tmp_path / "site" / "reports").exists()
 
 
-def test_a_higher_z_is_one_more_command_with_fewer_spikes(tmp_path, demo_db, clean_env, capsys):
+def test_z_and_both_floors_apply_to_the_backtest(tmp_path, demo_db, clean_env, capsys):
     shutil.copy(demo_db, tmp_path / "cost_tracking.db")
-    counts = {}
-    for z in ("2", "5"):
-        assert backtest_run(tmp_path, "--z", z, "--backtest-from", "2026-10-01",
-                            "--date", "2026-11-22") == 0
+
+    def kinds(*args, **env) -> Counter:
+        with pytest.MonkeyPatch.context() as mp:
+            for name, value in env.items():
+                mp.setenv(name, value)
+            assert backtest_run(tmp_path, *args, "--backtest-from", "2026-10-01",
+                                "--date", "2026-11-22") == 0
         with (tmp_path / "backtest" / "2026-10-01_2026-11-22.csv").open(newline="") as fh:
-            counts[z] = Counter(r["kind"] for r in csv.DictReader(fh))
+            return Counter(r["kind"] for r in csv.DictReader(fh))
+
+    low, high = kinds("--z", "2"), kinds("--z", "5")
+    assert 0 < high["spike"] < low["spike"]
+    assert high["trend"] == low["trend"]   # Z is the spike rule's threshold only
+    pct = kinds("--z", "2", COST_TRACKING_MIN_DELTA_PCT="60")
+    assert pct["spike"] < low["spike"] and pct["trend"] == low["trend"]
+    usd = kinds("--z", "2", COST_TRACKING_MIN_DELTA_USD="100")
+    assert usd["spike"] < low["spike"] and usd["trend"] == low["trend"]
     capsys.readouterr()
-    assert counts["5"]["spike"] < counts["2"]["spike"]
-    assert counts["5"]["trend"] == counts["2"]["trend"]   # Z is the spike rule's threshold
+
+
+# ----------------------------------------------------------------------------------------
+# The percentage floor (COST_TRACKING_MIN_DELTA_PCT) at the rule level.
+# ----------------------------------------------------------------------------------------
+
+UNIT_STD = [10.0] * 25 + [15.0] + [10.0] * 24 + [5.0]   # mean 10, std 1 (51 days)
+
+
+def spikes(history: pd.DataFrame, rules: Rules) -> list[tuple[str, str]]:
+    return [(a.kind, a.direction) for a in detect_alerts(history, D, rules)
+            if a.kind == SPIKE and a.group is None]
+
+
+def test_percentage_floor_applies_to_spikes_down_too():
+    history = frame({("S", ""): UNIT_STD + [7.0]})   # -$3 on a mean of $10: 30 %
+    assert spikes(history, Rules(min_delta_pct=30.0)) == [(SPIKE, DOWN)]
+    assert spikes(history, Rules(min_delta_pct=30.5)) == []
+
+
+def test_percentage_floor_leaves_trend_reversals_alone():
+    flat_then_up = frame({("S", ""): [10.0] * 50 + [13.0]})   # a crossing on D, no spike
+    trends = [a.key for a in detect_alerts(flat_then_up, D, Rules()) if a.kind == TREND]
+    assert trends
+    assert [a.key for a in detect_alerts(flat_then_up, D, Rules(min_delta_pct=500.0))] == trends
+    assert spikes(frame({("S", ""): UNIT_STD + [13.0]}), Rules(min_delta_pct=500.0)) == []
