@@ -120,12 +120,16 @@ def _stale_report_day(settings: Settings, engine, failure: Exception, outcome: O
     The run's day is usually not stored yet (a daily run fetches it); analysing it anyway
     would read every service as $0 and alert a spike down on each. The report is then
     about the newest day the database holds, marked stale. With nothing stored at all
-    there is nothing to report: the Cost Explorer error ends the run (exit 2).
+    there is nothing to report: the Cost Explorer error ends the run (exit 2); so too when
+    what is stored came from another account or grouping (the demo's, say).
     """
     from _util.cost_store import read_source_state
 
     state = read_source_state(engine, settings.metric)
-    if state is None or state.first_day > settings.day:
+    source = ("demo" if settings.demo else "aws", settings.group_by,
+              ",".join(settings.exclude_record_types))
+    if (state is None or state.first_day > settings.day
+            or (state.account, state.group_by, state.record_types) != source):
         raise failure
     if state.last_day >= settings.day:
         return settings.day

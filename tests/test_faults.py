@@ -427,3 +427,15 @@ def test_two_runs_started_together_never_interleave(tmp_path, tmp_path_factory, 
     assert "lock acquired after waiting" in lines[b_start]
     keys = [r[:4] for r in cost_rows(db)]
     assert len(keys) == len(set(keys))
+
+
+def test_cost_explorer_down_never_reports_the_demo_accounts_stored_costs_as_aws(
+        tmp_path, tmp_path_factory, clean_env, capsys):
+    copy_template(tmp_path_factory, "demo", tmp_path)
+    with CostExplorerStandIn(TODAY) as ce:
+        ce.fail_forever = (500, "InternalServerException")
+        code = run_bot(["--dry-run"], tmp_path, TODAY, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
+                       AWS_MAX_ATTEMPTS="1")
+    assert code == 2
+    assert "error: Cost Explorer kept failing" in capsys.readouterr().err
+    assert not (tmp_path / "site").exists()
