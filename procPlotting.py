@@ -51,6 +51,12 @@ RECENT_DAYS = 14
 LABEL_CHARS = 40
 TITLE_CHARS = 90
 MIN_PARALLEL_JOBS = 4
+# Alert plots per run (COST_TRACKING_MAX_ALERT_PLOTS): at ~0.1-0.2 s a plot, a day with
+# hundreds of alerts (a large account) would otherwise spend minutes drawing plots that
+# nobody opens. The Slack message links at most ~45 alerts, so 50 covers every button.
+DEFAULT_MAX_ALERT_PLOTS = 50
+NOT_PLOTTED_ID = "not-plotted"
+_PLACEHOLDER = re.compile(r"https://plots\.invalid/(\d+)\.html")
 SUMMARY_SLUGS = {"daily_by_service": "daily-by-service", "mtd_by_service": "mtd-by-service"}
 
 # tab20 without its two greys, which are kept for "Other".
@@ -81,6 +87,7 @@ class Rendered:
     plots_rendered: int
     plot_ms: list[float]
     plot_wall_ms: float = 0.0
+    alerts_not_plotted: int = 0
 
 
 # ---------------------------------------------------------------- labels and colours
@@ -529,14 +536,62 @@ def write_site_index(site_dir: Path) -> Path:
     return path
 
 
+def _linked_from_message(report: Report) -> list[tuple[str, str, str, str | None]]:
+    """The keys of the alerts the Slack message would link to a plot, in its order.
+
+    The message is built from a copy whose alerts carry placeholder URLs; whatever
+    placeholders it contains are the alerts it shows with a button or an inline link.
+    """
+    from _util import slack_message
+
+    keys = list(dict.fromkeys(a.key for a in report.alerts))
+    number = {key: i for i, key in enumerate(keys)}
+    probe = dataclasses.replace(report, alerts=tuple(
+        dataclasses.replace(a, plot_url=f"https://plots.invalid/{number[a.key]}.html")
+        for a in report.alerts))
+    payload = json.dumps(slack_message.build_message(probe).blocks)
+    linked = dict.fromkeys(int(i) for i in _PLACEHOLDER.findall(payload))
+    return [keys[i] for i in linked]
+
+
+def _size(alert: Alert) -> float:
+    d = abs(alert.delta_usd)
+    return d if math.isfinite(d) else 0.0
+
+
+def alerts_to_plot(report: Report, limit: int | None) -> set[tuple[str, str, str, str | None]]:
+    """The keys of the alerts that get a plot: all of them when they are `limit` or fewer
+    (None: no limit); otherwise those the Slack message links first, then the largest
+    absolute dollar changes, `limit` in all."""
+    keys = list(dict.fromkeys(a.key for a in report.alerts))
+    if limit is None or len(keys) <= limit:
+        return set(keys)
+    by_change = sorted(report.alerts, key=lambda a: -_size(a))
+    ranked = dict.fromkeys([*_linked_from_message(report), *(a.key for a in by_change)])
+    return set(list(ranked)[:max(limit, 0)])
+
+
+def _not_plotted_note(missing: int, limit: int | None) -> str:
+    noun = "alert has" if missing == 1 else "alerts have"
+    return (f'<p class="note" id="{NOT_PLOTTED_ID}">{missing} {noun} no plot: a run draws '
+            f"at most {limit} alert plots (COST_TRACKING_MAX_ALERT_PLOTS), those the Slack "
+            "message links first, then the largest dollar changes. Their numbers are in "
+            "the tables above and in report.json.</p>\n")
+
+
 def render(
-    report: Report, history: pd.DataFrame, site_dir: Path, site_url: str | None, workers: int = 2
+    report: Report, history: pd.DataFrame, site_dir: Path, site_url: str | None,
+    workers: int = 2, max_alert_plots: int | None = DEFAULT_MAX_ALERT_PLOTS,
 ) -> Rendered:
     """Plots, pages, report.json and the site index for the report's day.
 
     Returns a copy of the report with each alert's `plot_url`, the `summary_urls` and the
     `report_url` (absolute under `site_url`; None and {} without one), and every file
     written, for upload. The day's `slack.html` is linked but written by the Slack stage.
+
+    At most `max_alert_plots` alerts get a plot and a page (None: every alert; see
+    `alerts_to_plot`); the report page still lists every alert, and those without a plot
+    link to a note that says why (their `plot_url` is None, so Slack shows no button).
     """
     site_dir = Path(site_dir)
     out = report_dir(site_dir, report.day)
@@ -544,9 +599,11 @@ def render(
     rel_dir = f"reports/{report.day.isoformat()}"
 
     slugs = alert_slugs(report.alerts)
+    chosen = alerts_to_plot(report, max_alert_plots)
     first = {}  # one plot per alert key, should the report hold a key twice
     for alert in report.alerts:
-        first.setdefault(alert.key, alert)
+        if alert.key in chosen:
+            first.setdefault(alert.key, alert)
     relevant = history[history["service"].isin({a.service for a in first.values()})]
     plans = [_plan_alert(a, slugs[key], procAmzAlerts.series_of(
                  relevant, report.day, report.rules, a.service, a.group), report, out)
@@ -568,22 +625,31 @@ def render(
 
     final = dataclasses.replace(
         report,
-        alerts=tuple(dataclasses.replace(a, plot_url=url(f"{slugs[a.key]}.html"))
-                     for a in report.alerts),
+        alerts=tuple(dataclasses.replace(
+            a, plot_url=url(f"{slugs[a.key]}.html") if a.key in first else None)
+            for a in report.alerts),
         summary_urls={k: url(f"{s}.html") for k, s in SUMMARY_SLUGS.items()} if site_url else {},
         report_url=url("index.html"),
     )
-    entries = [AlertEntry(a, f"{slugs[a.key]}.html") for a in final.alerts]
+    entries = [AlertEntry(a, f"{slugs[a.key]}.html" if a.key in first else f"#{NOT_PLOTTED_ID}")
+               for a in final.alerts]
     cards = [SummaryEntry(k, site_pages.SUMMARY_TITLES[k], f"{s}.html", f"{s}.png")
              for k, s in SUMMARY_SLUGS.items()]
-    files.append(_write(out / "index.html", site_pages.report_page(final, entries, cards)))
+    page = site_pages.report_page(final, entries, cards)
+    missing = len({a.key for a in report.alerts} - set(first))
+    if missing:
+        body, end, rest = page.rpartition("</main>")
+        page = body + _not_plotted_note(missing, max_alert_plots) + end + rest
+        log.info("%d alerts without a plot (at most %s alert plots a run)", missing,
+                 max_alert_plots)
+    files.append(_write(out / "index.html", page))
     files.append(_write(out / "report.json",
                         json.dumps(report_to_dict(final), indent=2, ensure_ascii=False) + "\n"))
     files.append(write_site_index(site_dir))
     log.info("rendered %d plots in %.0f ms (median %.0f ms per plot, %d workers)",
              len(jobs), wall_ms, float(np.median(plot_ms)) if plot_ms else 0.0, workers)
     return Rendered(report=final, files=files, plots_rendered=len(jobs), plot_ms=plot_ms,
-                    plot_wall_ms=wall_ms)
+                    plot_wall_ms=wall_ms, alerts_not_plotted=missing)
 
 
 def _write(path: Path, text: str) -> Path:
