@@ -122,7 +122,9 @@ def _delivery_error(exc: ClientError, bucket: str, prefix: str, key: str) -> Del
             f"S3 bucket {bucket} does not exist: create it (static website hosting on) or "
             f"fix COST_TRACKING_S3_BUCKET; the bot needs s3:PutObject on {target}"
         )
-    if code in ("AccessDenied", "AllAccessDisabled"):
+    # A 403 without an XML body (some proxies and S3-compatible stores; moto for a bucket
+    # policy's Deny) reaches botocore as the code "403": a denial all the same.
+    if code in ("AccessDenied", "AllAccessDisabled", "403", "Forbidden"):
         return DeliveryError(
             f"S3 denied writing {key} to bucket {bucket} ({code}): grant the bot's IAM "
             f"identity s3:PutObject on {target}"
