@@ -251,15 +251,28 @@ def test_slack_rate_limited_then_down_keeps_the_digest_pending_and_the_next_run_
 
 # ---------------------------------------------------------------- S3
 
-@pytest.mark.parametrize("site_url", [None, "https://costs.example.com/"], ids=["website-endpoint", "site-url"])
+DENY_PUT = {"Version": "2012-10-17", "Statement": [{
+    "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::cost-site/*"}]}
+
+
+@pytest.mark.parametrize("bucket,denied,site_url,line", [
+    ("no-such-cost-site", False, None, "partial: S3 bucket no-such-cost-site does not exist"),
+    ("no-such-cost-site", False, "https://costs.example.com/", "partial: S3 bucket no-such-cost-site does not exist"),
+    ("cost-site", True, None, "partial: S3 denied writing reports/2026-11-22/"),
+], ids=["missing-bucket", "missing-bucket-with-site-url", "policy-denies-put"])
 def test_s3_refusing_uploads_still_posts_slack_without_links_and_exits_3(
-        tmp_path, tmp_path_factory, clean_env, monkeypatch, capsys, site_url):
+        tmp_path, tmp_path_factory, clean_env, monkeypatch, capsys, bucket, denied, site_url, line):
     copy_template(tmp_path_factory, "demo", tmp_path)
     monkeypatch.delenv("AWS_ENDPOINT_URL")  # moto answers the real endpoint names
-    env = {**QUIET, "COST_TRACKING_S3_BUCKET": "no-such-cost-site"}
+    env = {**QUIET, "COST_TRACKING_S3_BUCKET": bucket}
     if site_url:
         env["COST_TRACKING_SITE_URL"] = site_url
     with mock_aws(), running_standin() as slack:
+        if denied:
+            import boto3
+            s3 = boto3.client("s3", region_name="us-east-1")
+            s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(DENY_PUT))
         code = run_bot(["--demo"], tmp_path, TODAY, **env, **slack_env(slack))
         delivered = slack.delivered()
     assert code == 3
@@ -268,9 +281,8 @@ def test_s3_refusing_uploads_still_posts_slack_without_links_and_exits_3(
     assert blocks
     text = _all_text(blocks)
     assert '"url"' not in text and "http" not in text and '"button"' not in text
-    lines = [ln for ln in capsys.readouterr().err.splitlines()
-             if "no-such-cost-site" in ln and "s3:PutObject" in ln]
-    assert lines and lines[-1].startswith("partial: S3 bucket no-such-cost-site does not exist")
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if bucket in ln and "s3:PutObject" in ln]
+    assert lines and lines[-1].startswith(line)
     assert _record(tmp_path)["exit_code"] == 3
 
 
