@@ -399,6 +399,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 record.write(settings.output_dir / "runs")
     except LockedError as exc:
         # The run holding the lock owns runs/<date>.json: leave it alone.
+        log.error("%s", exc, extra=FILE_ONLY)
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except CostTrackingError as exc:

@@ -402,7 +402,10 @@ def test_a_run_that_waits_past_the_lock_timeout_exits_4_naming_the_holder(
     assert code == 4
     assert 1.0 <= waited < 10
     err = capsys.readouterr().err
-    assert f"error: another run holds {tmp_path / '.run.lock'} (pid {holder.pid}); gave up after waiting 1s" in err
+    message = f"another run holds {tmp_path / '.run.lock'} (pid {holder.pid}); gave up after waiting 1s"
+    assert [ln for ln in err.splitlines() if "another run holds" in ln] == [
+        f"error: {message} (COST_TRACKING_LOCK_TIMEOUT_SECONDS)"]
+    assert message in (tmp_path / "logs" / "cost_tracking.log").read_text()
     assert not (tmp_path / "runs").exists()
 
 
