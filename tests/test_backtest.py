@@ -282,8 +282,8 @@ def test_demo_backtest_writes_csv_page_and_counts_and_nothing_else(tmp_path, dem
     assert f"{len(rows)} alerts" in out
     page = tmp_path / "site" / "backtest" / "2026-10-01_2026-11-22.html"
     assert "<img" in page.read_text() and (page.parent / "2026-10-01_2026-11-22.png").stat().st_size > 5000
-    record = json.loads((tmp_path / "runs" / "2026-11-22.json").read_text())
-    [stage] = [s for s in record["stages"] if s["name"] == "backtest"]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*.json")]
+    [stage] = [s for r in records for s in r["stages"] if s["name"] == "backtest"]
     assert stage["counts"]["alerts"] == len(rows) and stage["counts"]["days"] == 53
     assert not (tmp_path / "slack").exists()
     assert not (tmp_path / "site" / "reports").exists()
