@@ -15,7 +15,10 @@ Choices the issue leaves open, made here:
   `min_history_days` days ending on D, D included.
 - A service-level alert's top group is the group whose cost on D minus its mean over the
   service's baseline days went furthest in the alert's direction; measured over the same
-  days, the groups' changes add up to the service's change.
+  days, the groups' changes add up to the service's change. Only groups with a non-zero
+  cost in the window are candidates (rows of $0 do not make a group a cause).
+- A service's daily cost is the sum of its groups' in whole nano-dollars (exact, so it does
+  not depend on the order or number of the groups added).
 - Ties within floating-point rounding (TIE_EPS) reach a threshold; a standard deviation
   within rounding of zero is zero; MACD and signal within rounding are equal.
 

@@ -16,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import procAmzAlerts
 import procBacktest
 import runCostReporting
 from _util.cost_store import load_history
