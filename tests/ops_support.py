@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -110,14 +109,3 @@ class MangledDemo:
         self.mangle(response)
         return response
 
-
-class TimedRequests(list):
-    """A stand-in's request list that also notes when each request arrived."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.times: list[float] = []
-
-    def append(self, item: Any) -> None:
-        self.times.append(time.monotonic())
-        super().append(item)

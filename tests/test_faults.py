@@ -23,8 +23,8 @@ from _util import delivery_log
 from _util.cost_explorer import CE_MAX_ATTEMPTS, make_ce_client
 from _util.database import make_engine, mask_url
 from tests.ce_standin import CostExplorerStandIn
-from tests.ops_support import (DAY, QUIET, ROOT, TODAY, TimedRequests, backfill, copy_template,
-                               cost_rows, run_bot, slack_env, table_dump)
+from tests.ops_support import (DAY, QUIET, ROOT, TODAY, backfill, copy_template, cost_rows, run_bot,
+                               slack_env, table_dump)
 from tests.slack_standin import StandInResponse, error, running_standin
 
 NEXT_TODAY = TODAY + dt.timedelta(days=1)
@@ -49,7 +49,6 @@ def _all_text(blocks) -> str:
 def test_throttled_cost_explorer_is_retried_and_the_run_completes(tmp_path, tmp_path_factory, clean_env):
     copy_template(tmp_path_factory, "aws", tmp_path)
     with CostExplorerStandIn(NEXT_TODAY) as ce:
-        ce.requests = TimedRequests()
         ce.script = [(400, "ThrottlingException"), (400, "LimitExceededException")]
         code = run_bot(["--dry-run"], tmp_path, NEXT_TODAY, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
                        **QUIET)
