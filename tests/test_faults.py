@@ -25,7 +25,7 @@ from _util.database import make_engine, mask_url
 from tests.ce_standin import CostExplorerStandIn
 from tests.ops_support import (DAY, QUIET, ROOT, TODAY, backfill, copy_template, cost_rows, run_bot,
                                slack_env, table_dump)
-from tests.slack_standin import StandInResponse, error, running_standin
+from tests.slack_standin import StandInResponse, running_standin
 
 NEXT_TODAY = TODAY + dt.timedelta(days=1)
 NEXT_DAY = DAY + dt.timedelta(days=1)
