@@ -213,7 +213,7 @@ class SpikePlot:
                     color=mark, markersize=9, linestyle="none", label="the day")
             ax.set_xlim(x[0] - 1, x[-1] + 4)
         _headroom(ax, max([upper, *self.cost]), min([0.0, *self.cost]))
-        ax.set_title(self.title, loc="left", fontsize=10)
+        ax.set_title(self.title, loc="left", fontsize=10, y=1.0)
         ax.legend(loc="upper left", fontsize=8, ncol=5, framealpha=0.9, edgecolor="none")
         _style(ax)
         _date_axis(ax)
@@ -267,7 +267,7 @@ class TrendPlot:
             low = float(min(self.macd.min(), self.signal.min(), diff.min()))
             high = float(max(self.macd.max(), self.signal.max(), diff.max()))
             bottom.set_ylim(low - 0.1 * (high - low), high + 0.45 * (high - low) + 1e-9)
-        top.set_title(self.title, loc="left", fontsize=10)
+        top.set_title(self.title, loc="left", fontsize=10, y=1.0)
         for ax in (top, bottom):
             ax.legend(loc="upper left", fontsize=8, ncol=4, framealpha=0.9, edgecolor="none")
             _style(ax)
@@ -300,7 +300,7 @@ class MtdPlot:
         ax.spines[["top", "right"]].set_visible(False)
         ax.tick_params(axis="x", labelsize=8)
         ax.margins(x=0.12)
-        ax.set_title(self.title, loc="left", fontsize=10)
+        ax.set_title(self.title, loc="left", fontsize=10, y=1.0)
         return fig
 
 
@@ -336,7 +336,7 @@ class DailyPlot:
         if len(self.dates):
             ax.set_xlabel(pd.Timestamp(self.dates[-1]).strftime("%B %Y"), fontsize=9)
         _style(ax)
-        ax.set_title(self.title, loc="left", fontsize=10)
+        ax.set_title(self.title, loc="left", fontsize=10, y=1.0)
         return fig
 
 
