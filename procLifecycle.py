@@ -23,14 +23,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
+import numpy as np
+import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from _util.cost_store import cost_daily, load_history
+from _util.cost_store import HISTORY_COLUMNS, cost_daily
 from _util.database import mask_url
 from _util.errors import StoreError
 from _util.report import Alert, Report
@@ -40,6 +44,8 @@ from procAmzAlerts import detect_alerts_by_day
 log = logging.getLogger(__name__)
 
 EPISODE_CAP_DAYS = 90
+# Services named in one query (bound parameters; SQLite allows 32,766 a statement).
+SERVICES_PER_QUERY = 500
 NEW = "new"
 CONTINUING = "continuing"
 
@@ -133,23 +139,125 @@ def describe_mute(mute: Mute) -> str:
 
 # ---- IO ------------------------------------------------------------------------------
 
-def fired_before(engine: Engine, settings: Settings, report: Report,
-                 cap_days: int = EPISODE_CAP_DAYS) -> tuple[dict[dt.date, set[AlertKey]], dt.date]:
-    """The keys that fired on each of the `cap_days` days before the report's day, from
-    the stored history and the report's rules; and the first day looked at.
+# Rows of history evaluated at a time while looking back (bounds memory).
+LOOKBACK_ROWS = 4_000_000
+# Days evaluated by the first step back; each further step looks four times as far.
+FIRST_STEP_DAYS = 7
 
-    Only the services of the report's alerts are evaluated: a series' alerts depend on
-    its own costs alone, so the others cannot change these keys.
+
+def fired_before(engine: Engine, settings: Settings, report: Report,
+                 history: pd.DataFrame | None = None,
+                 cap_days: int = EPISODE_CAP_DAYS) -> tuple[dict[dt.date, set[AlertKey]], dt.date]:
+    """Which of the report's alert keys fired on each of the `cap_days` days before the
+    report's day, from the stored history and the report's rules; and the first day
+    looked at.
+
+    It steps back from the day before (7 days, then 28, ...) and only for keys still
+    firing on every day seen so far: most episodes end within days, and a key that
+    stopped needs no older days. Only the series of those keys are evaluated (a series'
+    alerts depend on its own costs alone), a batch of services at a time. `history`, the
+    run's own frame, saves reading again what it holds; older days come from the database.
     """
     day, rules = report.day, report.rules
     first_day = day - dt.timedelta(days=cap_days)
-    last_day = day - dt.timedelta(days=1)
-    start = first_day - dt.timedelta(days=rules.lookback_days - 1)
-    history = load_history(engine, settings.metric, start, last_day)
-    services = {a.service for a in report.alerts}
-    history = history[history["service"].isin(services)]
-    by_day = detect_alerts_by_day(history, first_day, last_day, rules)
-    return keys_by_day(by_day), first_day
+    fired: dict[dt.date, set[AlertKey]] = {
+        first_day + dt.timedelta(days=i): set() for i in range(cap_days)}
+    open_keys = {a.key for a in report.alerts}
+    newest, step = day - dt.timedelta(days=1), FIRST_STEP_DAYS
+    while open_keys and newest >= first_day:
+        oldest = max(first_day, newest - dt.timedelta(days=step - 1))
+        start = oldest - dt.timedelta(days=rules.lookback_days - 1)
+        for frame in _frames_of(open_keys, start, newest, engine, settings.metric, history):
+            for d, alerts in detect_alerts_by_day(frame, oldest, newest, rules).items():
+                fired[d] |= {a.key for a in alerts} & open_keys
+        span = [oldest + dt.timedelta(days=i) for i in range((newest - oldest).days + 1)]
+        open_keys = {k for k in open_keys if all(k in fired[d] for d in span)}
+        newest, step = oldest - dt.timedelta(days=1), step * 4
+    return fired, first_day
+
+
+def _frames_of(keys: set[AlertKey], start: dt.date, end: dt.date, engine: Engine, metric: str,
+               history: pd.DataFrame | None) -> Iterator[pd.DataFrame]:
+    """The history of the series of `keys` for days start..end, in batches of services:
+    all of a service's rows when a service-level key needs its total, else only the rows
+    of the keys' groups."""
+    whole = {k[2] for k in keys if k[3] is None}
+    pairs = {(k[2], k[3]) for k in keys if k[3] is not None}
+    held_from = None if history is None or history.empty else history["usage_date"].min().date()
+    if held_from is None or held_from > end:
+        held_from = end + dt.timedelta(days=1)
+    services = sorted(whole | {s for s, _ in pairs})
+    rows: Counter = Counter()
+    if start < held_from:
+        rows.update(stored_rows_by_service(engine, metric, start, held_from - dt.timedelta(days=1)))
+    if held_from <= end:
+        rows.update({str(k): int(v) for k, v in history["service"].value_counts().items()})
+    for batch in service_batches(services, rows, LOOKBACK_ROWS):
+        parts = []
+        if start < held_from:
+            parts.append(load_services(engine, metric, start, held_from - dt.timedelta(days=1), batch))
+        if held_from <= end:
+            held = history[history["service"].isin(batch)]
+            parts.append(held[(held["usage_date"] >= pd.Timestamp(max(start, held_from)))
+                              & (held["usage_date"] <= pd.Timestamp(end))])
+        parts = [f for f in parts if len(f)] or parts[:1]
+        frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        needed = frame["service"].isin(whole).to_numpy()
+        if pairs:
+            index = pd.MultiIndex.from_arrays([frame["service"], frame["group_value"]])
+            needed |= index.isin(list(pairs))
+        yield frame[needed]
+
+
+def service_batches(services: list[str], rows: Mapping[str, int], max_rows: int) -> list[list[str]]:
+    """Consecutive batches of `services` of at most `max_rows` stored rows each (a
+    service with more rows than that is a batch of its own)."""
+    batches: list[list[str]] = []
+    size = 0
+    for service in services:
+        n = rows.get(service, 0)
+        if not batches or size + n > max_rows:
+            batches.append([])
+            size = 0
+        batches[-1].append(service)
+        size += n
+    return batches
+
+
+def stored_rows_by_service(engine: Engine, metric: str, start: dt.date, end: dt.date) -> dict[str, int]:
+    stmt = (sa.select(cost_daily.c.service, sa.func.count())
+            .where(cost_daily.c.metric == metric)
+            .where(cost_daily.c.usage_date.between(start, end))
+            .group_by(cost_daily.c.service))
+    with _reading(engine) as conn:
+        return {service: int(n) for service, n in conn.execute(stmt)}
+
+
+def load_services(engine: Engine, metric: str, start: dt.date, end: dt.date,
+                  services: list[str]) -> pd.DataFrame:
+    """The history frame (as `cost_store.load_history` makes it) of some services only."""
+    frames = []
+    for lo in range(0, len(services), SERVICES_PER_QUERY):
+        stmt = (sa.select(*(cost_daily.c[name] for name in HISTORY_COLUMNS))
+                .where(cost_daily.c.metric == metric)
+                .where(cost_daily.c.usage_date.between(start, end))
+                .where(cost_daily.c.service.in_(services[lo:lo + SERVICES_PER_QUERY])))
+        with _reading(engine) as conn:
+            frames.append(pd.DataFrame(conn.execute(stmt).fetchall(), columns=HISTORY_COLUMNS))
+    frames = [f for f in frames if len(f)]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=HISTORY_COLUMNS)
+    return frame.astype({"amount": np.float64, "estimated": bool, "service": "category",
+                         "group_value": "category"}).assign(
+        usage_date=lambda f: pd.to_datetime(f["usage_date"]))
+
+
+@contextmanager
+def _reading(engine: Engine) -> Iterator[Connection]:
+    try:
+        with engine.connect() as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read costs from {mask_url(str(engine.url))}: {exc}") from exc
 
 
 def stored_names(engine: Engine, metric: str, start: dt.date, end: dt.date) -> set[tuple[str, str]]:
@@ -157,19 +265,18 @@ def stored_names(engine: Engine, metric: str, start: dt.date, end: dt.date) -> s
     stmt = (sa.select(cost_daily.c.service, cost_daily.c.group_value).distinct()
             .where(cost_daily.c.metric == metric)
             .where(cost_daily.c.usage_date.between(start, end)))
-    try:
-        with engine.connect() as conn:
-            return {(row.service, row.group_value) for row in conn.execute(stmt)}
-    except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read costs from {mask_url(str(engine.url))}: {exc}") from exc
+    with _reading(engine) as conn:
+        return {(row.service, row.group_value) for row in conn.execute(stmt)}
 
 
-def apply(report: Report, engine: Engine, settings: Settings) -> Report:
+def apply(report: Report, engine: Engine, settings: Settings,
+          history: pd.DataFrame | None = None) -> Report:
     """The report with each alert's episode (status, episode_start, episode_days) and
-    mutes applied. Run after detection, before plots and Slack."""
+    mutes applied. Run after detection, before plots and Slack. `history` (optional) is
+    the frame the report was made from: days it holds are not read again."""
     alerts = report.alerts
     if alerts:
-        fired, first_day = fired_before(engine, settings, report)
+        fired, first_day = fired_before(engine, settings, report, history)
         alerts = with_episodes(alerts, report.day, fired, first_day)
         for alert in alerts:
             if is_capped(alert, report.day):

@@ -86,7 +86,8 @@ def store(engine, history: pd.DataFrame) -> None:
                  SourceState("demo", "TAG:Name", "", first, last, None))
 
 
-def run_day(engine, tmp_path, d: dt.date, rules: Rules = Rules(), mutes=()) -> Report:
+def run_day(engine, tmp_path, d: dt.date, rules: Rules = Rules(), mutes=(),
+            pass_history: bool = False) -> Report:
     """Detection, summaries and the lifecycle for day `d`, as the driver runs them."""
     from _util.cost_store import load_history
     history = load_history(engine, METRIC, d - dt.timedelta(days=rules.lookback_days - 1), d)
@@ -95,7 +96,7 @@ def run_day(engine, tmp_path, d: dt.date, rules: Rules = Rules(), mutes=()) -> R
                     alerts=procAmzAlerts.detect_alerts(history, d, rules))
     settings = Settings(day=d, output_dir=tmp_path, db_url=str(engine.url), rules=rules,
                         mutes=tuple(mutes))
-    return procLifecycle.apply(report, engine, settings)
+    return procLifecycle.apply(report, engine, settings, history if pass_history else None)
 
 
 def spike(report: Report) -> Alert | None:
@@ -177,3 +178,32 @@ def test_lifecycle_logs_new_and_continuing_counts(db_engine, tmp_path, caplog):
     continuing = sum(a.status == "continuing" for a in report.alerts)
     assert continuing >= 1
     assert f"{len(report.alerts) - continuing} new, {continuing} continuing" in caplog.text
+
+
+def test_services_are_looked_back_in_batches_of_bounded_rows():
+    rows = {"a": 5, "b": 5, "c": 20, "d": 1}
+    assert procLifecycle.service_batches(["a", "b", "c", "d", "e"], rows, 10) == [
+        ["a", "b"], ["c"], ["d", "e"]]
+    assert procLifecycle.service_batches([], rows, 10) == []
+
+
+def test_batched_look_back_gives_the_same_statuses(db_engine, tmp_path, monkeypatch):
+    step = step_history(off_days=(4,))
+    store(db_engine, pd.concat([step, step.assign(service="T", group_value="x"),
+                                step.assign(service="U", amount=step["amount"] * 2)],
+                               ignore_index=True))
+    whole = run_day(db_engine, tmp_path, day(7))
+    monkeypatch.setattr(procLifecycle, "LOOKBACK_ROWS", 1)
+    monkeypatch.setattr(procLifecycle, "SERVICES_PER_QUERY", 1)
+    batched = run_day(db_engine, tmp_path, day(7))
+    assert batched == whole
+    assert {a.service for a in whole.alerts if a.status == "continuing"} == {"S", "T", "U"}
+
+
+def test_the_runs_own_history_gives_the_same_statuses_as_reading_it_again(db_engine, tmp_path):
+    store(db_engine, step_history(off_days=(12,)))
+    for n in (0, 3, 9, 11, 13):   # 10 days: beyond the first step back (7)
+        read = run_day(db_engine, tmp_path, day(n))
+        held = run_day(db_engine, tmp_path, day(n), pass_history=True)
+        assert held == read, n
+    assert spike(held).status == "new" and spike(run_day(db_engine, tmp_path, day(11))).episode_days == 12
