@@ -294,7 +294,11 @@ def apply(report: Report, engine: Engine, settings: Settings,
             log.info("mute entry for %s expired on %s and no longer mutes", describe_mute(mute),
                      mute.until)
         window_start = report.day - dt.timedelta(days=report.rules.lookback_days - 1)
-        names = stored_names(engine, settings.metric, window_start, report.day)
+        if history is None:
+            names = stored_names(engine, settings.metric, window_start, report.day)
+        else:
+            pairs = history[["service", "group_value"]].drop_duplicates()
+            names = set(zip(pairs["service"].astype(str), pairs["group_value"].astype(str)))
         for mute in unmatched_mutes(settings.mutes, names):
             log.warning("mute entry for %s names nothing in the stored costs of %s..%s "
                         "(check the spelling: names are case-sensitive)", describe_mute(mute),

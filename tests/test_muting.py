@@ -90,13 +90,15 @@ def test_entries_naming_nothing_stored_are_reported():
 
 # ---- through apply(): the log -------------------------------------------------------------
 
-def test_expired_and_unknown_entries_are_logged_and_do_not_stop_the_run(db_engine, tmp_path, caplog):
+@pytest.mark.parametrize("pass_history", [False, True])
+def test_expired_and_unknown_entries_are_logged_and_do_not_stop_the_run(db_engine, tmp_path, caplog,
+                                                                        pass_history):
     store(db_engine, step_history())
     mutes = (Mute(service="S", until=day(0), reason="step expected"),
              Mute(service="S", group="nope", reason="typo"),
              Mute(service="Nothing", reason="gone"))
     with caplog.at_level(logging.INFO, logger="procLifecycle"):
-        report = run_day(db_engine, tmp_path, day(3), mutes=mutes)
+        report = run_day(db_engine, tmp_path, day(3), mutes=mutes, pass_history=pass_history)
     assert report.alerts and not any(a.muted for a in report.alerts)
     assert "service 'S' (step expected) expired on " + day(0).isoformat() in caplog.text
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
