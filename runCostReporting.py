@@ -96,6 +96,11 @@ def _run_pipeline(settings: Settings, record: RunRecord, today: dt.date, outcome
 
     engine = make_engine(settings.db_url)
     create_tables(engine)
+    if settings.backtest_from is not None:
+        # No fetch, no Slack, no upload: the backtest reads what the database holds.
+        import procBacktest
+        procBacktest.run_backtest(settings, engine, history_loader=load_history, record=record)
+        return
     failure = None
     if not settings.skip_fetch:
         failure = _ingest(settings, engine, record, today, outcome)
@@ -106,10 +111,6 @@ def _run_pipeline(settings: Settings, record: RunRecord, today: dt.date, outcome
         start = report_settings.day - dt.timedelta(days=settings.lookback_days - 1)
         history = load_history(engine, settings.metric, start, report_settings.day)
         stage.counts["rows"] = len(history)
-    if settings.backtest_from is not None:
-        import procBacktest
-        procBacktest.run_backtest(settings, engine, history_loader=load_history, record=record)
-        return
     _analyse_and_deliver(report_settings, engine, history, record, outcome,
                          stale=failure is not None, run_day=settings.day)
 
@@ -188,18 +189,19 @@ def _analyse_and_deliver(settings: Settings, engine, history, record: RunRecord,
         summary = procSummaries.summarise(history, settings.day, settings.lookback_days)
     report = Report(day=settings.day, metric=settings.metric, group_by=settings.group_by,
                     rules=settings.rules, summary=summary, alerts=alerts, stale=stale)
-    report = _apply_lifecycle(settings, engine, report, record)
+    report = _apply_lifecycle(settings, engine, report, history, record)
     _render_publish_deliver(settings, engine, report, history, record, outcome, run_day)
 
 
-def _apply_lifecycle(settings: Settings, engine, report, record: RunRecord):
-    """Episode status and mutes (issue 8); a no-op until that module exists."""
-    try:
-        import procLifecycle
-    except ImportError:
+def _apply_lifecycle(settings: Settings, engine, report, history, record: RunRecord):
+    """Episode status (new/continuing) and mutes."""
+    import procLifecycle
+
+    with record.stage("lifecycle") as stage:
+        report = procLifecycle.apply(report, engine, settings, history)
+        stage.counts.update(continuing=sum(a.status == "continuing" for a in report.alerts),
+                            muted=sum(a.muted for a in report.alerts))
         return report
-    with record.stage("lifecycle"):
-        return procLifecycle.apply(report, engine, settings)
 
 
 def _site_url(settings: Settings) -> str | None:
@@ -224,9 +226,11 @@ def _render_publish_deliver(settings: Settings, engine, report, history, record:
     site_url = _site_url(settings)
     with record.stage("plot") as stage:
         rendered = procPlotting.render(report, history, settings.site_dir, site_url,
-                                       workers=settings.plot_workers)
+                                       workers=settings.plot_workers,
+                                       max_alert_plots=settings.max_alert_plots)
         report = rendered.report
         stage.counts["plots_rendered"] = rendered.plots_rendered
+        stage.counts["alerts_not_plotted"] = rendered.alerts_not_plotted
     with record.stage("message") as stage:
         message = slack_message.build_message(report, settings.account_label)
         files = list(rendered.files) + _write_message(settings, report, message, run_day)
@@ -380,7 +384,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     setup_logging(settings.output_dir / "logs", settings.log_max_bytes,
                   extra_secrets=_secrets(settings), verbose=args.verbose)
     _warn_unknown_environment(environ)
-    record = RunRecord(date=settings.day.isoformat())
+    record = RunRecord(date=settings.day.isoformat() if settings.backtest_from is None
+                       else f"backtest-{settings.backtest_from}_{settings.day}")
     outcome = Outcome()
     from _util.database import mask_url
     from _util.run_lock import run_lock
@@ -422,7 +427,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if outcome.problems:
         print(f"partial: {'; '.join(outcome.problems)}", file=sys.stderr)
         return EXIT_PARTIAL
-    print(f"ok: report for {settings.day} in {settings.site_dir / 'reports' / settings.day.isoformat()}")
+    if settings.backtest_from is not None:
+        print(f"ok: backtest {settings.backtest_from}..{settings.day}")
+    else:
+        print(f"ok: report for {settings.day} in {settings.site_dir / 'reports' / settings.day.isoformat()}")
     return EXIT_OK
 
 

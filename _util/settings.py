@@ -63,6 +63,7 @@ class Settings:
     slack_max_retries: int = 4
     account_label: str | None = None
     plot_workers: int = 2
+    max_alert_plots: int = 50
     lock_timeout_seconds: float = 0.0
     log_max_bytes: int = 5_000_000
     demo_scale: tuple[int, int] | None = None
@@ -223,6 +224,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("slack_max_retries", _int_between(0, 10), "Retries of a Slack post after a 429, 5xx or connection error (default 4; backoff 2, 4, 8, 16 s)."),
     SettingSpec("account_label", _text, "Label shown in the Slack header, e.g. the account's name."),
     SettingSpec("plot_workers", _int_between(1, 16), "Processes that render plots (default 2)."),
+    SettingSpec("max_alert_plots", _int_between(1, 100_000), "Alert plots a run draws at most: those the Slack message links first, then the largest dollar changes (default 50); the report page lists every alert."),
     SettingSpec("lock_timeout_seconds", _float_between(0, 86400), "How long a run waits for another run's lock before giving up (default 0: exit at once)."),
     SettingSpec("demo_scale", _scale, "With --demo: add SERVICESxGROUPS synthetic series to the demo account, e.g. 500x20 (for benchmarks)."),
     SettingSpec("log_max_bytes", _int_between(10_000, 1_000_000_000), "Size at which logs/cost_tracking.log rotates (default 5000000; 5 files kept)."),
