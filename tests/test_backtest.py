@@ -22,19 +22,10 @@ from _util.cost_store import load_history
 from _util.report import DOWN, SPIKE, TREND, UP, Alert, Rules
 from procAmzAlerts import alerts_by_day, build_matrices, detect_alerts, detect_alerts_by_day
 from tests.test_lifecycle import METRIC, day, run_day, step_history, store
+from tests.test_alerts import frame
 from tests.test_muting import demo_db  # noqa: F401 (fixture)
 
 D = dt.date(2024, 5, 31)
-
-
-def frame(series: dict[tuple[str, str], list[float]], day: dt.date = D) -> pd.DataFrame:
-    """History whose listed daily costs end on `day`; zeros are written as no row."""
-    rows = []
-    for (service, group), values in series.items():
-        days = pd.date_range(end=pd.Timestamp(day), periods=len(values), freq="D")
-        rows += [(d, service, group, float(v), False) for d, v in zip(days, values) if v != 0]
-    return pd.DataFrame(rows, columns=["usage_date", "service", "group_value", "amount",
-                                       "estimated"])
 
 
 def per_day(history: pd.DataFrame, first: dt.date, last: dt.date, rules: Rules) -> dict:
