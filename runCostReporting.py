@@ -92,7 +92,6 @@ class Outcome:
 def _run_pipeline(settings: Settings, record: RunRecord, today: dt.date, outcome: Outcome) -> None:
     from _util.database import create_tables, make_engine
     from _util.cost_store import load_history
-    import procAmzData
 
     engine = make_engine(settings.db_url)
     create_tables(engine)
@@ -233,7 +232,7 @@ def _render_publish_deliver(settings: Settings, engine, report, history, record:
         stage.counts["alerts_not_plotted"] = rendered.alerts_not_plotted
     with record.stage("message") as stage:
         message = slack_message.build_message(report, settings.account_label)
-        files = list(rendered.files) + _write_message(settings, report, message, run_day)
+        files = list(rendered.files) + _write_message(settings, message, run_day)
         stage.counts["blocks"] = len(message.blocks)
 
     uploaded = _publish(settings, files, record, outcome)
@@ -242,8 +241,9 @@ def _render_publish_deliver(settings: Settings, engine, report, history, record:
         # would open pages that never arrived: send the message without them.
         report = slack_message.without_links(report)
         message = slack_message.build_message(report, settings.account_label)
-        _write_message(settings, report, message, run_day)
-    _write_report_json(settings, report_to_dict(report))
+        _write_message(settings, message, run_day)
+        # render wrote report.json with the links; the local copy says what was sent.
+        _write_report_json(settings, report_to_dict(report))
     _deliver(replace(settings, day=run_day), engine, message, record, outcome)
 
 
@@ -253,7 +253,7 @@ def _write_report_json(settings: Settings, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _write_message(settings: Settings, report, message, run_day: dt.date) -> list[Path]:
+def _write_message(settings: Settings, message, run_day: dt.date) -> list[Path]:
     """Write the exact payload (slack/<run day>.json) and its preview page (in the report's
     folder); returns the site files written."""
     from _util.slack_preview import preview_page
