@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from _util.cost_explorer import fetch_costs
+from _util.cost_explorer import CostFetch
 from _util.cost_store import SourceState, read_source_state, replace_days
 from _util.settings import CE_DAILY_RETENTION_DAYS
 
@@ -65,10 +65,30 @@ def plan_fetch(state: SourceState | None, day: dt.date, today: dt.date, lookback
     return FetchPlan(max(min(due), backfill_start), day, reason="incremental")
 
 
+def state_after(state: SourceState | None, plan: FetchPlan, estimated_days: set[dt.date],
+                account: str, group_by: str, record_types: str) -> SourceState:
+    """The bookkeeping once the plan's days are stored; `estimated_days` are the fetched
+    days Cost Explorer still called Estimated."""
+    keep_old = state is not None and not plan.wipe
+    estimated = sorted(estimated_days)
+    if keep_old and state.estimated_from is not None and state.last_day > plan.end:
+        # Days after a re-run past day may still be Estimated: keep them due for a fetch.
+        estimated.append(max(state.estimated_from, plan.end + dt.timedelta(days=1)))
+    return SourceState(
+        account=account,
+        group_by=group_by,
+        record_types=record_types,
+        first_day=min(plan.start, state.first_day) if keep_old else plan.start,
+        last_day=max(plan.end, state.last_day) if keep_old else plan.end,
+        estimated_from=estimated[0] if estimated else None,
+    )
+
+
 def ingest(engine: Engine, client: Any, *, day: dt.date, today: dt.date, metric: str,
            group_by: str, lookback_days: int, exclude_record_types: tuple[str, ...],
            account: str = "aws") -> IngestResult:
-    """Fetch what the plan says and replace those days in one transaction."""
+    """Fetch what the plan says and replace those days in one transaction, writing each
+    day while the next pages are fetched."""
     record_types = ",".join(exclude_record_types)
     state = read_source_state(engine, metric)
     plan = plan_fetch(state, day, today, lookback_days, group_by, record_types, account)
@@ -77,21 +97,12 @@ def ingest(engine: Engine, client: Any, *, day: dt.date, today: dt.date, metric:
     if plan.start is None:
         return IngestResult(plan, 0, 0)
 
-    fetched = fetch_costs(client, plan.start, plan.end, metric, group_by, exclude_record_types)
-    keep_old = state is not None and not plan.wipe
-    estimated = sorted(fetched.estimated_days)
-    if keep_old and state.estimated_from is not None and state.last_day > plan.end:
-        # Days after a re-run past day may still be Estimated: keep them due for a fetch.
-        estimated.append(max(state.estimated_from, plan.end + dt.timedelta(days=1)))
-    new_state = SourceState(
-        account=account,
-        group_by=group_by,
-        record_types=record_types,
-        first_day=min(plan.start, state.first_day) if keep_old else plan.start,
-        last_day=max(plan.end, state.last_day) if keep_old else plan.end,
-        estimated_from=estimated[0] if estimated else None,
-    )
-    written = replace_days(engine, metric, plan.start, plan.end, fetched.rows, new_state,
-                           wipe_metric=plan.wipe)
+    fetch = CostFetch(client, plan.start, plan.end, metric, group_by, exclude_record_types)
+    # Rows go to the database as the pages arrive (a first backfill of a large account is
+    # millions of rows); an unusable page or an outage mid-way rolls the whole fetch back.
+    written = replace_days(
+        engine, metric, plan.start, plan.end, fetch,
+        lambda: state_after(state, plan, fetch.estimated_days, account, group_by, record_types),
+        wipe_metric=plan.wipe)
     log.info("stored %d rows for %s..%s", written, plan.start, plan.end)
-    return IngestResult(plan, fetched.requests, written)
+    return IngestResult(plan, fetch.requests, written)

@@ -9,8 +9,7 @@ import datetime as dt
 import logging
 import math
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import boto3
 import botocore.exceptions
@@ -91,16 +90,6 @@ def build_request(start: dt.date, end_exclusive: dt.date, metric: str, group_by:
     return request
 
 
-@dataclass
-class FetchResult:
-    """Rows of a range, merged across pages, plus what the range said about each day."""
-
-    rows: list[CostRow] = field(default_factory=list)
-    days: set[dt.date] = field(default_factory=set)
-    estimated_days: set[dt.date] = field(default_factory=set)
-    requests: int = 0
-
-
 def _group_value(key: str | None, group_by: str) -> str:
     """The stored group: the tag's value without its `Key$` prefix; "" when untagged."""
     if key is None:
@@ -110,7 +99,9 @@ def _group_value(key: str | None, group_by: str) -> str:
     return key
 
 
-def _amount(group: dict, metric: str, day: dt.date) -> tuple[float, str]:
+def _amount(group: dict, metric: str, day: dt.date, units: set[str]) -> tuple[float, str]:
+    """The group's amount and unit; `units` holds the units already found to be currency
+    codes (one or two per account), so the check runs once per unit, not once per row."""
     keys = group.get("Keys")
     metrics = group.get("Metrics")
     metrics = metrics if isinstance(metrics, dict) else {}
@@ -131,10 +122,12 @@ def _amount(group: dict, metric: str, day: dt.date) -> tuple[float, str]:
     if not math.isfinite(amount):
         raise UnusableResponse(f"Cost Explorer returned amount {raw_amount!r} on {day} "
                                f"(keys {keys}); nothing was stored")
-    if not isinstance(unit, str) or not _CURRENCY.match(unit):
-        raise UnusableResponse(
-            f"Cost Explorer returned the unit {unit!r} on {day} (keys {keys}), not a currency "
-            "code; nothing was stored")
+    if unit not in units:
+        if not isinstance(unit, str) or not _CURRENCY.match(unit):
+            raise UnusableResponse(
+                f"Cost Explorer returned the unit {unit!r} on {day} (keys {keys}), not a "
+                "currency code; nothing was stored")
+        units.add(unit)
     return amount, unit
 
 
@@ -145,30 +138,6 @@ def _period_day(period: Any) -> dt.date:
         shown = repr(period)[:120]
         raise UnusableResponse(f"Cost Explorer returned a period without a valid start date "
                                f"({shown}); nothing was stored") from None
-
-
-def parse_page(response: dict, metric: str, group_by: str, merged: dict, result: FetchResult) -> None:
-    """Fold one page into `merged` ((day, service, group) -> [amount, unit, estimated])."""
-    for period in response.get("ResultsByTime", []):
-        day = _period_day(period)
-        estimated = bool(period.get("Estimated", False))
-        result.days.add(day)
-        if estimated:
-            result.estimated_days.add(day)
-        for group in period.get("Groups") or []:
-            keys = (group.get("Keys") if isinstance(group, dict) else None) or []
-            if not keys:
-                raise UnusableResponse(f"Cost Explorer returned a group without keys on {day}; "
-                                       "nothing was stored")
-            service = keys[0]
-            value = _group_value(keys[1] if len(keys) > 1 else None, group_by)
-            amount, unit = _amount(group, metric, day)
-            slot = merged.get((day, service, value))
-            if slot is None:
-                merged[(day, service, value)] = [amount, unit, estimated]
-            else:
-                slot[0] += amount
-                slot[2] = slot[2] or estimated
 
 
 def _explain(exc: botocore.exceptions.ClientError) -> SourceError:
@@ -191,40 +160,98 @@ def _explain(exc: botocore.exceptions.ClientError) -> SourceError:
     return SourceUnavailable(f"Cost Explorer kept failing ({code or 'error'}): {message}")
 
 
-def fetch_costs(client: Any, start: dt.date, end: dt.date, metric: str, group_by: str,
-                exclude_record_types: tuple[str, ...]) -> FetchResult:
-    """Fetch days start..end (inclusive) with one TimePeriod, following every page."""
-    request = build_request(start, end + dt.timedelta(days=1), metric, group_by,
-                            exclude_record_types)
-    result = FetchResult()
-    merged: dict[tuple[dt.date, str, str], list] = {}
-    token = None
-    while True:
-        params = dict(request, NextPageToken=token) if token else request
-        try:
-            response = client.get_cost_and_usage(**params)
-        except botocore.exceptions.NoCredentialsError:
-            raise SourceError("no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
-                              "AWS_SECRET_ACCESS_KEY, or run on an instance with a role") from None
-        except botocore.exceptions.ClientError as exc:
-            result.requests += 1
-            raise _explain(exc) from exc
-        except (botocore.exceptions.EndpointConnectionError,
-                botocore.exceptions.ConnectionClosedError,
-                botocore.exceptions.ReadTimeoutError,
-                botocore.exceptions.ConnectTimeoutError) as exc:
-            raise SourceUnavailable(f"cannot reach Cost Explorer: {exc}") from exc
-        result.requests += 1
-        parse_page(response, metric, group_by, merged, result)
-        token = response.get("NextPageToken")
-        if not token:
-            break
-    outside = sorted(d for d in result.days if not start <= d <= end)
-    if outside:
-        raise UnusableResponse(f"Cost Explorer returned {outside[0]}, outside the requested "
-                               f"{start}..{end}; nothing was stored")
-    result.rows = [CostRow(day, service, group, amount, unit, estimated)
-                   for (day, service, group), (amount, unit, estimated) in merged.items()]
-    log.info("fetched %s..%s: %d rows over %d days in %d request(s)",
-             start, end, len(result.rows), len(result.days), result.requests)
-    return result
+class CostFetch:
+    """Days start..end (inclusive) from Cost Explorer: one TimePeriod, every page followed,
+    given out as rows a day at a time while the pages arrive.
+
+    A first backfill of 50,000 series is 18M rows; holding them until the last page would
+    take gigabytes, so the caller writes each day as soon as the answer has moved past it
+    (Cost Explorer splits a day's groups over consecutive pages, never sends a day twice
+    apart). Inside one day, keys that coincide once stored (`Name$` and no tag are both the
+    untagged group "") are summed. Iterate once, inside the transaction that stores the
+    rows: an unusable answer raises on the page where it shows, so nothing is stored.
+    `requests`, `days`, `estimated_days` and `rows` are complete when iteration ends.
+    """
+
+    def __init__(self, client: Any, start: dt.date, end: dt.date, metric: str, group_by: str,
+                 exclude_record_types: tuple[str, ...]) -> None:
+        self.client = client
+        self.start, self.end = start, end
+        self.metric, self.group_by = metric, group_by
+        self.request = build_request(start, end + dt.timedelta(days=1), metric, group_by,
+                                     exclude_record_types)
+        self.requests = 0
+        self.rows = 0
+        self.days: set[dt.date] = set()
+        self.estimated_days: set[dt.date] = set()
+
+    def __iter__(self) -> Iterator[CostRow]:
+        units: set[str] = set()
+        day: dt.date | None = None  # the day being gathered
+        merged: dict[tuple[str, str], list] = {}  # (service, group) -> [amount, unit, estimated]
+        for response in self._pages():
+            for period in response.get("ResultsByTime", []):
+                period_day = _period_day(period)
+                if not self.start <= period_day <= self.end:
+                    raise UnusableResponse(
+                        f"Cost Explorer returned {period_day}, outside the requested "
+                        f"{self.start}..{self.end}; nothing was stored")
+                if period_day != day:
+                    if period_day in self.days:
+                        raise UnusableResponse(
+                            f"Cost Explorer returned {period_day} again after other days; "
+                            "nothing was stored")
+                    yield from self._day_rows(day, merged)
+                    day, merged = period_day, {}
+                    self.days.add(day)
+                estimated = bool(period.get("Estimated", False))
+                if estimated:
+                    self.estimated_days.add(day)
+                self._fold(period, day, estimated, merged, units)
+        yield from self._day_rows(day, merged)
+        log.info("fetched %s..%s: %d rows over %d days in %d request(s)",
+                 self.start, self.end, self.rows, len(self.days), self.requests)
+
+    def _fold(self, period: dict, day: dt.date, estimated: bool, merged: dict,
+              units: set[str]) -> None:
+        for group in period.get("Groups") or []:
+            keys = (group.get("Keys") if isinstance(group, dict) else None) or []
+            if not keys:
+                raise UnusableResponse(f"Cost Explorer returned a group without keys on {day}; "
+                                       "nothing was stored")
+            key = (keys[0], _group_value(keys[1] if len(keys) > 1 else None, self.group_by))
+            amount, unit = _amount(group, self.metric, day, units)
+            slot = merged.get(key)
+            if slot is None:
+                merged[key] = [amount, unit, estimated]
+            else:
+                slot[0] += amount
+                slot[2] = slot[2] or estimated
+
+    def _day_rows(self, day: dt.date | None, merged: dict) -> Iterator[CostRow]:
+        self.rows += len(merged)
+        for (service, group), (amount, unit, estimated) in merged.items():
+            yield CostRow(day, service, group, amount, unit, estimated)
+
+    def _pages(self) -> Iterator[dict]:
+        token = None
+        while True:
+            params = dict(self.request, NextPageToken=token) if token else self.request
+            try:
+                response = self.client.get_cost_and_usage(**params)
+            except botocore.exceptions.NoCredentialsError:
+                raise SourceError("no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                                  "AWS_SECRET_ACCESS_KEY, or run on an instance with a role") from None
+            except botocore.exceptions.ClientError as exc:
+                self.requests += 1
+                raise _explain(exc) from exc
+            except (botocore.exceptions.EndpointConnectionError,
+                    botocore.exceptions.ConnectionClosedError,
+                    botocore.exceptions.ReadTimeoutError,
+                    botocore.exceptions.ConnectTimeoutError) as exc:
+                raise SourceUnavailable(f"cannot reach Cost Explorer: {exc}") from exc
+            self.requests += 1
+            yield response
+            token = response.get("NextPageToken")
+            if not token:
+                return

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -95,14 +95,18 @@ def read_source_state(engine: Engine, metric: str) -> SourceState | None:
 
 
 def replace_days(engine: Engine, metric: str, start: dt.date, end: dt.date,
-                 rows: Iterable[CostRow], state: SourceState, *, wipe_metric: bool = False,
-                 fetched_at: dt.datetime | None = None) -> int:
+                 rows: Iterable[CostRow], state: SourceState | Callable[[], SourceState], *,
+                 wipe_metric: bool = False, fetched_at: dt.datetime | None = None) -> int:
     """Replace the stored days start..end (inclusive) with `rows`, in one transaction.
 
     A day fetched again is replaced as a whole, so a revised amount replaces the old one
     and a group that no longer appears is gone; re-running never duplicates a row. With
     `wipe_metric` every row of the metric goes first (the grouping changed).
-    Returns the number of rows written.
+
+    `rows` is consumed a batch at a time, so it can be a fetch still in progress: an
+    exception it raises rolls everything back. `state` may be a function, called once
+    every row is written, for bookkeeping that only the whole fetch knows (its Estimated
+    days). Returns the number of rows written.
     """
     fetched_at = fetched_at or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     written = 0
@@ -116,7 +120,7 @@ def replace_days(engine: Engine, metric: str, start: dt.date, end: dt.date,
             for batch in insert.batches(rows):
                 insert.execute(batch)
                 written += len(batch)
-            _write_state(conn, metric, state, fetched_at)
+            _write_state(conn, metric, state() if callable(state) else state, fetched_at)
     except SQLAlchemyError as exc:
         raise StoreError(
             f"cannot write costs to {mask_url(str(engine.url))}: {str(exc).splitlines()[0]}"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import resource
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -10,10 +11,18 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def peak_rss_mb() -> float:
+    """Peak resident set of this process in MB (Linux reports kilobytes)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
 @dataclass
 class StageRecord:
     name: str
     seconds: float = 0.0
+    # The process's peak resident memory so far, read when the stage ends: the first
+    # stage whose figure jumps is the one that set the run's peak.
+    peak_rss_mb: float = 0.0
     status: str = "ok"
     counts: dict[str, Any] = field(default_factory=dict)
 
@@ -45,6 +54,7 @@ class RunRecord:
             raise
         finally:
             record.seconds = round(time.perf_counter() - started, 4)
+            record.peak_rss_mb = peak_rss_mb()
 
     def finish(self, exit_code: int, status: str, error: str | None = None) -> None:
         self.exit_code = exit_code

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from _util.cost_explorer import SourceUnavailable, build_request, fetch_costs
+from _util.cost_explorer import CostFetch, SourceUnavailable, UnusableResponse, build_request
 from _util.errors import SourceError
 
 D = dt.date
@@ -81,11 +81,12 @@ def test_pages_are_followed_and_a_day_split_over_pages_is_merged(stubbed):
                           _period("2026-03-03", [], estimated=True)],
     }, _request("2026-03-01", "2026-03-04", token="p2"))
 
-    result = fetch_costs(client, D(2026, 3, 1), D(2026, 3, 3), "UnblendedCost", "TAG:Name",
-                         ("Credit", "Refund"))
+    result = CostFetch(client, D(2026, 3, 1), D(2026, 3, 3), "UnblendedCost", "TAG:Name",
+                       ("Credit", "Refund"))
 
+    rows = {(r.usage_date, r.service, r.group_value): r.amount for r in result}
     assert result.requests == 2
-    rows = {(r.usage_date, r.service, r.group_value): r.amount for r in result.rows}
+    assert result.rows == 4
     assert rows == {(D(2026, 3, 1), "EC2", "web"): 10.5, (D(2026, 3, 2), "EC2", "web"): 1.25,
                     (D(2026, 3, 2), "EC2", ""): 2.0, (D(2026, 3, 2), "S3", "web"): 0.5}
     assert result.days == {D(2026, 3, 1), D(2026, 3, 2), D(2026, 3, 3)}
@@ -100,9 +101,56 @@ def test_same_key_on_two_pages_of_one_day_is_summed_not_duplicated(stubbed):
     stubber.add_response("get_cost_and_usage", {
         "ResultsByTime": [_period("2026-03-01", [("EC2", "Name$web", "2.20")])]},
         _request("2026-03-01", "2026-03-02", token="x"))
-    result = fetch_costs(client, D(2026, 3, 1), D(2026, 3, 1), "UnblendedCost", "TAG:Name",
-                         ("Credit", "Refund"))
-    assert [(r.group_value, round(r.amount, 2)) for r in result.rows] == [("web", 3.3)]
+    result = CostFetch(client, D(2026, 3, 1), D(2026, 3, 1), "UnblendedCost", "TAG:Name",
+                       ("Credit", "Refund"))
+    assert [(r.group_value, round(r.amount, 2)) for r in result] == [("web", 3.3)]
+
+
+def test_each_day_is_given_out_once_the_answer_moves_past_it_not_after_the_last_page(stubbed):
+    """A first backfill of a large account is millions of rows: a day is written while
+    later pages are still to be fetched."""
+    client, stubber = stubbed
+    stubber.add_response("get_cost_and_usage", {
+        "ResultsByTime": [_period("2026-03-01", [("EC2", "Name$web", "1.00")]),
+                          _period("2026-03-02", [("EC2", "Name$web", "2.00")])],
+        "NextPageToken": "p2"}, _request("2026-03-01", "2026-03-04"))
+    stubber.add_response("get_cost_and_usage", {
+        "ResultsByTime": [_period("2026-03-02", [("S3", "Name$web", "3.00")]),
+                          _period("2026-03-03", [("S3", "Name$web", "4.00")])]},
+        _request("2026-03-01", "2026-03-04", token="p2"))
+    fetch = CostFetch(client, D(2026, 3, 1), D(2026, 3, 3), "UnblendedCost", "TAG:Name",
+                      ("Credit", "Refund"))
+    rows = iter(fetch)
+
+    assert next(rows).usage_date == D(2026, 3, 1)
+    assert fetch.requests == 1  # the second page is not asked for yet
+    assert sorted((r.usage_date, r.service) for r in rows) == [
+        (D(2026, 3, 2), "EC2"), (D(2026, 3, 2), "S3"), (D(2026, 3, 3), "S3")]
+    assert fetch.requests == 2
+
+
+def test_a_day_sent_again_after_other_days_is_refused_rather_than_stored_twice(stubbed):
+    client, stubber = stubbed
+    stubber.add_response("get_cost_and_usage", {
+        "ResultsByTime": [_period("2026-03-01", [("EC2", "Name$web", "1.00")]),
+                          _period("2026-03-02", [("EC2", "Name$web", "2.00")])],
+        "NextPageToken": "p2"}, _request("2026-03-01", "2026-03-03"))
+    stubber.add_response("get_cost_and_usage", {
+        "ResultsByTime": [_period("2026-03-01", [("EC2", "Name$web", "5.00")])]},
+        _request("2026-03-01", "2026-03-03", token="p2"))
+    with pytest.raises(UnusableResponse, match="2026-03-01 again after other days"):
+        list(CostFetch(client, D(2026, 3, 1), D(2026, 3, 2), "UnblendedCost", "TAG:Name",
+                       ("Credit", "Refund")))
+
+
+def test_a_day_outside_the_range_is_refused_on_the_page_that_holds_it(stubbed):
+    client, stubber = stubbed
+    stubber.add_response("get_cost_and_usage", {
+        "ResultsByTime": [_period("2026-03-05", [("EC2", "Name$web", "1.00")])],
+        "NextPageToken": "p2"}, _request("2026-03-01", "2026-03-02"))
+    with pytest.raises(UnusableResponse, match="2026-03-05, outside the requested"):
+        list(CostFetch(client, D(2026, 3, 1), D(2026, 3, 1), "UnblendedCost", "TAG:Name",
+                       ("Credit", "Refund")))
 
 
 @pytest.mark.parametrize("group,message", [
@@ -119,8 +167,8 @@ def test_malformed_groups_are_rejected_with_a_clear_message(stubbed, group, mess
     stubber.add_response("get_cost_and_usage", {"ResultsByTime": [period]},
                          _request("2026-03-01", "2026-03-02"))
     with pytest.raises(SourceError, match=message) as info:
-        fetch_costs(client, D(2026, 3, 1), D(2026, 3, 1), "UnblendedCost", "TAG:Name",
-                    ("Credit", "Refund"))
+        list(CostFetch(client, D(2026, 3, 1), D(2026, 3, 1), "UnblendedCost", "TAG:Name",
+                       ("Credit", "Refund")))
     assert "nothing was stored" in str(info.value)
 
 
@@ -129,8 +177,8 @@ def test_negative_amounts_are_kept_as_credits(stubbed):
     stubber.add_response("get_cost_and_usage", {
         "ResultsByTime": [_period("2026-03-01", [("EC2", "Name$", "-12.50")])]},
         _request("2026-03-01", "2026-03-02", exclude=()))
-    result = fetch_costs(client, D(2026, 3, 1), D(2026, 3, 1), "UnblendedCost", "TAG:Name", ())
-    assert result.rows[0].amount == -12.5
+    rows = list(CostFetch(client, D(2026, 3, 1), D(2026, 3, 1), "UnblendedCost", "TAG:Name", ()))
+    assert rows[0].amount == -12.5
 
 
 @pytest.mark.parametrize("code,expected,kind", [
@@ -143,6 +191,6 @@ def test_client_errors_become_one_line_source_errors(stubbed, code, expected, ki
     client, stubber = stubbed
     stubber.add_client_error("get_cost_and_usage", service_error_code=code, service_message="nope")
     with pytest.raises(kind, match=expected) as info:
-        fetch_costs(client, D(2026, 3, 1), D(2026, 3, 1), "UnblendedCost", "TAG:Name", ())
+        list(CostFetch(client, D(2026, 3, 1), D(2026, 3, 1), "UnblendedCost", "TAG:Name", ()))
     assert "\n" not in str(info.value)
     assert (kind is SourceUnavailable) == isinstance(info.value, SourceUnavailable)

@@ -152,3 +152,89 @@ def test_cost_explorer_down_for_good_raises_source_unavailable_and_stores_nothin
             _ingest(engine, client, account="aws")
     assert count_rows(engine) == 0
     assert read_source_state(engine, "UnblendedCost") is None
+
+
+def test_backfill_writes_each_day_while_later_pages_are_still_to_come(db_engine, monkeypatch):
+    """A first backfill of 50,000 series is 18M rows: they are written as pages arrive,
+    never all held until the last page."""
+    import sqlalchemy as sa
+    from _util import cost_store
+
+    monkeypatch.setattr(cost_store, "INSERT_BATCH_ROWS", 500)
+    inserts_sent: list[int] = []
+    inserts_before_page: list[int] = []
+
+    @sa.event.listens_for(db_engine, "before_cursor_execute")
+    def count(conn, cursor, statement, parameters, context, executemany):  # noqa: ARG001
+        if statement.lstrip().upper().startswith("INSERT INTO COST_DAILY"):
+            inserts_sent.append(1)
+
+    class Watched(DemoCostExplorer):
+        def get_cost_and_usage(self, **kwargs):
+            inserts_before_page.append(len(inserts_sent))
+            return super().get_cost_and_usage(**kwargs)
+
+    try:
+        result = _ingest(db_engine, Watched(TODAY, page_groups=1000))
+    finally:
+        sa.event.remove(db_engine, "before_cursor_execute", count)
+    assert result.ce_requests == len(inserts_before_page) >= 10
+    assert inserts_before_page[0] == 0
+    # Before the last page is asked for, most of the rows are already written.
+    assert inserts_before_page[-1] * 500 >= 0.8 * result.rows_upserted
+
+
+def _seeded(engine, monkeypatch):
+    """A database a month behind; inserts in batches of 50 rows, so a failing fetch has
+    written some of its rows before it fails."""
+    from _util import cost_store
+    _ingest(engine, DemoCostExplorer(TODAY - dt.timedelta(days=30)),
+            day=DAY - dt.timedelta(days=30), today=TODAY - dt.timedelta(days=30))
+    monkeypatch.setattr(cost_store, "INSERT_BATCH_ROWS", 50)
+    return engine
+
+
+def test_an_outage_after_some_pages_rolls_the_whole_fetch_back(clean_env, db_engine, monkeypatch):
+    from botocore.config import Config
+    engine = _seeded(db_engine, monkeypatch)
+    before = load_history(engine, "UnblendedCost", D(2025, 1, 1), DAY)
+    state = read_source_state(engine, "UnblendedCost")
+    with CostExplorerStandIn(TODAY) as standin:
+        standin.demo.page_groups = 100  # the 30 missing days take several pages
+        client = boto3.client("ce", region_name="us-east-1", endpoint_url=standin.url,
+                              config=Config(retries={"mode": "standard", "max_attempts": 2}))
+        answered: list[int] = []
+        real = standin.demo.get_cost_and_usage
+
+        def fail_after_three_pages(**kwargs):
+            answered.append(1)
+            if len(answered) > 3:
+                standin.fail_forever = (503, "ServiceUnavailableException")
+            return real(**kwargs)
+
+        standin.demo.get_cost_and_usage = fail_after_three_pages
+        with pytest.raises(SourceUnavailable):
+            _ingest(engine, client, account="demo")
+    assert len(answered) >= 3
+    after = load_history(engine, "UnblendedCost", D(2025, 1, 1), DAY)
+    assert after.equals(before)
+    assert read_source_state(engine, "UnblendedCost") == state
+
+
+def test_an_unusable_page_after_good_ones_stores_nothing_of_the_fetch(db_engine, monkeypatch):
+    from _util.cost_explorer import UnusableResponse
+    engine = _seeded(db_engine, monkeypatch)
+    before = load_history(engine, "UnblendedCost", D(2025, 1, 1), DAY)
+
+    class BadLastPage(DemoCostExplorer):
+        def get_cost_and_usage(self, **kwargs):
+            response = super().get_cost_and_usage(**kwargs)
+            if "NextPageToken" not in response:
+                response["ResultsByTime"][-1]["Groups"][0]["Metrics"]["UnblendedCost"]["Amount"] = "n/a"
+            return response
+
+    client = BadLastPage(TODAY, page_groups=100)
+    with pytest.raises(UnusableResponse, match="non-numeric amount 'n/a'"):
+        _ingest(engine, client)
+    assert len(client.calls) > 3
+    assert load_history(engine, "UnblendedCost", D(2025, 1, 1), DAY).equals(before)
