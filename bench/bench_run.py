@@ -14,12 +14,13 @@ twice, with a fresh output folder and the real clock:
   2. the daily run that follows (default date: yesterday), on an up-to-date database.
 and prints, from each run's runs/<date>.json and the child's rusage: the seconds of every
 stage, Cost Explorer requests, rows written and loaded, alerts, plots rendered, the peak
-resident memory of the child, and the wall time (process start and imports included).
+resident memory of the child, the peak PSS of the child and its plot workers together,
+and the wall time (process start and imports included).
 
-Sizes above --seed-above series would spend many minutes turning 18M rows into Cost
-Explorer dicts and back; their database is seeded directly (cost_store.replace_days with
-the demo account's amounts) and only the daily run goes through Cost Explorer's path. The
-table says which backfills were seeded.
+Every backfill goes through Cost Explorer's path (the demo account's pages, streamed into
+the database). `--seed-above N` writes the backfill of sizes above N series directly
+(cost_store.replace_days with the demo account's amounts) instead, to save minutes when
+only the daily run matters; the table says which backfills were seeded.
 
 Then, in child processes of their own:
   - the analysis (detection + summaries) on N dense synthetic series x 365 days, and the
@@ -40,6 +41,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -91,6 +93,7 @@ class RunFigures:
     series: int
     wall_s: float
     max_rss_mb: float
+    tree_pss_mb: float
     exit_code: int
     stages: dict[str, float] = field(default_factory=dict)
     ce_requests: int = 0
@@ -112,16 +115,69 @@ def child_env(out_dir: Path, scale: tuple[int, int] | None, db_url: str) -> dict
     return env
 
 
-def run_child(argv: list[str], env: dict[str, str], log: Path) -> tuple[int, float, float]:
-    """Run a Python child to its end: (exit code, wall seconds, peak RSS in MB)."""
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants (Linux /proc)."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return pids
+
+
+def _pss_mb(pid: int) -> float:
+    """Proportional set size of one process: its private pages plus its share of pages it
+    shares (a forked plot worker's pages inherited from the run count once in all)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+class TreeMemory:
+    """Samples the summed PSS of a process and its children (the plot workers) four times
+    a second: what the machine must hold for the run, which the parent's own peak RSS
+    leaves out."""
+
+    def __init__(self, pid: int, interval: float = 0.25) -> None:
+        self.pid, self.interval = pid, interval
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, sum(_pss_mb(p) for p in _tree(self.pid)))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "TreeMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_child(argv: list[str], env: dict[str, str], log: Path) -> tuple[int, float, float, float]:
+    """Run a Python child to its end: (exit code, wall seconds, peak RSS of the child in
+    MB, peak PSS of the child and its workers together in MB)."""
     start = time.perf_counter()
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, *argv], env=env, cwd=ROOT, stdout=out,
                                 stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
+        with TreeMemory(proc.pid) as tree:
+            _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, wall, usage.ru_maxrss / 1024.0  # Linux: kilobytes
+    return proc.returncode, wall, usage.ru_maxrss / 1024.0, tree.peak_mb  # Linux: kilobytes
 
 
 def read_record(out_dir: Path, day: dt.date) -> dict:
@@ -162,7 +218,7 @@ def fresh_database(db: str, work: Path, mysql_url: str | None) -> str:
     return mysql_url
 
 
-def bench_size(size: str, db: str, mysql_url: str | None, seed_above: int,
+def bench_size(size: str, db: str, mysql_url: str | None, seed_above: int | None,
                keep: bool) -> list[RunFigures]:
     """The backfill and the daily run of one size on one database."""
     scale = parse_size(size)
@@ -176,25 +232,26 @@ def bench_size(size: str, db: str, mysql_url: str | None, seed_above: int,
     out: list[RunFigures] = []
 
     base = dict(size=size, db=db, series=series)
-    if series > seed_above:
-        code, wall, rss = run_child([__file__, "--child-seed", size, "--db-url", url,
-                                     "--day", backfill_day.isoformat(),
-                                     "--today", today.isoformat()], env, log)
+    if seed_above is not None and series > seed_above:
+        code, wall, rss, pss = run_child([__file__, "--child-seed", size, "--db-url", url,
+                                          "--day", backfill_day.isoformat(),
+                                          "--today", today.isoformat()], env, log)
         seeded = json.loads(log.read_text().strip().splitlines()[-1]) if code == 0 else {}
         out.append(RunFigures(**base, run="backfill", wall_s=wall, max_rss_mb=rss,
-                              exit_code=code, rows_written=seeded.get("rows", 0),
-                              seeded=True))
+                              tree_pss_mb=pss, exit_code=code,
+                              rows_written=seeded.get("rows", 0), seeded=True))
     else:
-        code, wall, rss = run_child([str(ROOT / "runCostReporting.py"), "--demo", "--dry-run",
-                                     "--date", backfill_day.isoformat()], env, log)
+        code, wall, rss, pss = run_child([str(ROOT / "runCostReporting.py"), "--demo",
+                                          "--dry-run", "--date", backfill_day.isoformat()],
+                                         env, log)
         out.append(figures_of(read_record(work / "output", backfill_day),
                               RunFigures(**base, run="backfill", wall_s=wall, max_rss_mb=rss,
-                                         exit_code=code)))
-    code, wall, rss = run_child([str(ROOT / "runCostReporting.py"), "--demo", "--dry-run"],
-                                env, log)
+                                         tree_pss_mb=pss, exit_code=code)))
+    code, wall, rss, pss = run_child([str(ROOT / "runCostReporting.py"), "--demo", "--dry-run"],
+                                     env, log)
     out.append(figures_of(read_record(work / "output", today - dt.timedelta(days=1)),
                           RunFigures(**base, run="daily", wall_s=wall, max_rss_mb=rss,
-                                     exit_code=code)))
+                                     tree_pss_mb=pss, exit_code=code)))
     if any(f.exit_code != 0 for f in out):
         print(f"<!-- {size} on {db}: a run failed; see {log} -->")
         keep = True
@@ -322,7 +379,8 @@ def fmt(value: float, digits: int = 2) -> str:
 
 def runs_table(figures: list[RunFigures]) -> str:
     head = ["size", "series", "db", "run", "wall s", *(f"{s} s" for s in STAGES), "other s",
-            "CE requests", "rows written", "rows loaded", "alerts", "plots", "peak RSS MB"]
+            "CE requests", "rows written", "rows loaded", "alerts", "plots", "peak RSS MB",
+            "peak PSS with workers MB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for f in figures:
         stages = [fmt(f.stages[s]) if s in f.stages else "–" for s in STAGES]
@@ -334,7 +392,8 @@ def runs_table(figures: list[RunFigures]) -> str:
             f.size, f"{f.series:,}", f.db, run, fmt(f.wall_s, 1), *stages, other,
             str(f.ce_requests) if not f.seeded else "–", f"{f.rows_written:,}",
             f"{f.rows_loaded:,}" if not f.seeded else "–", str(f.alerts) if not f.seeded else "–",
-            str(f.plots) if not f.seeded else "–", fmt(f.max_rss_mb, 0)]) + " |")
+            str(f.plots) if not f.seeded else "–", fmt(f.max_rss_mb, 0),
+            fmt(f.tree_pss_mb, 0)]) + " |")
     return "\n".join(lines)
 
 
@@ -357,8 +416,9 @@ def main() -> None:
     parser.add_argument("--mysql-url", default=os.environ.get("COST_TRACKING_TEST_MYSQL_URL"),
                         help="MariaDB/MySQL URL (default: $COST_TRACKING_TEST_MYSQL_URL); "
                              "the bot's tables in it are dropped")
-    parser.add_argument("--seed-above", type=int, default=20_000,
-                        help="seed the backfill of sizes with more series than this")
+    parser.add_argument("--seed-above", type=int, default=None,
+                        help="write the backfill of sizes with more series than this directly "
+                             "(default: every backfill goes through Cost Explorer's path)")
     parser.add_argument("--analysis-series", type=int, help="default 10,000 (quick: 1,000)")
     parser.add_argument("--reference-series", type=int, help="default 10,000 (quick: 1,000)")
     parser.add_argument("--upsert-series", type=int, help="default 10,000 (quick: 1,000)")
@@ -410,8 +470,9 @@ def main() -> None:
         seeded = [f.size for f in figures if f.seeded]
         print(f"\nBackfill: the first run, `--date` two days ago, 365 days. Daily: the next "
               f"run (yesterday) on that database. Wall includes process start and imports; "
-              f"peak RSS is the child's maximum resident set (plot workers are forked "
-              f"children, not counted).")
+              f"peak RSS is the child's maximum resident set (its forked plot workers "
+              f"not counted); peak PSS with workers is the most the child and its plot "
+              f"workers held together, sampled every 0.25 s (shared pages counted once).")
         if seeded:
             print(f"Seeded ({', '.join(sorted(set(seeded)))}): the backfill was written with "
                   f"cost_store.replace_days from the demo account's amounts, not through "
