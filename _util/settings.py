@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -26,7 +26,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_analysis import DAY, synthetic_history  # noqa: E402
 
-import procAmzAlerts  # noqa: E402
+from _util.alert_rules import alerts_at  # noqa: E402
+from _util.alert_screen import alerts_by_day  # noqa: E402
+from _util.series_matrix import build_matrices  # noqa: E402
 from _util.report import Rules  # noqa: E402
 
 
@@ -58,8 +60,8 @@ def main() -> None:
     start = first - dt.timedelta(days=rules.lookback_days - 1)
 
     def screened():
-        matrices = procAmzAlerts.build_matrices(history, start, DAY)
-        return procAmzAlerts.alerts_by_day(matrices, rules)
+        matrices = build_matrices(history, start, DAY)
+        return alerts_by_day(matrices, rules)
 
     seconds, result = _best_seconds(screened, args.repeat)
     by_day = result.by_day
@@ -69,9 +71,9 @@ def main() -> None:
 
     if not args.no_loop:
         def loop():
-            matrices = procAmzAlerts.build_matrices(history, start, DAY)
+            matrices = build_matrices(history, start, DAY)
             offset = rules.lookback_days - 1
-            return {first + dt.timedelta(days=i): procAmzAlerts.alerts_at(matrices, offset + i, rules)
+            return {first + dt.timedelta(days=i): alerts_at(matrices, offset + i, rules)
                     for i in range(args.days)}
         loop_seconds, by_day_loop = _best_seconds(loop, 1)
         same = by_day_loop == by_day

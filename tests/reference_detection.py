@@ -12,7 +12,7 @@ import math
 import pandas as pd
 
 from _util.report import DOWN, SPIKE, TREND, UP, Alert, Rules
-from procAmzAlerts import TIE_EPS, ZERO_STD_REL
+from _util.alert_rules import TIE_EPS, ZERO_STD_REL
 
 STAT_COLUMNS = [
     "baseline_days", "cost", "mean", "std", "zscore", "recent_mean",

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _util.report import DOWN, SPIKE, TREND, UP, Alert, Rules
-from procAmzAlerts import (
-    build_matrices, detect_alerts, detect_alerts_by_day, macd_lines, series_of, series_stats,
-)
+from _util.alert_rules import series_stats
+from _util.series_matrix import build_matrices
+from procAmzAlerts import detect_alerts, detect_alerts_by_day, macd_lines, series_of
 from tests.reference_detection import reference_alerts, reference_stats
 
 D = dt.date(2024, 5, 31)

@@ -20,7 +20,9 @@ import procBacktest
 import runCostReporting
 from _util.cost_store import load_history
 from _util.report import DOWN, SPIKE, TREND, UP, Alert, Rules
-from procAmzAlerts import alerts_by_day, build_matrices, detect_alerts, detect_alerts_by_day
+from _util.alert_screen import alerts_by_day
+from _util.series_matrix import build_matrices
+from procAmzAlerts import detect_alerts, detect_alerts_by_day
 from tests.test_lifecycle import METRIC, day, run_day, step_history, store
 from tests.test_alerts import frame
 from tests.test_muting import demo_db  # noqa: F401 (fixture)

@@ -1,0 +1,43 @@
+"""`make bench` keeps working: a small run of the benchmark script prints every table.
+
+The figures themselves are not asserted (speed belongs to the benchmark, not to tests);
+what is pinned is that each part runs to its end and reports what the README shows.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _table_rows(text: str, header_start: str) -> list[list[str]]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_a_small_benchmark_runs_every_part_and_prints_its_tables(clean_env, tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_run.py"), "--sizes", "demo", "--db", "sqlite",
+         "--analysis-series", "300", "--reference-series", "60", "--upsert-series", "300"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300, check=True).stdout
+
+    runs = _table_rows(out, "| size |")
+    assert [(r[0], r[2], r[3]) for r in runs] == [("demo", "sqlite", "backfill"),
+                                                  ("demo", "sqlite", "daily")]
+    backfill, daily = runs
+    # CE requests: the backfill's pages, then one request for the daily run.
+    assert int(backfill[13]) > 1 and daily[13] == "1"
+    assert int(backfill[14].replace(",", "")) > 10_000  # rows written
+    for row in runs:
+        assert float(row[-2]) > 50 and float(row[-1]) > 50  # peak RSS and PSS, MB
+    assert "Per-series reference" in out and "faster; same alerts: True" in out
+    upserts = _table_rows(out, "| db | rows |")
+    assert [u[0] for u in upserts] == ["sqlite"] and int(upserts[0][1].replace(",", "")) > 0
