@@ -16,7 +16,7 @@ import pytest
 import procAmzAlerts
 import procPlotting
 import procSummaries
-from _util import site_pages
+from _util import plot_drawing, site_pages
 from _util.demo_account import demo_history
 from _util.report import DOWN, SPIKE, TREND, UP, Alert, Report, Rules
 from _util.slugs import is_safe
@@ -335,7 +335,7 @@ def test_forty_five_services_with_long_names_summarise_as_top_and_other(tmp_path
     assert sum(mtd.usd) == pytest.approx(report.summary.headline.mtd_usd)
     assert np.asarray(daily.matrix).sum() == pytest.approx(report.summary.headline.mtd_usd)
     for job in jobs:
-        procPlotting.draw_and_save(job)
+        plot_drawing.draw_and_save(job)
         width, height = png_size(job.path)
         assert 600 <= width <= 1400 and 250 <= height <= 1000
     # The page behind the plot names every service in full, not just the top ones.
@@ -368,16 +368,16 @@ def test_parallel_rendering_writes_every_plot_in_order(tmp_path):
 
 
 def test_labels_are_one_line_truncated_with_an_ellipsis_and_keep_dollars_literal():
-    assert procPlotting.label("a" * 200) == "a" * 39 + "…"
-    assert procPlotting.label("line\nbreak") == "line break"
-    assert procPlotting.label("$5 plan $6") == r"\$5 plan \$6"
+    assert plot_drawing.label("a" * 200) == "a" * 39 + "…"
+    assert plot_drawing.label("line\nbreak") == "line break"
+    assert plot_drawing.label("$5 plan $6") == r"\$5 plan \$6"
 
 
 def test_service_colours_are_stable_distinct_and_grey_for_other():
     names = [f"Service {i}" for i in range(12)] + ["Other"]
-    first = procPlotting.service_colours(names)
-    assert first == procPlotting.service_colours(list(reversed(names)))
-    assert first["Other"] == procPlotting.OTHER_COLOUR
+    first = plot_drawing.service_colours(names)
+    assert first == plot_drawing.service_colours(list(reversed(names)))
+    assert first["Other"] == plot_drawing.OTHER_COLOUR
     assert len(set(first.values())) == len(names)
 
 
@@ -387,7 +387,7 @@ def test_service_colours_are_stable_distinct_and_grey_for_other():
      (3_400_000, "$3.4M"), (-40, "−$40")],
 )
 def test_money_axis_ticks(value, text):
-    assert procPlotting._money_tick(value) == text
+    assert plot_drawing._money_tick(value) == text
 
 
 def test_public_url_joins_site_url_and_path():
