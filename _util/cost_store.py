@@ -19,22 +19,16 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from _util.database import mask_url, metadata
+from _util.database import NameText, mask_url, metadata
 from _util.errors import StoreError
-
-
-def _name_column(length: int) -> sa.types.TypeEngine:
-    """Case- and accent-sensitive text on MySQL, so 'web' and 'Web' stay two groups."""
-    return sa.String(length).with_variant(
-        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb")
 
 
 cost_daily = sa.Table(
     "cost_daily", metadata,
     sa.Column("usage_date", sa.Date, primary_key=True),
     sa.Column("metric", sa.String(32), primary_key=True),
-    sa.Column("service", _name_column(320), primary_key=True),
-    sa.Column("group_value", _name_column(256), primary_key=True),
+    sa.Column("service", NameText(320), primary_key=True),
+    sa.Column("group_value", NameText(256), primary_key=True),
     sa.Column("amount", sa.Float(asdecimal=False).with_variant(
         mysql.DECIMAL(24, 10, asdecimal=False), "mysql", "mariadb"), nullable=False),
     sa.Column("unit", sa.String(8), nullable=False),

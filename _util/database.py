@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -64,6 +65,35 @@ def make_engine(url: str) -> Engine:
             f"cannot reach the database at {_host_of(url)} ({mask_url(url)}): {reason}"
         ) from exc
     return engine
+
+
+class NameText(sa.types.TypeDecorator):
+    """Text that compares byte for byte: names of services, tag values, channels.
+
+    On MySQL/MariaDB utf8mb4 (tag values can be any Unicode) with a binary collation, so
+    'web' and 'Web' stay two names, and one WITHOUT pad space: utf8mb4_bin ignores
+    trailing spaces, so a tag value 'web ' would collide with 'web' in a primary key and
+    stop the whole fetch. MariaDB calls it utf8mb4_nopad_bin, MySQL 8 utf8mb4_0900_bin;
+    older servers have only utf8mb4_bin. SQLite always compares bytes.
+    """
+
+    impl = sa.String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name not in ("mysql", "mariadb"):
+            return dialect.type_descriptor(sa.String(self.impl.length))
+        return dialect.type_descriptor(mysql.VARCHAR(
+            self.impl.length, charset="utf8mb4", collation=binary_collation(dialect)))
+
+
+def binary_collation(dialect) -> str:
+    """The NO PAD binary utf8mb4 collation of the connected MySQL-family server."""
+    if getattr(dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"
+    if (getattr(dialect, "server_version_info", None) or (0,)) >= (8, 0):
+        return "utf8mb4_0900_bin"
+    return "utf8mb4_bin"
 
 
 def create_tables(engine: Engine) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from _util.database import mask_url, metadata
+from _util.database import NameText, mask_url, metadata
 from _util.errors import DeliveryError, StoreError
 from _util.slack_delivery import post_message
 
@@ -34,9 +34,7 @@ DELIVERED = "delivered"
 slack_delivery = sa.Table(
     "slack_delivery", metadata,
     sa.Column("report_date", sa.Date, primary_key=True),
-    sa.Column("channel", sa.String(191).with_variant(
-        mysql.VARCHAR(191, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"),
-        primary_key=True),
+    sa.Column("channel", NameText(191), primary_key=True),
     # Up to 50 blocks of 3,000 characters: beyond TEXT's 64 KB on MySQL.
     sa.Column("payload", sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"),
               nullable=False),

@@ -65,6 +65,17 @@ def test_names_are_stored_intact_any_unicode_long_and_case_sensitive(db_engine):
     assert stored[(D(2026, 1, 1), "Amazon Elastic Compute Cloud - Compute ü", "Web")] == 1.0
 
 
+def test_names_differing_only_by_trailing_spaces_stay_two_groups(db_engine):
+    """MySQL's utf8mb4_bin pads with spaces: 'web ' would collide with 'web' in the key and
+    stop the whole fetch. The columns use the server's NO PAD binary collation."""
+    names = ["web", "web ", "web  ", " web"]
+    rows = [CostRow(D(2026, 1, 1), "EC2", n, float(i + 1), "USD", False) for i, n in enumerate(names)]
+    replace_days(db_engine, METRIC, D(2026, 1, 1), D(2026, 1, 1), rows, _state())
+    stored = _stored(db_engine)
+    assert {g: usd for (_, _, g), usd in stored.items()} == {"web": 1.0, "web ": 2.0, "web  ": 3.0,
+                                                            " web": 4.0}
+
+
 def test_amounts_keep_cost_explorer_precision(db_engine):
     rows = [CostRow(D(2026, 1, 1), "EC2", "", 0.0000012345, "USD", True),
             CostRow(D(2026, 1, 2), "EC2", "", 123456789.1234567891, "USD", False)]
