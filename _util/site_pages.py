@@ -68,6 +68,10 @@ SUMMARY_TITLES = {
     "mtd_by_service": "Month to Date Spend x Service",
 }
 SLACK_PREVIEW = "slack.html"
+# Rows each section of the report page lists (the largest dollar changes first). A large
+# account's noisy day can make thousands of alerts: 19,000 rows were a 10 MB page. Every
+# alert stays in report.json.
+SECTION_MAX_ROWS = 200
 
 
 class Html(str):
@@ -398,11 +402,16 @@ def report_page(
         parts.append(f"<p>No spikes or trend reversals on {day}.</p>")
     headers = ["Service", "Group", "Cost", "Change", "%", "Rule", "Moved most", "Status", "Plot"]
     for kind, direction, title in SECTIONS:
-        rows = [_alert_row(e) for e in alerts
-                if e.alert.kind == kind and e.alert.direction == direction]
-        if rows:
-            parts.append(f"<h2>{escape(title)} ({len(rows)})</h2>")
-            parts.append(table(headers, rows, numeric=[2, 3, 4], names=[0, 1, 6], stack=True))
+        section = [e for e in alerts if e.alert.kind == kind and e.alert.direction == direction]
+        if section:
+            shown = sorted(section, key=lambda e: -abs(e.alert.delta_usd))[:SECTION_MAX_ROWS]
+            parts.append(f"<h2>{escape(title)} ({len(section)})</h2>")
+            parts.append(table(headers, [_alert_row(e) for e in shown], numeric=[2, 3, 4],
+                               names=[0, 1, 6], stack=True))
+            if len(section) > len(shown):
+                parts.append(f'<p class="note">The {len(shown)} largest changes are listed; '
+                             f"{len(section) - len(shown)} more are in "
+                             f'{link("report.json", "report.json")}.</p>')
     return page(f"AWS cost report for {day}", "\n".join(parts),
                 nav([("../../index.html", "All reports")]))
 

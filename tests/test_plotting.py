@@ -414,3 +414,22 @@ def test_an_account_without_any_cost_still_gets_summary_plots_and_pages(tmp_path
     assert rendered.plots_rendered == 2
     assert all(png_size(p)[0] > 0 for p in rendered.files if p.suffix == ".png")
     crawl(tmp_path / "index.html")
+
+
+def test_a_section_with_more_alerts_than_the_page_lists_shows_the_largest_and_points_to_report_json():
+    day = dt.date(2024, 3, 10)
+    history = synthetic_history(day, {("Known", ""): 50.0}, days=40)
+    extra = 7
+    alerts = [spike(f"S{i:03d}", None, usd=200.0 + i)
+              for i in range(site_pages.SECTION_MAX_ROWS + extra)]
+    report = report_for(history, day, alerts + [trend("Known", None)])
+    entries = [site_pages.AlertEntry(a, f"#{i}") for i, a in enumerate(report.alerts)]
+    page = site_pages.report_page(report, entries, [])
+
+    # The heading counts every alert of the section.
+    assert f"({site_pages.SECTION_MAX_ROWS + extra})</h2>" in page
+    listed = [f"S{i:03d}" for i in range(site_pages.SECTION_MAX_ROWS + extra) if f">S{i:03d}<" in page]
+    # The largest dollar changes are the ones listed.
+    assert listed == [f"S{i:03d}" for i in range(extra, site_pages.SECTION_MAX_ROWS + extra)]
+    assert f"{extra} more are in" in page and 'href="report.json"' in page
+    assert ">Known<" in page  # other sections are unaffected
