@@ -265,7 +265,8 @@ def _not_plotted_note(missing: int, limit: int | None) -> str:
     return (f'<p class="note" id="{NOT_PLOTTED_ID}">{missing} {noun} no plot: a run draws '
             f"at most {limit} alert plots (COST_TRACKING_MAX_ALERT_PLOTS), those the Slack "
             "message links first, then the largest dollar changes. Their numbers are in "
-            "the tables above and in report.json.</p>\n")
+            "report.json (and in the tables above, up to "
+            f"{site_pages.SECTION_MAX_ROWS} a section).</p>\n")
 
 
 def render(
@@ -279,8 +280,8 @@ def render(
     written, for upload. The day's `slack.html` is linked but written by the Slack stage.
 
     At most `max_alert_plots` alerts get a plot and a page (None: every alert; see
-    `alerts_to_plot`); the report page still lists every alert, and those without a plot
-    link to a note that says why (their `plot_url` is None, so Slack shows no button).
+    `alerts_to_plot`); the report page still lists them (up to SECTION_MAX_ROWS a section,
+    plotted ones always), and those without a plot link to a note that says why (their `plot_url` is None, so Slack shows no button).
     """
     site_dir = Path(site_dir)
     out = report_dir(site_dir, report.day)
@@ -320,8 +321,8 @@ def render(
         summary_urls={k: url(f"{s}.html") for k, s in SUMMARY_SLUGS.items()} if site_url else {},
         report_url=url("index.html"),
     )
-    entries = [AlertEntry(a, f"{slugs[a.key]}.html" if a.key in first else f"#{NOT_PLOTTED_ID}")
-               for a in final.alerts]
+    entries = [AlertEntry(a, f"{slugs[a.key]}.html", plotted=True) if a.key in first
+               else AlertEntry(a, f"#{NOT_PLOTTED_ID}", plotted=False) for a in final.alerts]
     cards = [SummaryEntry(k, site_pages.SUMMARY_TITLES[k], f"{s}.html", f"{s}.png")
              for k, s in SUMMARY_SLUGS.items()]
     page = site_pages.report_page(final, entries, cards)

@@ -122,7 +122,7 @@ def _amount(group: dict, metric: str, day: dt.date, units: set[str]) -> tuple[fl
     if not math.isfinite(amount):
         raise UnusableResponse(f"Cost Explorer returned amount {raw_amount!r} on {day} "
                                f"(keys {keys}); nothing was stored")
-    if unit not in units:
+    if not isinstance(unit, str) or unit not in units:
         if not isinstance(unit, str) or not _CURRENCY.match(unit):
             raise UnusableResponse(
                 f"Cost Explorer returned the unit {unit!r} on {day} (keys {keys}), not a "

@@ -73,8 +73,8 @@ class NameText(sa.types.TypeDecorator):
     On MySQL/MariaDB utf8mb4 (tag values can be any Unicode) with a binary collation, so
     'web' and 'Web' stay two names, and one WITHOUT pad space: utf8mb4_bin ignores
     trailing spaces, so a tag value 'web ' would collide with 'web' in a primary key and
-    stop the whole fetch. MariaDB calls it utf8mb4_nopad_bin, MySQL 8 utf8mb4_0900_bin;
-    older servers have only utf8mb4_bin. SQLite always compares bytes.
+    stop the whole fetch. MariaDB calls it utf8mb4_nopad_bin, MySQL 8.0.17+ utf8mb4_0900_bin;
+    older MySQL servers have only utf8mb4_bin. SQLite always compares bytes.
     """
 
     impl = sa.String
@@ -91,7 +91,7 @@ def binary_collation(dialect) -> str:
     """The NO PAD binary utf8mb4 collation of the connected MySQL-family server."""
     if getattr(dialect, "is_mariadb", False):
         return "utf8mb4_nopad_bin"
-    if (getattr(dialect, "server_version_info", None) or (0,)) >= (8, 0):
+    if (getattr(dialect, "server_version_info", None) or (0,)) >= (8, 0, 17):
         return "utf8mb4_0900_bin"
     return "utf8mb4_bin"
 
@@ -109,3 +109,39 @@ def create_tables(engine: Engine) -> None:
         metadata.create_all(engine)
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot create tables in {mask_url(str(engine.url))}: {exc}") from exc
+    if engine.dialect.name in ("mysql", "mariadb"):
+        upgrade_name_collations(engine)
+
+
+def upgrade_name_collations(engine: Engine) -> None:
+    """Give NameText columns of tables made before it (utf8mb4_bin, which pads) the
+    server's NO PAD binary collation: one ALTER TABLE per table, once.
+
+    Without the ALTER privilege the run goes on as before (names differing only by
+    trailing spaces would still collide) and the log says what to run.
+    """
+    wanted = binary_collation(engine.dialect)
+    quote = engine.dialect.identifier_preparer.quote
+    current = sa.text("SELECT COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
+                      "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table")
+    for table in metadata.sorted_tables:
+        columns = [c for c in table.columns if isinstance(c.type, NameText)]
+        if not columns:
+            continue
+        with engine.connect() as conn:
+            collations = dict(conn.execute(current, {"table": table.name}).tuples().all())
+        stale = [c for c in columns if collations.get(c.name) not in (None, wanted)]
+        if not stale:
+            continue
+        alter = f"ALTER TABLE {quote(table.name)} " + ", ".join(
+            f"MODIFY {quote(c.name)} {c.type.compile(dialect=engine.dialect)}"
+            f"{'' if c.nullable else ' NOT NULL'}" for c in stale)
+        log.info("changing the collation of %s.%s to %s (names that differ only by "
+                 "trailing spaces stay apart)", table.name, ", ".join(c.name for c in stale),
+                 wanted)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(alter))
+        except SQLAlchemyError as exc:
+            log.warning("could not change the collation of %s (%s); run as an administrator: "
+                        "%s", table.name, str(getattr(exc, "orig", exc)).splitlines()[0], alter)

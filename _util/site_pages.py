@@ -84,6 +84,8 @@ class AlertEntry:
 
     alert: Alert
     href: str
+    # Alerts with a plot page (the Slack message links them) are always listed.
+    plotted: bool = True
 
 
 @dataclass(frozen=True)
@@ -364,7 +366,8 @@ def _alert_row(entry: AlertEntry) -> list[object]:
 def report_page(
     report: Report, alerts: Sequence[AlertEntry], summaries: Sequence[SummaryEntry]
 ) -> str:
-    """The day's report: headline, summary plots, and every alert by section."""
+    """The day's report: headline, summary plots, and the alerts by section (the
+    SECTION_MAX_ROWS largest changes of each, plus any plotted one beyond them)."""
     h = report.summary.headline
     day = report.day.isoformat()
     parts: list[str] = [
@@ -404,13 +407,15 @@ def report_page(
     for kind, direction, title in SECTIONS:
         section = [e for e in alerts if e.alert.kind == kind and e.alert.direction == direction]
         if section:
-            shown = sorted(section, key=lambda e: -abs(e.alert.delta_usd))[:SECTION_MAX_ROWS]
+            largest = sorted(section, key=lambda e: -abs(e.alert.delta_usd))
+            shown = largest[:SECTION_MAX_ROWS] + [e for e in largest[SECTION_MAX_ROWS:]
+                                                  if e.plotted]
             parts.append(f"<h2>{escape(title)} ({len(section)})</h2>")
             parts.append(table(headers, [_alert_row(e) for e in shown], numeric=[2, 3, 4],
                                names=[0, 1, 6], stack=True))
             if len(section) > len(shown):
-                parts.append(f'<p class="note">The {len(shown)} largest changes are listed; '
-                             f"{len(section) - len(shown)} more are in "
+                parts.append(f'<p class="note">The largest changes and every plotted alert '
+                             f"are listed; {len(section) - len(shown)} more are in "
                              f'{link("report.json", "report.json")}.</p>')
     return page(f"AWS cost report for {day}", "\n".join(parts),
                 nav([("../../index.html", "All reports")]))

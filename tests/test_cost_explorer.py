@@ -159,6 +159,8 @@ def test_a_day_outside_the_range_is_refused_on_the_page_that_holds_it(stubbed):
      "non-numeric amount 'abc'"),
     ({"Keys": ["EC2", "Name$a"], "Metrics": {"UnblendedCost": {"Amount": "1.0", "Unit": "Hrs"}}},
      "unit 'Hrs'"),
+    ({"Keys": ["EC2", "Name$a"], "Metrics": {"UnblendedCost": {"Amount": "1.0", "Unit": ["USD"]}}},
+     r"unit \['USD'\]"),
 ])
 def test_malformed_groups_are_rejected_with_a_clear_message(stubbed, group, message):
     client, stubber = stubbed
