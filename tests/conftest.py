@@ -27,6 +27,15 @@ def _mysql_engine():
     return engine
 
 
+@pytest.fixture
+def mariadb_engine():
+    """The real MariaDB alone, with the bot's tables, for what only MySQL-family servers do."""
+    engine = _mysql_engine()
+    yield engine
+    metadata.drop_all(engine)
+    engine.dispose()
+
+
 @pytest.fixture(params=["sqlite", "mariadb"])
 def db_engine(request, tmp_path):
     """An empty database with the bot's tables: a SQLite file, then the real MariaDB."""

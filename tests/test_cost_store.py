@@ -92,53 +92,49 @@ def test_wiping_a_metric_removes_rows_outside_the_new_range(db_engine):
     assert count_rows(db_engine) == 4
 
 
-def test_a_table_made_with_the_padding_collation_is_upgraded_and_keeps_its_rows(db_engine):
+def test_a_table_made_with_the_padding_collation_is_upgraded_and_keeps_its_rows(mariamariadb_engine):
     """Databases created before the NO PAD collation get it on the next start."""
     import sqlalchemy as sa
 
     from _util.database import binary_collation, create_tables
 
-    if db_engine.dialect.name not in ("mysql", "mariadb"):
-        pytest.skip("SQLite always compares bytes")
-    replace_days(db_engine, METRIC, D(2026, 1, 1), D(2026, 1, 1),
+    replace_days(mariadb_engine, METRIC, D(2026, 1, 1), D(2026, 1, 1),
                  [CostRow(D(2026, 1, 1), "EC2", "web", 1.0, "USD", False)], _state())
-    with db_engine.begin() as conn:
+    with mariadb_engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE cost_daily MODIFY service VARCHAR(320) CHARACTER SET "
                              "utf8mb4 COLLATE utf8mb4_bin NOT NULL, MODIFY group_value "
                              "VARCHAR(256) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL"))
 
-    create_tables(db_engine)
+    create_tables(mariadb_engine)
 
-    with db_engine.connect() as conn:
+    with mariadb_engine.connect() as conn:
         collations = set(conn.execute(sa.text(
             "SELECT COLLATION_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
             "DATABASE() AND TABLE_NAME = 'cost_daily' AND COLUMN_NAME IN "
             "('service', 'group_value')")).scalars())
-    assert collations == {binary_collation(db_engine.dialect)}
-    replace_days(db_engine, METRIC, D(2026, 1, 2), D(2026, 1, 2),
+    assert collations == {binary_collation(mariadb_engine.dialect)}
+    replace_days(mariadb_engine, METRIC, D(2026, 1, 2), D(2026, 1, 2),
                  [CostRow(D(2026, 1, 2), "EC2", g, 2.0, "USD", False) for g in ("web", "web ")],
                  _state(last=D(2026, 1, 2)))
-    assert sorted(_stored(db_engine).items()) == [
+    assert sorted(_stored(mariadb_engine).items()) == [
         ((D(2026, 1, 1), "EC2", "web"), 1.0), ((D(2026, 1, 2), "EC2", "web"), 2.0),
         ((D(2026, 1, 2), "EC2", "web "), 2.0)]
 
 
-def test_without_the_alter_privilege_the_upgrade_is_logged_and_the_run_goes_on(db_engine, caplog):
+def test_without_the_alter_privilege_the_upgrade_is_logged_and_the_run_goes_on(mariamariadb_engine, caplog):
     import sqlalchemy as sa
 
     from _util.database import create_tables, make_engine
 
-    if db_engine.dialect.name not in ("mysql", "mariadb"):
-        pytest.skip("SQLite always compares bytes")
-    with db_engine.begin() as conn:
+    with mariadb_engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE cost_daily MODIFY group_value VARCHAR(256) CHARACTER SET "
                              "utf8mb4 COLLATE utf8mb4_bin NOT NULL"))
         conn.execute(sa.text("DROP USER IF EXISTS 'costbot_test'@'%'"))
         conn.execute(sa.text("CREATE USER 'costbot_test'@'%' IDENTIFIED BY 'pw'"))
         # The README's grant: no ALTER.
         conn.execute(sa.text("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON "
-                             f"{db_engine.url.database}.* TO 'costbot_test'@'%'"))
-    limited = make_engine(db_engine.url.set(username="costbot_test", password="pw")
+                             f"{mariadb_engine.url.database}.* TO 'costbot_test'@'%'"))
+    limited = make_engine(mariadb_engine.url.set(username="costbot_test", password="pw")
                           .render_as_string(hide_password=False))
     try:
         with caplog.at_level("WARNING", logger="_util.database"):
@@ -147,7 +143,7 @@ def test_without_the_alter_privilege_the_upgrade_is_logged_and_the_run_goes_on(d
                      [CostRow(D(2026, 1, 1), "EC2", "web", 1.0, "USD", False)], _state())
     finally:
         limited.dispose()
-        with db_engine.begin() as conn:
+        with mariadb_engine.begin() as conn:
             conn.execute(sa.text("DROP USER IF EXISTS 'costbot_test'@'%'"))
     assert "run as an administrator: ALTER TABLE cost_daily MODIFY group_value" in caplog.text
-    assert _stored(db_engine) == {(D(2026, 1, 1), "EC2", "web"): 1.0}
+    assert _stored(mariadb_engine) == {(D(2026, 1, 1), "EC2", "web"): 1.0}
