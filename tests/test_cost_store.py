@@ -92,7 +92,7 @@ def test_wiping_a_metric_removes_rows_outside_the_new_range(db_engine):
     assert count_rows(db_engine) == 4
 
 
-def test_a_table_made_with_the_padding_collation_is_upgraded_and_keeps_its_rows(mariamariadb_engine):
+def test_a_table_made_with_the_padding_collation_is_upgraded_and_keeps_its_rows(mariadb_engine):
     """Databases created before the NO PAD collation get it on the next start."""
     import sqlalchemy as sa
 
@@ -121,7 +121,7 @@ def test_a_table_made_with_the_padding_collation_is_upgraded_and_keeps_its_rows(
         ((D(2026, 1, 2), "EC2", "web "), 2.0)]
 
 
-def test_without_the_alter_privilege_the_upgrade_is_logged_and_the_run_goes_on(mariamariadb_engine, caplog):
+def test_without_the_alter_privilege_the_upgrade_is_logged_and_the_run_goes_on(mariadb_engine, caplog):
     import sqlalchemy as sa
 
     from _util.database import create_tables, make_engine
