@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 STAGES = ("ingest", "load", "detect", "summarise", "lifecycle", "plot", "message")
-DEFAULT_SIZES = ("demo", "100x10", "500x20", "1000x50")
+DEFAULT_SIZES = ("demo", "4x8", "100x10", "500x20", "1000x50")
 QUICK_SIZES = ("demo", "100x10")
 METRIC = "UnblendedCost"
 GROUP_BY = "TAG:Name"
