@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from _util.cost_explorer import CostFetch
 from _util.cost_store import SourceState, read_source_state, replace_days
+from _util.errors import SourceError
 from _util.settings import CE_DAILY_RETENTION_DAYS
 
 log = logging.getLogger(__name__)
@@ -100,9 +101,13 @@ def ingest(engine: Engine, client: Any, *, day: dt.date, today: dt.date, metric:
     fetch = CostFetch(client, plan.start, plan.end, metric, group_by, exclude_record_types)
     # Rows go to the database as the pages arrive (a first backfill of a large account is
     # millions of rows); an unusable page or an outage mid-way rolls the whole fetch back.
-    written = replace_days(
-        engine, metric, plan.start, plan.end, fetch,
-        lambda: state_after(state, plan, fetch.estimated_days, account, group_by, record_types),
-        wipe_metric=plan.wipe)
+    try:
+        written = replace_days(
+            engine, metric, plan.start, plan.end, fetch,
+            lambda: state_after(state, plan, fetch.estimated_days, account, group_by, record_types),
+            wipe_metric=plan.wipe)
+    except SourceError as exc:
+        exc.ce_requests = fetch.requests
+        raise
     log.info("stored %d rows for %s..%s", written, plan.start, plan.end)
     return IngestResult(plan, fetch.requests, written)

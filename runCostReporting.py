@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from _util.errors import (EXIT_OK, EXIT_PARTIAL, EXIT_UNEXPECTED, ConfigError,
-                          CostTrackingError, DeliveryError, LockedError)
+                          CostTrackingError, DeliveryError, LockedError, SourceError)
 from _util.logging_setup import FILE_ONLY, LOG_FILE_NAME, setup_logging
 from _util.run_record import RunRecord
 from _util.settings import ENV_PREFIX, SETTINGS, Settings, load_settings
@@ -161,7 +161,10 @@ def _ingest(settings: Settings, engine, record: RunRecord, today: dt.date,
                 group_by=settings.group_by, lookback_days=settings.lookback_days,
                 exclude_record_types=settings.exclude_record_types,
                 account="demo" if settings.demo else "aws")
-        except SourceUnavailable as exc:
+        except SourceError as exc:
+            record.ce_requests = stage.counts["ce_requests"] = exc.ce_requests
+            if not isinstance(exc, SourceUnavailable):
+                raise
             log.error("%s; reporting from stored data", exc)
             outcome.problems.append(str(exc))
             stage.status = "failed"

@@ -24,6 +24,9 @@ class SourceError(CostTrackingError):
     """Cost Explorer cannot be read (credentials, permissions, data unavailable)."""
 
     exit_code = EXIT_USAGE
+    # GetCostAndUsage calls the failed fetch made (billed at $0.01 each; botocore's retries
+    # of one call count once), so the run record shows what a failure cost.
+    ce_requests = 0
 
 
 class StoreError(CostTrackingError):

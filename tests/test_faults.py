@@ -88,6 +88,7 @@ def test_cost_explorer_down_for_good_reports_stored_data_as_stale_and_exits_3(
     err = capsys.readouterr().err
     assert "partial: Cost Explorer kept failing (InternalServerException)" in err
     assert _record(tmp_path)["status"] == "partial"
+    assert _record(tmp_path)["ce_requests"] == 1  # one call, retried once by botocore
 
 
 def test_cost_explorer_down_on_the_next_day_reports_the_newest_stored_day_not_a_zero_day(

@@ -234,7 +234,7 @@ def test_an_unusable_page_after_good_ones_stores_nothing_of_the_fetch(db_engine,
             return response
 
     client = BadLastPage(TODAY, page_groups=100)
-    with pytest.raises(UnusableResponse, match="non-numeric amount 'n/a'"):
+    with pytest.raises(UnusableResponse, match="non-numeric amount 'n/a'") as failure:
         _ingest(engine, client)
-    assert len(client.calls) > 3
+    assert failure.value.ce_requests == len(client.calls) > 3  # what the failure cost
     assert load_history(engine, "UnblendedCost", D(2025, 1, 1), DAY).equals(before)
