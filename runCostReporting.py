@@ -103,6 +103,8 @@ def _run_pipeline(settings: Settings, record: RunRecord, today: dt.date, outcome
     failure = None
     if not settings.skip_fetch:
         failure = _ingest(settings, engine, record, today, outcome)
+        if failure is None:
+            _catch_up(settings, engine, record, outcome)
     report_settings = settings
     if failure is not None:
         report_settings = replace(settings, day=_stale_report_day(settings, engine, failure, outcome))
@@ -112,6 +114,75 @@ def _run_pipeline(settings: Settings, record: RunRecord, today: dt.date, outcome
         stage.counts["rows"] = len(history)
     _analyse_and_deliver(report_settings, engine, history, record, outcome,
                          stale=failure is not None, run_day=settings.day)
+
+
+def missed_days(runs_dir: Path, day: dt.date, stored_until: dt.date | None) -> list[dt.date]:
+    """Days of the last PENDING_MAX_AGE_DAYS before `day` whose own run could not fetch
+    their costs (its record shows the ingest stage failed) and that the database now
+    holds (up to `stored_until`), oldest first."""
+    if stored_until is None:
+        return []
+    missed = []
+    for back in range(PENDING_MAX_AGE_DAYS, 0, -1):
+        candidate = day - dt.timedelta(days=back)
+        path = runs_dir / f"{candidate.isoformat()}.json"
+        if candidate > stored_until or not path.is_file():
+            continue
+        try:
+            stages = json.loads(path.read_text(encoding="utf-8")).get("stages", [])
+        except (OSError, ValueError):
+            continue
+        if any(s.get("name") == "ingest" and s.get("status") == "failed" for s in stages):
+            missed.append(candidate)
+    return missed
+
+
+def _catch_up(settings: Settings, engine, record: RunRecord, outcome: Outcome) -> None:
+    """Report the recent days whose run could not read Cost Explorer, now that their
+    costs are stored, before the run's own day.
+
+    That run reported older, stale data instead; without this a one-day spike on such a
+    day would never be reported. Each caught-up day gets its pages, report.json and
+    digest (posted again, replacing the stale one) and a new runs/<day>.json that keeps
+    the failed run's outcome under `replaces`.
+    """
+    from _util.cost_store import load_history, read_source_state
+
+    state = read_source_state(engine, settings.metric)
+    runs_dir = settings.output_dir / "runs"
+    days = missed_days(runs_dir, settings.day, state.last_day if state else None)
+    if not days:
+        return
+    with record.stage("catch_up") as stage:
+        stage.counts["days"] = [d.isoformat() for d in days]
+        for missed in days:
+            log.info("catching up on %s: its run could not read Cost Explorer; reporting it now",
+                     missed)
+            failed = json.loads((runs_dir / f"{missed.isoformat()}.json").read_text("utf-8"))
+            day_record = RunRecord(date=missed.isoformat(), replaces={
+                k: failed.get(k) for k in ("started_at", "exit_code", "status", "error")})
+            day_outcome = Outcome()
+            day_settings = replace(settings, day=missed, force=True)
+            try:
+                with day_record.stage("load") as load:
+                    start = missed - dt.timedelta(days=settings.lookback_days - 1)
+                    history = load_history(engine, settings.metric, start, missed)
+                    load.counts["rows"] = len(history)
+                _analyse_and_deliver(day_settings, engine, history, day_record, day_outcome,
+                                     stale=False, run_day=missed)
+                day_record.finish(EXIT_PARTIAL if day_outcome.problems else EXIT_OK,
+                                  "partial" if day_outcome.problems else "ok",
+                                  "; ".join(day_outcome.problems) or None)
+            except Exception as exc:  # noqa: BLE001 - the run's own day still gets reported
+                summary = _first_line(exc)
+                log.error("catching up on %s failed: %s", missed, summary, exc_info=True,
+                          extra=FILE_ONLY)
+                day_record.finish(getattr(exc, "exit_code", EXIT_UNEXPECTED), "failed", summary)
+                day_outcome.problems.append(summary)
+            finally:
+                # Written either way: a caught-up day, failed or not, is not tried again.
+                day_record.write(runs_dir)
+            outcome.problems += [f"catching up on {missed}: {p}" for p in day_outcome.problems]
 
 
 def _stale_report_day(settings: Settings, engine, failure: Exception, outcome: Outcome) -> dt.date:

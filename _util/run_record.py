@@ -40,6 +40,8 @@ class RunRecord:
     ce_requests: int = 0
     rows_upserted: int = 0
     stages: list[StageRecord] = field(default_factory=list)
+    # A report made late (its own run could not read Cost Explorer): that run's outcome.
+    replaces: dict[str, Any] | None = None
 
     @contextmanager
     def stage(self, name: str) -> Iterator[StageRecord]:

@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from moto import mock_aws
 
+import runCostReporting
 from _util import delivery_log
 from _util.cost_explorer import CE_MAX_ATTEMPTS, make_ce_client
 from _util.database import make_engine, mask_url
@@ -121,6 +122,75 @@ def test_cost_explorer_down_on_the_next_day_reports_the_newest_stored_day_not_a_
     err = capsys.readouterr().err
     assert f"the database holds no costs for {NEXT_DAY} yet: the report is about {DAY}" in err
     assert _record(tmp_path, NEXT_DAY)["exit_code"] == 3
+
+
+def test_the_day_cost_explorer_was_down_is_reported_by_the_next_run_that_can_read_it(
+        tmp_path, tmp_path_factory, clean_env):
+    """The stale run reported the day before; a one-day spike on the missed day would
+    otherwise never reach anyone. The next good run reports it first, then its own day."""
+    copy_template(tmp_path_factory, "aws", tmp_path)
+    env = {"COST_TRACKING_MIN_DAILY_USD": "1000000000"}  # spikes only: fewer plots
+    third_today = NEXT_TODAY + dt.timedelta(days=1)
+    with CostExplorerStandIn(NEXT_TODAY) as ce, running_standin() as slack:
+        ce.fail_forever = (503, "ServiceUnavailableException")
+        assert run_bot([], tmp_path, NEXT_TODAY, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
+                       AWS_MAX_ATTEMPTS="1", **env, **slack_env(slack)) == 3
+    failed = _record(tmp_path, NEXT_DAY)
+
+    with CostExplorerStandIn(third_today) as ce, running_standin() as slack:
+        code = run_bot([], tmp_path, third_today, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
+                       **env, **slack_env(slack))
+        texts = [d.fields["text"] for d in slack.delivered()]
+    assert code == 0
+    # The missed day first, from fetched data; then the run's own day.
+    assert [t.split(":")[0] for t in texts] == [f"AWS costs {NEXT_DAY}",
+                                                 f"AWS costs {NEXT_TODAY}"]
+    assert "stale" not in texts[0]
+    assert _report(tmp_path, NEXT_DAY)["stale"] is False
+    caught_up = _record(tmp_path, NEXT_DAY)
+    assert caught_up["status"] == "ok" and caught_up["replaces"] == {
+        k: failed[k] for k in ("started_at", "exit_code", "status", "error")}
+    assert caught_up["replaces"]["exit_code"] == 3
+    stages = {s["name"]: s for s in _record(tmp_path, NEXT_TODAY)["stages"]}
+    assert stages["catch_up"]["counts"]["days"] == [NEXT_DAY.isoformat()]
+
+    # Caught up once: the day after posts only its own digest.
+    fourth_today = third_today + dt.timedelta(days=1)
+    with CostExplorerStandIn(fourth_today) as ce, running_standin() as slack:
+        assert run_bot([], tmp_path, fourth_today, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
+                       **env, **slack_env(slack)) == 0
+        texts = [d.fields["text"] for d in slack.delivered()]
+    assert [t.split(":")[0] for t in texts] == [f"AWS costs {third_today}"]
+
+
+def test_a_catch_up_that_fails_still_lets_the_run_report_its_own_day_and_is_not_retried(
+        tmp_path, tmp_path_factory, clean_env, monkeypatch):
+    import procPlotting
+
+    copy_template(tmp_path_factory, "aws", tmp_path)
+    env = {"COST_TRACKING_MIN_DAILY_USD": "1000000000"}
+    third_today = NEXT_TODAY + dt.timedelta(days=1)
+    with CostExplorerStandIn(NEXT_TODAY) as ce:
+        ce.fail_forever = (503, "ServiceUnavailableException")
+        assert run_bot([], tmp_path, NEXT_TODAY, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
+                       AWS_MAX_ATTEMPTS="1", **env) == 3
+    render = procPlotting.render
+
+    def render_failing_on_the_missed_day(report, *args, **kwargs):
+        if report.day == NEXT_DAY:
+            raise RuntimeError("disk full")
+        return render(report, *args, **kwargs)
+
+    monkeypatch.setattr(procPlotting, "render", render_failing_on_the_missed_day)
+    with CostExplorerStandIn(third_today) as ce, running_standin() as slack:
+        code = run_bot([], tmp_path, third_today, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
+                       **env, **slack_env(slack))
+        texts = [d.fields["text"] for d in slack.delivered()]
+    assert code == 3  # partial: the catch-up failed
+    assert [t.split(":")[0] for t in texts] == [f"AWS costs {NEXT_TODAY}"]
+    assert _record(tmp_path, NEXT_DAY)["status"] == "failed"
+    assert "disk full" in _record(tmp_path, NEXT_TODAY)["error"]
+    assert runCostReporting.missed_days(tmp_path / "runs", third_today, third_today) == []
 
 
 def test_cost_explorer_down_with_an_empty_database_exits_2_with_the_error(tmp_path, clean_env, capsys):

@@ -202,3 +202,23 @@ def test_a_second_run_while_one_holds_the_lock_exits_4_and_leaves_its_record(out
     assert code == 4
     assert "another run holds" in capsys.readouterr().err
     assert not (out / "runs" / f"{DAY}.json").exists()
+
+
+def test_missed_days_are_recent_days_whose_ingest_failed_and_that_are_stored_now(tmp_path):
+    from runCostReporting import missed_days
+
+    day = dt.date(2026, 11, 20)
+
+    def record(d: dt.date, ingest_status: str | None, text: str | None = None) -> None:
+        stages = [] if ingest_status is None else [{"name": "ingest", "status": ingest_status}]
+        (tmp_path / f"{d}.json").write_text(text or json.dumps({"stages": stages}))
+
+    record(day - dt.timedelta(days=8), "failed")    # older than the 7 days a digest is news
+    record(day - dt.timedelta(days=5), "failed")
+    record(day - dt.timedelta(days=4), "ok")
+    record(day - dt.timedelta(days=3), None)        # --skip-fetch: nothing was fetched
+    record(day - dt.timedelta(days=2), "failed", text="{not json")
+    record(day - dt.timedelta(days=1), "failed")    # not stored yet
+    assert missed_days(tmp_path, day, day - dt.timedelta(days=2)) == [day - dt.timedelta(days=5)]
+    assert missed_days(tmp_path, day, day) == [day - dt.timedelta(days=5), day - dt.timedelta(days=1)]
+    assert missed_days(tmp_path, day, None) == []
