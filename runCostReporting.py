@@ -104,7 +104,7 @@ def _run_pipeline(settings: Settings, record: RunRecord, today: dt.date, outcome
     if not settings.skip_fetch:
         failure = _ingest(settings, engine, record, today, outcome)
         if failure is None:
-            _catch_up(settings, engine, record, outcome)
+            _catch_up(settings, engine, record, today, outcome)
     report_settings = settings
     if failure is not None:
         report_settings = replace(settings, day=_stale_report_day(settings, engine, failure, outcome))
@@ -112,32 +112,42 @@ def _run_pipeline(settings: Settings, record: RunRecord, today: dt.date, outcome
         start = report_settings.day - dt.timedelta(days=settings.lookback_days - 1)
         history = load_history(engine, settings.metric, start, report_settings.day)
         stage.counts["rows"] = len(history)
+    record.report_day = report_settings.day.isoformat()
     _analyse_and_deliver(report_settings, engine, history, record, outcome,
                          stale=failure is not None, run_day=settings.day)
 
 
-def missed_days(runs_dir: Path, day: dt.date, stored_until: dt.date | None) -> list[dt.date]:
-    """Days of the last PENDING_MAX_AGE_DAYS before `day` whose own run could not fetch
-    their costs (its record shows the ingest stage failed) and that the database now
-    holds (up to `stored_until`), oldest first."""
+def missed_days(runs_dir: Path, day: dt.date, today: dt.date,
+                stored_until: dt.date | None) -> list[dt.date]:
+    """Days before `day`, and no more than PENDING_MAX_AGE_DAYS before yesterday, whose
+    own run could not fetch them and so reported an earlier day or nothing (its record:
+    the ingest stage failed, `report_day` is not the record's day), and that the database
+    now holds (up to `stored_until`); oldest first.
+
+    A run that reported its own day from stored data (a re-run of a stored day while Cost
+    Explorer was down) missed nothing."""
     if stored_until is None:
         return []
+    oldest = max(day, today - dt.timedelta(days=1)) - dt.timedelta(days=PENDING_MAX_AGE_DAYS)
     missed = []
-    for back in range(PENDING_MAX_AGE_DAYS, 0, -1):
+    for back in range((day - oldest).days, 0, -1):
         candidate = day - dt.timedelta(days=back)
         path = runs_dir / f"{candidate.isoformat()}.json"
         if candidate > stored_until or not path.is_file():
             continue
         try:
-            stages = json.loads(path.read_text(encoding="utf-8")).get("stages", [])
+            record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if any(s.get("name") == "ingest" and s.get("status") == "failed" for s in stages):
+        fetch_failed = any(s.get("name") == "ingest" and s.get("status") == "failed"
+                           for s in record.get("stages", []))
+        if fetch_failed and record.get("report_day") != candidate.isoformat():
             missed.append(candidate)
     return missed
 
 
-def _catch_up(settings: Settings, engine, record: RunRecord, outcome: Outcome) -> None:
+def _catch_up(settings: Settings, engine, record: RunRecord, today: dt.date,
+              outcome: Outcome) -> None:
     """Report the recent days whose run could not read Cost Explorer, now that their
     costs are stored, before the run's own day.
 
@@ -150,8 +160,13 @@ def _catch_up(settings: Settings, engine, record: RunRecord, outcome: Outcome) -
 
     state = read_source_state(engine, settings.metric)
     runs_dir = settings.output_dir / "runs"
-    days = missed_days(runs_dir, settings.day, state.last_day if state else None)
+    days = missed_days(runs_dir, settings.day, today, state.last_day if state else None)
     if not days:
+        return
+    if settings.dry_run:
+        # Nothing would be posted; the real run after it catches up.
+        log.info("not catching up in a dry run: %s missed (the next real run reports them)",
+                 ", ".join(d.isoformat() for d in days))
         return
     with record.stage("catch_up") as stage:
         stage.counts["days"] = [d.isoformat() for d in days]
@@ -160,7 +175,8 @@ def _catch_up(settings: Settings, engine, record: RunRecord, outcome: Outcome) -
                      missed)
             failed = json.loads((runs_dir / f"{missed.isoformat()}.json").read_text("utf-8"))
             day_record = RunRecord(date=missed.isoformat(), replaces={
-                k: failed.get(k) for k in ("started_at", "exit_code", "status", "error")})
+                k: failed.get(k) for k in ("started_at", "exit_code", "status", "error",
+                                           "ce_requests", "report_day")})
             day_outcome = Outcome()
             day_settings = replace(settings, day=missed, force=True)
             try:
@@ -168,6 +184,7 @@ def _catch_up(settings: Settings, engine, record: RunRecord, outcome: Outcome) -
                     start = missed - dt.timedelta(days=settings.lookback_days - 1)
                     history = load_history(engine, settings.metric, start, missed)
                     load.counts["rows"] = len(history)
+                day_record.report_day = missed.isoformat()
                 _analyse_and_deliver(day_settings, engine, history, day_record, day_outcome,
                                      stale=False, run_day=missed)
                 day_record.finish(EXIT_PARTIAL if day_outcome.problems else EXIT_OK,

@@ -40,7 +40,10 @@ class RunRecord:
     ce_requests: int = 0
     rows_upserted: int = 0
     stages: list[StageRecord] = field(default_factory=list)
-    # A report made late (its own run could not read Cost Explorer): that run's outcome.
+    # The day the report was about: the run's own, an earlier stored day when Cost
+    # Explorer failed before the run's day was fetched, or None when nothing was reported.
+    report_day: str | None = None
+    # A report made late (its own run could not fetch its day): that run's outcome.
     replaces: dict[str, Any] | None = None
 
     @contextmanager

@@ -149,8 +149,10 @@ def test_the_day_cost_explorer_was_down_is_reported_by_the_next_run_that_can_rea
     assert _report(tmp_path, NEXT_DAY)["stale"] is False
     caught_up = _record(tmp_path, NEXT_DAY)
     assert caught_up["status"] == "ok" and caught_up["replaces"] == {
-        k: failed[k] for k in ("started_at", "exit_code", "status", "error")}
+        k: failed[k] for k in ("started_at", "exit_code", "status", "error", "ce_requests",
+                               "report_day")}
     assert caught_up["replaces"]["exit_code"] == 3
+    assert caught_up["replaces"]["report_day"] == DAY.isoformat()  # the stale run's report
     stages = {s["name"]: s for s in _record(tmp_path, NEXT_TODAY)["stages"]}
     assert stages["catch_up"]["counts"]["days"] == [NEXT_DAY.isoformat()]
 
@@ -161,6 +163,44 @@ def test_the_day_cost_explorer_was_down_is_reported_by_the_next_run_that_can_rea
                        **env, **slack_env(slack)) == 0
         texts = [d.fields["text"] for d in slack.delivered()]
     assert [t.split(":")[0] for t in texts] == [f"AWS costs {third_today}"]
+
+
+def test_a_dry_run_does_not_use_up_the_catch_up(tmp_path, tmp_path_factory, clean_env):
+    copy_template(tmp_path_factory, "aws", tmp_path)
+    env = {"COST_TRACKING_MIN_DAILY_USD": "1000000000"}
+    third_today = NEXT_TODAY + dt.timedelta(days=1)
+    with CostExplorerStandIn(NEXT_TODAY) as ce:
+        ce.fail_forever = (503, "ServiceUnavailableException")
+        assert run_bot([], tmp_path, NEXT_TODAY, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
+                       AWS_MAX_ATTEMPTS="1", **env) == 3
+    with CostExplorerStandIn(third_today) as ce, running_standin() as slack:
+        assert run_bot(["--dry-run"], tmp_path, third_today, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
+                       **env, **slack_env(slack)) == 0
+        assert slack.delivered() == []
+        assert run_bot([], tmp_path, third_today, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
+                       **env, **slack_env(slack)) == 0
+        texts = [d.fields["text"] for d in slack.delivered()]
+    assert [t.split(":")[0] for t in texts] == [f"AWS costs {NEXT_DAY}", f"AWS costs {NEXT_TODAY}"]
+
+
+def test_a_delivered_day_re_run_while_cost_explorer_is_down_is_not_posted_again(
+        tmp_path, tmp_path_factory, clean_env):
+    """The re-run reported its own, stored day: nothing was missed."""
+    copy_template(tmp_path_factory, "aws", tmp_path)
+    env = {"COST_TRACKING_MIN_DAILY_USD": "1000000000"}
+    with CostExplorerStandIn(TODAY) as ce, running_standin() as slack:
+        assert run_bot([], tmp_path, TODAY, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
+                       **env, **slack_env(slack)) == 0
+        ce.fail_forever = (503, "ServiceUnavailableException")
+        assert run_bot(["--date", DAY.isoformat()], tmp_path, TODAY,
+                       AWS_ENDPOINT_URL_COST_EXPLORER=ce.url, AWS_MAX_ATTEMPTS="1",
+                       **env, **slack_env(slack)) == 3
+        assert len(slack.delivered()) == 1
+    with CostExplorerStandIn(NEXT_TODAY) as ce, running_standin() as slack:
+        assert run_bot([], tmp_path, NEXT_TODAY, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
+                       **env, **slack_env(slack)) == 0
+        texts = [d.fields["text"] for d in slack.delivered()]
+    assert [t.split(":")[0] for t in texts] == [f"AWS costs {NEXT_DAY}"]
 
 
 def test_a_catch_up_that_fails_still_lets_the_run_report_its_own_day_and_is_not_retried(
@@ -190,7 +230,7 @@ def test_a_catch_up_that_fails_still_lets_the_run_report_its_own_day_and_is_not_
     assert [t.split(":")[0] for t in texts] == [f"AWS costs {NEXT_TODAY}"]
     assert _record(tmp_path, NEXT_DAY)["status"] == "failed"
     assert "disk full" in _record(tmp_path, NEXT_TODAY)["error"]
-    assert runCostReporting.missed_days(tmp_path / "runs", third_today, third_today) == []
+    assert runCostReporting.missed_days(tmp_path / "runs", NEXT_TODAY, third_today, NEXT_TODAY) == []
 
 
 def test_cost_explorer_down_with_an_empty_database_exits_2_with_the_error(tmp_path, clean_env, capsys):

@@ -204,21 +204,31 @@ def test_a_second_run_while_one_holds_the_lock_exits_4_and_leaves_its_record(out
     assert not (out / "runs" / f"{DAY}.json").exists()
 
 
-def test_missed_days_are_recent_days_whose_ingest_failed_and_that_are_stored_now(tmp_path):
+def test_missed_days_are_recent_days_whose_fetch_failed_and_that_are_stored_now(tmp_path):
     from runCostReporting import missed_days
 
     day = dt.date(2026, 11, 20)
+    today = day + dt.timedelta(days=1)
 
-    def record(d: dt.date, ingest_status: str | None, text: str | None = None) -> None:
+    def record(back: int, ingest_status: str | None, report_back: int | None = None,
+               text: str | None = None) -> None:
+        d = day - dt.timedelta(days=back)
         stages = [] if ingest_status is None else [{"name": "ingest", "status": ingest_status}]
-        (tmp_path / f"{d}.json").write_text(text or json.dumps({"stages": stages}))
+        report_day = None if report_back is None else (day - dt.timedelta(days=report_back)).isoformat()
+        (tmp_path / f"{d}.json").write_text(
+            text or json.dumps({"stages": stages, "report_day": report_day}))
 
-    record(day - dt.timedelta(days=8), "failed")    # older than the 7 days a digest is news
-    record(day - dt.timedelta(days=5), "failed")
-    record(day - dt.timedelta(days=4), "ok")
-    record(day - dt.timedelta(days=3), None)        # --skip-fetch: nothing was fetched
-    record(day - dt.timedelta(days=2), "failed", text="{not json")
-    record(day - dt.timedelta(days=1), "failed")    # not stored yet
-    assert missed_days(tmp_path, day, day - dt.timedelta(days=2)) == [day - dt.timedelta(days=5)]
-    assert missed_days(tmp_path, day, day) == [day - dt.timedelta(days=5), day - dt.timedelta(days=1)]
-    assert missed_days(tmp_path, day, None) == []
+    record(8, "failed")                    # older than the 7 days a digest is news
+    record(6, "failed", report_back=6)     # a stored day re-run while CE was down: its own report
+    record(5, "failed", report_back=7)     # reported an earlier day: missed
+    record(4, "ok", report_back=4)
+    record(3, None, report_back=3)         # --skip-fetch: nothing was fetched
+    record(2, "failed", text="{not json")
+    record(1, "failed")                    # no report at all (exit 2); not stored yet below
+    assert missed_days(tmp_path, day, today, day - dt.timedelta(days=2)) == [day - dt.timedelta(days=5)]
+    assert missed_days(tmp_path, day, today, day) == [day - dt.timedelta(days=5),
+                                                      day - dt.timedelta(days=1)]
+    assert missed_days(tmp_path, day, today, None) == []
+    # A --date re-run of an old day never catches up days older than a week before yesterday.
+    assert missed_days(tmp_path, day, today + dt.timedelta(days=5), day) == [day - dt.timedelta(days=1)]
+    assert missed_days(tmp_path, day, today + dt.timedelta(days=30), day) == []
