@@ -148,15 +148,16 @@ def missed_days(runs_dir: Path, day: dt.date, today: dt.date,
 
 def _catch_up(settings: Settings, engine, record: RunRecord, today: dt.date,
               outcome: Outcome) -> None:
-    """Report the recent days whose run could not read Cost Explorer, now that their
-    costs are stored, before the run's own day.
+    """Report the recent days whose run could not fetch them, now that their costs are
+    stored, before the run's own day.
 
-    That run reported older, stale data instead; without this a one-day spike on such a
-    day would never be reported. Each caught-up day gets its pages, report.json and
-    digest (posted again, replacing the stale one) and a new runs/<day>.json that keeps
-    the failed run's outcome under `replaces`.
+    That run reported an earlier, stored day instead (marked stale, in that day's folder)
+    or nothing; without this a one-day spike on the missed day would never be reported.
+    Each missed day gets its pages, report.json and digest, and a new runs/<day>.json
+    that keeps the failed run's outcome under `replaces`; the folders the stale runs
+    wrote into are made again from fresh data, without posting.
     """
-    from _util.cost_store import load_history, read_source_state
+    from _util.cost_store import read_source_state
 
     state = read_source_state(engine, settings.metric)
     runs_dir = settings.output_dir / "runs"
@@ -170,36 +171,52 @@ def _catch_up(settings: Settings, engine, record: RunRecord, today: dt.date,
         return
     with record.stage("catch_up") as stage:
         stage.counts["days"] = [d.isoformat() for d in days]
+        stale_folders = set()
         for missed in days:
-            log.info("catching up on %s: its run could not read Cost Explorer; reporting it now",
-                     missed)
+            log.info("catching up on %s: its run could not fetch it; reporting it now", missed)
             failed = json.loads((runs_dir / f"{missed.isoformat()}.json").read_text("utf-8"))
+            if failed.get("report_day"):
+                stale_folders.add(dt.date.fromisoformat(failed["report_day"]))
             day_record = RunRecord(date=missed.isoformat(), replaces={
                 k: failed.get(k) for k in ("started_at", "exit_code", "status", "error",
                                            "ce_requests", "report_day")})
-            day_outcome = Outcome()
-            day_settings = replace(settings, day=missed, force=True)
-            try:
-                with day_record.stage("load") as load:
-                    start = missed - dt.timedelta(days=settings.lookback_days - 1)
-                    history = load_history(engine, settings.metric, start, missed)
-                    load.counts["rows"] = len(history)
-                day_record.report_day = missed.isoformat()
-                _analyse_and_deliver(day_settings, engine, history, day_record, day_outcome,
-                                     stale=False, run_day=missed)
-                day_record.finish(EXIT_PARTIAL if day_outcome.problems else EXIT_OK,
-                                  "partial" if day_outcome.problems else "ok",
-                                  "; ".join(day_outcome.problems) or None)
-            except Exception as exc:  # noqa: BLE001 - the run's own day still gets reported
-                summary = _first_line(exc)
-                log.error("catching up on %s failed: %s", missed, summary, exc_info=True,
-                          extra=FILE_ONLY)
-                day_record.finish(getattr(exc, "exit_code", EXIT_UNEXPECTED), "failed", summary)
-                day_outcome.problems.append(summary)
-            finally:
-                # Written either way: a caught-up day, failed or not, is not tried again.
-                day_record.write(runs_dir)
-            outcome.problems += [f"catching up on {missed}: {p}" for p in day_outcome.problems]
+            problems = _report_again(settings, engine, missed, day_record, deliver=True)
+            # Written either way: a caught-up day, failed or not, is not tried again.
+            day_record.write(runs_dir)
+            outcome.problems += [f"catching up on {missed}: {p}" for p in problems]
+        restored = sorted(stale_folders - set(days))
+        stage.counts["pages_remade"] = [d.isoformat() for d in restored]
+        for day in restored:
+            problems = _report_again(settings, engine, day, RunRecord(date=day.isoformat()),
+                                     deliver=False)
+            outcome.problems += [f"making the pages of {day} again: {p}" for p in problems]
+
+
+def _report_again(settings: Settings, engine, day: dt.date, record: RunRecord,
+                  deliver: bool) -> list[str]:
+    """Load, analyse, render and publish `day` (and post its digest, replacing any
+    earlier one, if `deliver`); the problems met. An error ends only this day's report:
+    the run's own day still gets reported."""
+    from _util.cost_store import load_history
+
+    outcome = Outcome()
+    try:
+        with record.stage("load") as load:
+            start = day - dt.timedelta(days=settings.lookback_days - 1)
+            history = load_history(engine, settings.metric, start, day)
+            load.counts["rows"] = len(history)
+        record.report_day = day.isoformat()
+        _analyse_and_deliver(replace(settings, day=day, force=True), engine, history, record,
+                             outcome, stale=False, run_day=day, deliver=deliver)
+        record.finish(EXIT_PARTIAL if outcome.problems else EXIT_OK,
+                      "partial" if outcome.problems else "ok",
+                      "; ".join(outcome.problems) or None)
+    except Exception as exc:  # noqa: BLE001 - logged; the run's own day comes next
+        summary = _first_line(exc)
+        log.error("reporting %s again failed: %s", day, summary, exc_info=True, extra=FILE_ONLY)
+        record.finish(getattr(exc, "exit_code", EXIT_UNEXPECTED), "failed", summary)
+        outcome.problems.append(summary)
+    return outcome.problems
 
 
 def _stale_report_day(settings: Settings, engine, failure: Exception, outcome: Outcome) -> dt.date:
@@ -267,7 +284,8 @@ def _ingest(settings: Settings, engine, record: RunRecord, today: dt.date,
 
 
 def _analyse_and_deliver(settings: Settings, engine, history, record: RunRecord,
-                         outcome: Outcome, stale: bool, run_day: dt.date) -> None:
+                         outcome: Outcome, stale: bool, run_day: dt.date,
+                         deliver: bool = True) -> None:
     import procAmzAlerts
     import procSummaries
     from _util.report import Report
@@ -280,7 +298,8 @@ def _analyse_and_deliver(settings: Settings, engine, history, record: RunRecord,
     report = Report(day=settings.day, metric=settings.metric, group_by=settings.group_by,
                     rules=settings.rules, summary=summary, alerts=alerts, stale=stale)
     report = _apply_lifecycle(settings, engine, report, history, record)
-    _render_publish_deliver(settings, engine, report, history, record, outcome, run_day)
+    _render_publish_deliver(settings, engine, report, history, record, outcome, run_day,
+                            deliver)
 
 
 def _apply_lifecycle(settings: Settings, engine, report, history, record: RunRecord):
@@ -306,9 +325,10 @@ def _site_url(settings: Settings) -> str | None:
 
 
 def _render_publish_deliver(settings: Settings, engine, report, history, record: RunRecord,
-                            outcome: Outcome, run_day: dt.date) -> None:
+                            outcome: Outcome, run_day: dt.date, deliver: bool = True) -> None:
     """Plots and pages for the report's day; the Slack payload and delivery are the run's
-    (`run_day`), which differs only when a stale report is about an earlier stored day."""
+    (`run_day`), which differs only when a stale report is about an earlier stored day.
+    Without `deliver` the pages are made and published again, nothing is posted."""
     import procPlotting
     from _util import slack_message
     from _util.report import report_to_dict
@@ -335,7 +355,8 @@ def _render_publish_deliver(settings: Settings, engine, report, history, record:
         _write_message(settings, message, run_day)
         # render wrote report.json with the links; the local copy says what was sent.
         _write_report_json(settings, report_to_dict(report))
-    _deliver(replace(settings, day=run_day), engine, message, record, outcome)
+    if deliver:
+        _deliver(replace(settings, day=run_day), engine, message, record, outcome)
 
 
 def _write_report_json(settings: Settings, data: dict) -> None:

@@ -136,6 +136,7 @@ def test_the_day_cost_explorer_was_down_is_reported_by_the_next_run_that_can_rea
         assert run_bot([], tmp_path, NEXT_TODAY, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
                        AWS_MAX_ATTEMPTS="1", **env, **slack_env(slack)) == 3
     failed = _record(tmp_path, NEXT_DAY)
+    assert _report(tmp_path, DAY)["stale"] is True
 
     with CostExplorerStandIn(third_today) as ce, running_standin() as slack:
         code = run_bot([], tmp_path, third_today, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
@@ -155,6 +156,9 @@ def test_the_day_cost_explorer_was_down_is_reported_by_the_next_run_that_can_rea
     assert caught_up["replaces"]["report_day"] == DAY.isoformat()  # the stale run's report
     stages = {s["name"]: s for s in _record(tmp_path, NEXT_TODAY)["stages"]}
     assert stages["catch_up"]["counts"]["days"] == [NEXT_DAY.isoformat()]
+    # The stale run had written its report into the earlier day's folder: made again.
+    assert stages["catch_up"]["counts"]["pages_remade"] == [DAY.isoformat()]
+    assert _report(tmp_path, DAY)["stale"] is False
 
     # Caught up once: the day after posts only its own digest.
     fourth_today = third_today + dt.timedelta(days=1)
