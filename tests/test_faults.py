@@ -124,17 +124,27 @@ def test_cost_explorer_down_on_the_next_day_reports_the_newest_stored_day_not_a_
     assert _record(tmp_path, NEXT_DAY)["exit_code"] == 3
 
 
+CATCH_UP_ENV = {"COST_TRACKING_MIN_DAILY_USD": "1000000000"}  # spikes only: fewer plots
+
+
+def _run_with_cost_explorer_down(tmp_path, tmp_path_factory, **env: str) -> None:
+    """The run for NEXT_DAY, Cost Explorer down: a stale report about DAY, exit 3."""
+    copy_template(tmp_path_factory, "aws", tmp_path)
+    with CostExplorerStandIn(NEXT_TODAY) as ce:
+        ce.fail_forever = (503, "ServiceUnavailableException")
+        assert run_bot([], tmp_path, NEXT_TODAY, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
+                       AWS_MAX_ATTEMPTS="1", **CATCH_UP_ENV, **env) == 3
+
+
 def test_the_day_cost_explorer_was_down_is_reported_by_the_next_run_that_can_read_it(
         tmp_path, tmp_path_factory, clean_env):
     """The stale run reported the day before; a one-day spike on the missed day would
     otherwise never reach anyone. The next good run reports it first, then its own day."""
-    copy_template(tmp_path_factory, "aws", tmp_path)
-    env = {"COST_TRACKING_MIN_DAILY_USD": "1000000000"}  # spikes only: fewer plots
+    env = CATCH_UP_ENV
     third_today = NEXT_TODAY + dt.timedelta(days=1)
-    with CostExplorerStandIn(NEXT_TODAY) as ce, running_standin() as slack:
-        ce.fail_forever = (503, "ServiceUnavailableException")
-        assert run_bot([], tmp_path, NEXT_TODAY, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
-                       AWS_MAX_ATTEMPTS="1", **env, **slack_env(slack)) == 3
+    with running_standin() as slack:
+        _run_with_cost_explorer_down(tmp_path, tmp_path_factory, **slack_env(slack))
+        assert len(slack.delivered()) == 1  # the stale digest, under NEXT_DAY
     failed = _record(tmp_path, NEXT_DAY)
     assert _report(tmp_path, DAY)["stale"] is True
 
@@ -170,13 +180,9 @@ def test_the_day_cost_explorer_was_down_is_reported_by_the_next_run_that_can_rea
 
 
 def test_a_dry_run_does_not_use_up_the_catch_up(tmp_path, tmp_path_factory, clean_env):
-    copy_template(tmp_path_factory, "aws", tmp_path)
-    env = {"COST_TRACKING_MIN_DAILY_USD": "1000000000"}
+    env = CATCH_UP_ENV
     third_today = NEXT_TODAY + dt.timedelta(days=1)
-    with CostExplorerStandIn(NEXT_TODAY) as ce:
-        ce.fail_forever = (503, "ServiceUnavailableException")
-        assert run_bot([], tmp_path, NEXT_TODAY, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
-                       AWS_MAX_ATTEMPTS="1", **env) == 3
+    _run_with_cost_explorer_down(tmp_path, tmp_path_factory)
     with CostExplorerStandIn(third_today) as ce, running_standin() as slack:
         assert run_bot(["--dry-run"], tmp_path, third_today, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
                        **env, **slack_env(slack)) == 0
@@ -211,13 +217,9 @@ def test_a_catch_up_that_fails_still_lets_the_run_report_its_own_day_and_is_not_
         tmp_path, tmp_path_factory, clean_env, monkeypatch):
     import procPlotting
 
-    copy_template(tmp_path_factory, "aws", tmp_path)
-    env = {"COST_TRACKING_MIN_DAILY_USD": "1000000000"}
+    env = CATCH_UP_ENV
     third_today = NEXT_TODAY + dt.timedelta(days=1)
-    with CostExplorerStandIn(NEXT_TODAY) as ce:
-        ce.fail_forever = (503, "ServiceUnavailableException")
-        assert run_bot([], tmp_path, NEXT_TODAY, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
-                       AWS_MAX_ATTEMPTS="1", **env) == 3
+    _run_with_cost_explorer_down(tmp_path, tmp_path_factory)
     render = procPlotting.render
 
     def render_failing_on_the_missed_day(report, *args, **kwargs):
