@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from _util.cost_explorer import CostFetch
 from _util.cost_store import SourceState, read_source_state, replace_days
-from _util.errors import SourceError
+from _util.errors import CostTrackingError
 from _util.settings import CE_DAILY_RETENTION_DAYS
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def ingest(engine: Engine, client: Any, *, day: dt.date, today: dt.date, metric:
             engine, metric, plan.start, plan.end, fetch,
             lambda: state_after(state, plan, fetch.estimated_days, account, group_by, record_types),
             wipe_metric=plan.wipe)
-    except SourceError as exc:
+    except CostTrackingError as exc:  # Cost Explorer's, or the database's while writing
         exc.ce_requests = fetch.requests
         raise
     log.info("stored %d rows for %s..%s", written, plan.start, plan.end)

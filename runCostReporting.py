@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from _util.errors import (EXIT_OK, EXIT_PARTIAL, EXIT_UNEXPECTED, ConfigError,
-                          CostTrackingError, DeliveryError, LockedError, SourceError)
+                          CostTrackingError, DeliveryError, LockedError, SourceError,
+                          StoreError)
 from _util.logging_setup import FILE_ONLY, LOG_FILE_NAME, setup_logging
 from _util.run_record import RunRecord
 from _util.settings import ENV_PREFIX, SETTINGS, Settings, load_settings
@@ -266,7 +267,7 @@ def _ingest(settings: Settings, engine, record: RunRecord, today: dt.date,
                 group_by=settings.group_by, lookback_days=settings.lookback_days,
                 exclude_record_types=settings.exclude_record_types,
                 account="demo" if settings.demo else "aws")
-        except SourceError as exc:
+        except (SourceError, StoreError) as exc:
             record.ce_requests = stage.counts["ce_requests"] = exc.ce_requests
             if not isinstance(exc, SourceUnavailable):
                 raise

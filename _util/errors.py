@@ -12,6 +12,9 @@ class CostTrackingError(Exception):
     """Base of every error the bot expects and explains."""
 
     exit_code = EXIT_UNEXPECTED
+    # GetCostAndUsage calls a fetch made before it failed (billed at $0.01 each; botocore's
+    # retries of one call count once), so the run record shows what a failure cost.
+    ce_requests = 0
 
 
 class ConfigError(CostTrackingError):
@@ -24,9 +27,6 @@ class SourceError(CostTrackingError):
     """Cost Explorer cannot be read (credentials, permissions, data unavailable)."""
 
     exit_code = EXIT_USAGE
-    # GetCostAndUsage calls the failed fetch made (billed at $0.01 each; botocore's retries
-    # of one call count once), so the run record shows what a failure cost.
-    ce_requests = 0
 
 
 class StoreError(CostTrackingError):

@@ -238,3 +238,25 @@ def test_an_unusable_page_after_good_ones_stores_nothing_of_the_fetch(db_engine,
         _ingest(engine, client)
     assert failure.value.ce_requests == len(client.calls) > 3  # what the failure cost
     assert load_history(engine, "UnblendedCost", D(2025, 1, 1), DAY).equals(before)
+
+
+def test_a_database_failure_mid_fetch_says_how_many_requests_were_made(db_engine, monkeypatch):
+    import sqlalchemy as sa
+    from _util import cost_store
+    from _util.errors import StoreError
+
+    engine = _seeded(db_engine, monkeypatch)
+    execute = cost_store._BulkInsert.execute
+    batches: list[int] = []
+
+    def fail_on_the_third_batch(self, batch):
+        batches.append(len(batch))
+        if len(batches) == 3:
+            raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
+        execute(self, batch)
+
+    monkeypatch.setattr(cost_store._BulkInsert, "execute", fail_on_the_third_batch)
+    client = DemoCostExplorer(TODAY, page_groups=100)
+    with pytest.raises(StoreError, match="disk I/O error") as failure:
+        _ingest(engine, client)
+    assert failure.value.ce_requests == len(client.calls) >= 1
