@@ -109,28 +109,37 @@ def _run_pipeline(settings: Settings, record: RunRecord, today: dt.date, outcome
     report_settings = settings
     if failure is not None:
         report_settings = replace(settings, day=_stale_report_day(settings, engine, failure, outcome))
-    with record.stage("load") as stage:
-        start = report_settings.day - dt.timedelta(days=settings.lookback_days - 1)
-        history = load_history(engine, settings.metric, start, report_settings.day)
-        stage.counts["rows"] = len(history)
-    record.report_day = report_settings.day.isoformat()
+    history = _load_day(report_settings, engine, record)
     _analyse_and_deliver(report_settings, engine, history, record, outcome,
                          stale=failure is not None, run_day=settings.day)
 
 
+def _load_day(settings: Settings, engine, record: RunRecord):
+    """The history frame of the lookback window ending on `settings.day`, the day the
+    record's report is about."""
+    from _util.cost_store import load_history
+
+    with record.stage("load") as stage:
+        start = settings.day - dt.timedelta(days=settings.lookback_days - 1)
+        history = load_history(engine, settings.metric, start, settings.day)
+        stage.counts["rows"] = len(history)
+    record.report_day = settings.day.isoformat()
+    return history
+
+
 def missed_days(runs_dir: Path, day: dt.date, today: dt.date,
-                stored_until: dt.date | None) -> list[dt.date]:
+                stored_until: dt.date | None) -> dict[dt.date, dict]:
     """Days before `day`, and no more than PENDING_MAX_AGE_DAYS before yesterday, whose
     own run could not fetch them and so reported an earlier day or nothing (its record:
     the ingest stage failed, `report_day` is not the record's day), and that the database
-    now holds (up to `stored_until`); oldest first.
+    now holds (up to `stored_until`), oldest first, each with that failed run's record.
 
     A run that reported its own day from stored data (a re-run of a stored day while Cost
     Explorer was down) missed nothing."""
     if stored_until is None:
-        return []
+        return {}
     oldest = max(day, today - dt.timedelta(days=1)) - dt.timedelta(days=PENDING_MAX_AGE_DAYS)
-    missed = []
+    missed = {}
     for back in range((day - oldest).days, 0, -1):
         candidate = day - dt.timedelta(days=back)
         path = runs_dir / f"{candidate.isoformat()}.json"
@@ -143,7 +152,7 @@ def missed_days(runs_dir: Path, day: dt.date, today: dt.date,
         fetch_failed = any(s.get("name") == "ingest" and s.get("status") == "failed"
                            for s in record.get("stages", []))
         if fetch_failed and record.get("report_day") != candidate.isoformat():
-            missed.append(candidate)
+            missed[candidate] = record
     return missed
 
 
@@ -173,9 +182,8 @@ def _catch_up(settings: Settings, engine, record: RunRecord, today: dt.date,
     with record.stage("catch_up") as stage:
         stage.counts["days"] = [d.isoformat() for d in days]
         stale_folders = set()
-        for missed in days:
+        for missed, failed in days.items():
             log.info("catching up on %s: its run could not fetch it; reporting it now", missed)
-            failed = json.loads((runs_dir / f"{missed.isoformat()}.json").read_text("utf-8"))
             if failed.get("report_day"):
                 stale_folders.add(dt.date.fromisoformat(failed["report_day"]))
             day_record = RunRecord(date=missed.isoformat(), replaces={
@@ -198,17 +206,12 @@ def _report_again(settings: Settings, engine, day: dt.date, record: RunRecord,
     """Load, analyse, render and publish `day` (and post its digest, replacing any
     earlier one, if `deliver`); the problems met. An error ends only this day's report:
     the run's own day still gets reported."""
-    from _util.cost_store import load_history
-
+    day_settings = replace(settings, day=day, force=True)
     outcome = Outcome()
     try:
-        with record.stage("load") as load:
-            start = day - dt.timedelta(days=settings.lookback_days - 1)
-            history = load_history(engine, settings.metric, start, day)
-            load.counts["rows"] = len(history)
-        record.report_day = day.isoformat()
-        _analyse_and_deliver(replace(settings, day=day, force=True), engine, history, record,
-                             outcome, stale=False, run_day=day, deliver=deliver)
+        history = _load_day(day_settings, engine, record)
+        _analyse_and_deliver(day_settings, engine, history, record, outcome, stale=False,
+                             run_day=day, deliver=deliver)
         record.finish(EXIT_PARTIAL if outcome.problems else EXIT_OK,
                       "partial" if outcome.problems else "ok",
                       "; ".join(outcome.problems) or None)

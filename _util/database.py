@@ -100,11 +100,7 @@ def create_tables(engine: Engine) -> None:
     """Create every declared table that does not exist yet."""
     # Import the owners so their tables are on `metadata` before create_all.
     import _util.cost_store  # noqa: F401
-
-    try:
-        import _util.delivery_log  # noqa: F401
-    except ImportError:
-        pass
+    import _util.delivery_log  # noqa: F401
     try:
         metadata.create_all(engine)
     except SQLAlchemyError as exc:

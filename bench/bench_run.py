@@ -209,10 +209,6 @@ def fresh_database(db: str, work: Path, mysql_url: str | None) -> str:
 
     engine = make_engine(mysql_url)
     create_tables(engine)  # imports every module that declares a table on `metadata`
-    try:
-        import procLifecycle  # noqa: F401 - its tables, once it exists
-    except ImportError:
-        pass
     metadata.drop_all(engine)
     engine.dispose()
     return mysql_url
@@ -468,11 +464,11 @@ def main() -> None:
                 print(f"<!-- {size} on {db} done -->", flush=True)
         print(runs_table(figures))
         seeded = [f.size for f in figures if f.seeded]
-        print(f"\nBackfill: the first run, `--date` two days ago, 365 days. Daily: the next "
-              f"run (yesterday) on that database. Wall includes process start and imports; "
-              f"peak RSS is the child's maximum resident set (its forked plot workers "
-              f"not counted); peak PSS with workers is the most the child and its plot "
-              f"workers held together, sampled every 0.25 s (shared pages counted once).")
+        print("\nBackfill: the first run, `--date` two days ago, 365 days. Daily: the next "
+              "run (yesterday) on that database. Wall includes process start and imports; "
+              "peak RSS is the child's maximum resident set (its forked plot workers "
+              "not counted); peak PSS with workers is the most the child and its plot "
+              "workers held together, sampled every 0.25 s (shared pages counted once).")
         if seeded:
             print(f"Seeded ({', '.join(sorted(set(seeded)))}): the backfill was written with "
                   f"cost_store.replace_days from the demo account's amounts, not through "

@@ -236,7 +236,7 @@ def test_a_catch_up_that_fails_still_lets_the_run_report_its_own_day_and_is_not_
     assert [t.split(":")[0] for t in texts] == [f"AWS costs {NEXT_TODAY}"]
     assert _record(tmp_path, NEXT_DAY)["status"] == "failed"
     assert "disk full" in _record(tmp_path, NEXT_TODAY)["error"]
-    assert runCostReporting.missed_days(tmp_path / "runs", NEXT_TODAY, third_today, NEXT_TODAY) == []
+    assert runCostReporting.missed_days(tmp_path / "runs", NEXT_TODAY, third_today, NEXT_TODAY) == {}
 
 
 def test_cost_explorer_down_with_an_empty_database_exits_2_with_the_error(tmp_path, clean_env, capsys):

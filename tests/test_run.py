@@ -225,10 +225,10 @@ def test_missed_days_are_recent_days_whose_fetch_failed_and_that_are_stored_now(
     record(3, None, report_back=3)         # --skip-fetch: nothing was fetched
     record(2, "failed", text="{not json")
     record(1, "failed")                    # no report at all (exit 2); not stored yet below
-    assert missed_days(tmp_path, day, today, day - dt.timedelta(days=2)) == [day - dt.timedelta(days=5)]
-    assert missed_days(tmp_path, day, today, day) == [day - dt.timedelta(days=5),
+    assert list(missed_days(tmp_path, day, today, day - dt.timedelta(days=2))) == [day - dt.timedelta(days=5)]
+    assert list(missed_days(tmp_path, day, today, day)) == [day - dt.timedelta(days=5),
                                                       day - dt.timedelta(days=1)]
-    assert missed_days(tmp_path, day, today, None) == []
+    assert list(missed_days(tmp_path, day, today, None)) == []
     # A --date re-run of an old day never catches up days older than a week before yesterday.
-    assert missed_days(tmp_path, day, today + dt.timedelta(days=5), day) == [day - dt.timedelta(days=1)]
-    assert missed_days(tmp_path, day, today + dt.timedelta(days=30), day) == []
+    assert list(missed_days(tmp_path, day, today + dt.timedelta(days=5), day)) == [day - dt.timedelta(days=1)]
+    assert list(missed_days(tmp_path, day, today + dt.timedelta(days=30), day)) == []
