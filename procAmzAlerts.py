@@ -22,13 +22,13 @@ Choices the issue leaves open, made here:
 - Ties within floating-point rounding (TIE_EPS) reach a threshold; a standard deviation
   within rounding of zero is zero; MACD and signal within rounding are equal.
 
-Speed. Each level is one dense days x series matrix (`_util/series_matrix.py`);
+Speed. Each level is one dense days x series matrix (`_util/detection/series_matrix.py`);
 statistics are column reductions and the EWMs one recursion over the days, vectorised
-across series (`_util/alert_rules.py`). Every sum is added row by row in a fixed order
+across series (`_util/detection/alert_rules.py`). Every sum is added row by row in a fixed order
 (and service totals in whole nano-dollars), so a series' numbers depend only on its own
 values: a backtest or an episode lookup (`detect_alerts_by_day`) evaluates every day of
 a range from one matrix build and reports, bit for bit, what a normal run reports
-(`_util/alert_screen.py` screens all (day, series) pairs cheaply and re-checks exactly
+(`_util/detection/alert_screen.py` screens all (day, series) pairs cheaply and re-checks exactly
 the few that might fire).
 
 This module is the stage's interface: the two detections and the single series that
@@ -41,10 +41,10 @@ import logging
 import numpy as np
 import pandas as pd
 
-from _util.alert_rules import alerts_at
-from _util.alert_screen import alerts_by_day
+from _util.detection.alert_rules import alerts_at
+from _util.detection.alert_screen import alerts_by_day
 from _util.report import Alert, Rules
-from _util.series_matrix import build_matrices
+from _util.detection.series_matrix import build_matrices
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from _util.cost_explorer import CostFetch
-from _util.cost_store import SourceState, read_source_state, replace_days
+from _util.sources.cost_explorer import CostFetch
+from _util.store.cost_store import SourceState, read_source_state, replace_days
 from _util.errors import CostTrackingError
 from _util.settings import CE_DAILY_RETENTION_DAYS
 

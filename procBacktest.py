@@ -28,18 +28,20 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sqlalchemy.engine import Engine
 
-from _util import site_pages
-from _util.report import DOWN, SPIKE, TREND, UP, Alert, Rules
-from _util.run_record import RunRecord
+from _util.site import pages as site_pages
+from _util.alert_kinds import ALERT_KINDS, CONTINUING, NEW, RULES
+from _util.report import Alert, Rules
+from _util.run.run_record import RunRecord
 from _util.settings import Settings
 from procAmzAlerts import detect_alerts_by_day
-from procLifecycle import CONTINUING, EPISODE_CAP_DAYS, keys_by_day, with_episodes
+from procLifecycle import EPISODE_CAP_DAYS, keys_by_day, with_episodes
 
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("date", "level", "kind", "direction", "service", "group", "status",
                "delta_usd", "zscore")
-KINDS = ((SPIKE, UP), (SPIKE, DOWN), (TREND, UP), (TREND, DOWN))
+# The table's columns: by rule, up before down.
+KINDS = tuple(sorted(ALERT_KINDS, key=lambda k: RULES.index(k.rule)))
 HistoryLoader = Callable[[Engine, str, dt.date, dt.date], pd.DataFrame]
 
 
@@ -75,7 +77,7 @@ class MonthCounts:
     counts: Counter
 
     def cell(self, kind: str, direction: str) -> str:
-        new = self.counts[(kind, direction, "new")]
+        new = self.counts[(kind, direction, NEW)]
         return f"{new}/{self.counts[(kind, direction, CONTINUING)]}"
 
     @property
@@ -98,14 +100,13 @@ def monthly_counts(by_day: dict[dt.date, tuple[Alert, ...]]) -> list[MonthCounts
 
 def monthly_table(months: list[MonthCounts]) -> list[list[str]]:
     """Header and rows of the monthly counts; kind cells read new/continuing."""
-    rows = [["month", "spike up", "spike down", "trend up", "trend down", "new",
-             "continuing", "total"]]
+    rows = [["month", *(k.name for k in KINDS), NEW, CONTINUING, "total"]]
     for m in months:
-        rows.append([m.month, *(m.cell(k, d) for k, d in KINDS), str(m.new),
+        rows.append([m.month, *(m.cell(*k.key) for k in KINDS), str(m.new),
                      str(m.continuing), str(m.new + m.continuing)])
     if len(months) > 1:
         total = MonthCounts("all", sum((m.counts for m in months), Counter()))
-        rows.append([total.month, *(total.cell(k, d) for k, d in KINDS), str(total.new),
+        rows.append([total.month, *(total.cell(*k.key) for k in KINDS), str(total.new),
                      str(total.continuing), str(total.new + total.continuing)])
     return rows
 
@@ -158,8 +159,8 @@ def write_timeline(path: Path, by_day: dict[dt.date, tuple[Alert, ...]], title: 
     fig = Figure(figsize=(10, 3.6), dpi=100)
     ax = fig.add_subplot()
     x = pd.to_datetime(days)
-    ax.bar(x, new, width=0.9, color="#b42318", label="new")
-    ax.bar(x, continuing, width=0.9, bottom=new, color="#f4a99f", label="continuing")
+    ax.bar(x, new, width=0.9, color="#b42318", label=NEW)
+    ax.bar(x, continuing, width=0.9, bottom=new, color="#f4a99f", label=CONTINUING)
     ax.set_title(title, fontsize=10, loc="left")
     ax.set_ylabel("alerts")
     ax.legend(loc="upper left", frameon=False, fontsize=9)

@@ -34,8 +34,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from _util.cost_store import HISTORY_COLUMNS, cost_daily
-from _util.database import mask_url
+from _util.alert_kinds import CONTINUING, NEW
+from _util.store.cost_store import HISTORY_COLUMNS, cost_daily
+from _util.store.database import mask_url
 from _util.errors import StoreError
 from _util.report import Alert, Report
 from _util.settings import Mute, Settings
@@ -46,8 +47,6 @@ log = logging.getLogger(__name__)
 EPISODE_CAP_DAYS = 90
 # Services named in one query (bound parameters; SQLite allows 32,766 a statement).
 SERVICES_PER_QUERY = 500
-NEW = "new"
-CONTINUING = "continuing"
 
 AlertKey = tuple[str, str, str, "str | None"]
 

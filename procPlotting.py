@@ -4,7 +4,7 @@
 and the two summary plots, in parallel processes; writes a page per plot, the day's
 report page, report.json and the site index; and returns a copy of the report whose
 alerts carry their public `plot_url`. Figures are drawn from small picklable jobs holding
-only the numbers each plot needs (`_util/plot_drawing.py`), so worker processes never
+only the numbers each plot needs (`_util/site/plot_drawing.py`), so worker processes never
 see the whole history.
 """
 from __future__ import annotations
@@ -25,12 +25,13 @@ import numpy as np
 import pandas as pd
 
 import procAmzAlerts
-from _util import site_pages
-from _util.plot_drawing import (OTHER, DailyPlot, MtdPlot, PlotJob, SpikePlot, TrendPlot, label,
+from _util.site import pages as site_pages
+from _util.site.plot_drawing import (OTHER, DailyPlot, MtdPlot, PlotJob, SpikePlot, TrendPlot, label,
                                 run_jobs, service_colours)
-from _util.report import SPIKE, UP, Alert, Report, report_to_dict
-from _util.site_pages import AlertEntry, IndexEntry, SummaryEntry, money, signed_money
-from _util.slugs import unique_slugs
+from _util.alert_kinds import SPIKE_PLOT, kind_of, side
+from _util.report import Alert, Report, report_to_dict
+from _util.site.pages import AlertEntry, IndexEntry, SummaryEntry, money, signed_money
+from _util.site.slugs import unique_slugs
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +84,13 @@ def public_url(site_url: str | None, rel_path: str) -> str | None:
 def _plot_title(alert: Alert, report: Report, baseline_days: int) -> str:
     head = label(site_pages.alert_label(alert), TITLE_CHARS)
     day = report.day.isoformat()
-    if alert.kind == SPIKE:
+    if kind_of(alert.kind, alert.direction).plot == SPIKE_PLOT:
         z = "—" if alert.zscore is None else f"{alert.zscore:.1f}"
         detail = (f"spike {alert.direction} on {day}: {money(alert.usd)}, z = {z}, "
                   f"{signed_money(alert.delta_usd)} vs the {baseline_days}-day mean")
     else:
-        cross = "above" if alert.direction == UP else "below"
-        detail = (f"trend {alert.direction} on {day}: {money(alert.usd)}, MACD crossed {cross} "
+        detail = (f"trend {alert.direction} on {day}: {money(alert.usd)}, MACD crossed "
+                  f"{side(alert.direction)} "
                   f"its signal, {signed_money(alert.delta_usd)} vs the {baseline_days}-day mean")
     return f"{head}\n{label(detail, 200)}"
 
@@ -114,7 +115,8 @@ def _plan_alert(alert: Alert, slug: str, series: pd.Series, report: Report,
     title = _plot_title(alert, report, baseline_days)
     image = f"{slug}.png"
     recent = series.iloc[-RECENT_DAYS:]
-    if alert.kind == SPIKE:
+    kind = kind_of(alert.kind, alert.direction)
+    if kind.plot == SPIKE_PLOT:
         job: PlotJob = SpikePlot(out / image, title, _dates(series.index), series.to_numpy(float),
                                  alert.baseline_mean, alert.baseline_std, rules.z, alert.direction)
         headers = ["Date", "Cost", "Against the mean"]
@@ -130,9 +132,8 @@ def _plan_alert(alert: Alert, slug: str, series: pd.Series, report: Report,
         rows = [[d.date().isoformat(), money(r.cost), money(r.ema_fast), money(r.ema_slow),
                  money(r.macd), money(r.signal)]
                 for d, r in lines.iloc[-RECENT_DAYS:].iterrows()]
-    kind = "Spike" if alert.kind == SPIKE else "Trend"
     html = site_pages.plot_page(
-        title=f"{kind} {alert.direction}: {site_pages.alert_label(alert)}",
+        title=f"{kind.name.capitalize()}: {site_pages.alert_label(alert)}",
         day=report.day,
         image=image,
         alt=title.replace("\\$", "$"),
@@ -231,7 +232,7 @@ def _linked_from_message(report: Report) -> list[tuple[str, str, str, str | None
     The message is built from a copy whose alerts carry placeholder URLs; whatever
     placeholders it contains are the alerts it shows with a button or an inline link.
     """
-    from _util import slack_message
+    from _util.slack import message as slack_message
 
     keys = list(dict.fromkeys(a.key for a in report.alerts))
     number = {key: i for i, key in enumerate(keys)}

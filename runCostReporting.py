@@ -17,11 +17,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from _util.alert_kinds import CONTINUING
 from _util.errors import (EXIT_OK, EXIT_PARTIAL, EXIT_UNEXPECTED, ConfigError,
                           CostTrackingError, DeliveryError, LockedError, SourceError,
                           StoreError)
 from _util.logging_setup import FILE_ONLY, LOG_FILE_NAME, setup_logging
-from _util.run_record import RunRecord
+from _util.run.run_record import RunRecord
 from _util.settings import ENV_PREFIX, SETTINGS, Settings, load_settings
 
 log = logging.getLogger("runCostReporting")
@@ -91,8 +92,8 @@ class Outcome:
 
 
 def _run_pipeline(settings: Settings, record: RunRecord, today: dt.date, outcome: Outcome) -> None:
-    from _util.database import create_tables, make_engine
-    from _util.cost_store import load_history
+    from _util.store.database import create_tables, make_engine
+    from _util.store.cost_store import load_history
 
     engine = make_engine(settings.db_url)
     create_tables(engine)
@@ -117,7 +118,7 @@ def _run_pipeline(settings: Settings, record: RunRecord, today: dt.date, outcome
 def _load_day(settings: Settings, engine, record: RunRecord):
     """The history frame of the lookback window ending on `settings.day`, the day the
     record's report is about."""
-    from _util.cost_store import load_history
+    from _util.store.cost_store import load_history
 
     with record.stage("load") as stage:
         start = settings.day - dt.timedelta(days=settings.lookback_days - 1)
@@ -167,7 +168,7 @@ def _catch_up(settings: Settings, engine, record: RunRecord, today: dt.date,
     that keeps the failed run's outcome under `replaces`; the folders the stale runs
     wrote into are made again from fresh data, without posting.
     """
-    from _util.cost_store import read_source_state
+    from _util.store.cost_store import read_source_state
 
     state = read_source_state(engine, settings.metric)
     runs_dir = settings.output_dir / "runs"
@@ -232,7 +233,7 @@ def _stale_report_day(settings: Settings, engine, failure: Exception, outcome: O
     there is nothing to report: the Cost Explorer error ends the run (exit 2); so too when
     what is stored came from another account or grouping (the demo's, say).
     """
-    from _util.cost_store import read_source_state
+    from _util.store.cost_store import read_source_state
 
     state = read_source_state(engine, settings.metric)
     source = ("demo" if settings.demo else "aws", settings.group_by,
@@ -258,8 +259,8 @@ def _ingest(settings: Settings, engine, record: RunRecord, today: dt.date,
     of it is written, so stored history never changes silently.
     """
     import procAmzData
-    from _util.cost_explorer import SourceUnavailable, make_ce_client
-    from _util.demo_account import DemoCostExplorer, scaled_account
+    from _util.sources.cost_explorer import SourceUnavailable, make_ce_client
+    from _util.sources.demo_account import DemoCostExplorer, scaled_account
 
     with record.stage("ingest") as stage:
         client = (DemoCostExplorer(today, scaled_account(settings.demo_scale)) if settings.demo
@@ -312,7 +313,7 @@ def _apply_lifecycle(settings: Settings, engine, report, history, record: RunRec
 
     with record.stage("lifecycle") as stage:
         report = procLifecycle.apply(report, engine, settings, history)
-        stage.counts.update(continuing=sum(a.status == "continuing" for a in report.alerts),
+        stage.counts.update(continuing=sum(a.status == CONTINUING for a in report.alerts),
                             muted=sum(a.muted for a in report.alerts))
         return report
 
@@ -322,7 +323,7 @@ def _site_url(settings: Settings) -> str | None:
         return settings.site_url
     if settings.s3_bucket:
         import boto3
-        from _util.site_publish import website_url
+        from _util.site.publish import website_url
         region = boto3.session.Session().region_name or "us-east-1"
         return website_url(settings.s3_bucket, region, settings.s3_prefix)
     return None
@@ -334,7 +335,7 @@ def _render_publish_deliver(settings: Settings, engine, report, history, record:
     (`run_day`), which differs only when a stale report is about an earlier stored day.
     Without `deliver` the pages are made and published again, nothing is posted."""
     import procPlotting
-    from _util import slack_message
+    from _util.slack import message as slack_message
     from _util.report import report_to_dict
 
     site_url = _site_url(settings)
@@ -372,7 +373,7 @@ def _write_report_json(settings: Settings, data: dict) -> None:
 def _write_message(settings: Settings, message, run_day: dt.date) -> list[Path]:
     """Write the exact payload (slack/<run day>.json) and its preview page (in the report's
     folder); returns the site files written."""
-    from _util.slack_preview import preview_page
+    from _util.slack.preview import preview_page
 
     payload = message.payload(settings.slack_channel or "")
     slack_dir = settings.output_dir / "slack"
@@ -389,7 +390,7 @@ def _write_message(settings: Settings, message, run_day: dt.date) -> list[Path]:
 def _publish(settings: Settings, files: list[Path], record: RunRecord, outcome: Outcome) -> bool:
     if not settings.s3_bucket or settings.dry_run:
         return False
-    from _util.site_publish import make_s3_client, publish
+    from _util.site.publish import make_s3_client, publish
 
     with record.stage("publish") as stage:
         try:
@@ -406,8 +407,8 @@ def _publish(settings: Settings, files: list[Path], record: RunRecord, outcome: 
 
 
 def _deliver(settings: Settings, engine, message, record: RunRecord, outcome: Outcome) -> None:
-    from _util import delivery_log
-    from _util.slack_delivery import make_slack_client
+    from _util.store import delivery_log
+    from _util.slack.delivery import make_slack_client
 
     if settings.dry_run:
         log.info("dry run: Slack message written to %s, not posted",
@@ -503,8 +504,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     record = RunRecord(date=settings.day.isoformat() if settings.backtest_from is None
                        else f"backtest-{settings.backtest_from}_{settings.day}")
     outcome = Outcome()
-    from _util.database import mask_url
-    from _util.run_lock import run_lock
+    from _util.store.database import mask_url
+    from _util.run.run_lock import run_lock
 
     log.info("run for %s (%s, db %s, output %s%s)", settings.day,
              "demo account" if settings.demo else "AWS Cost Explorer", mask_url(settings.db_url),

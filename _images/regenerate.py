@@ -27,6 +27,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 import procPlotting  # noqa: E402
+from _util.alert_kinds import RULES  # noqa: E402
 from _util.report import Alert  # noqa: E402
 
 log = logging.getLogger("regenerate")
@@ -55,7 +56,7 @@ def render_directly(output: Path, day: dt.date) -> Path:
     """The same report made without the driver: demo history -> alerts -> render."""
     import procAmzAlerts
     import procSummaries
-    from _util.demo_account import demo_history
+    from _util.sources.demo_account import demo_history
     from _util.report import Report, Rules
 
     history = demo_history(day)
@@ -81,7 +82,7 @@ def pick_samples(day_dir: Path) -> dict[str, Path]:
     slugs = procPlotting.alert_slugs(alerts)
     samples = {"mtd_by_service.png": day_dir / "mtd-by-service.png",
                "daily_by_service.png": day_dir / "daily-by-service.png"}
-    for kind in ("spike", "trend"):
+    for kind in RULES:
         chosen = next((a for a in alerts if a.kind == kind and a.group is None), None)
         chosen = chosen or next((a for a in alerts if a.kind == kind), None)
         if chosen is None:

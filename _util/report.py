@@ -12,10 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-SPIKE = "spike"
-TREND = "trend"
-UP = "up"
-DOWN = "down"
+from _util.alert_kinds import NEW
+
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ class Alert:
     top_group: str | None = None
     top_group_delta_usd: float | None = None
     plot_url: str | None = None
-    status: str = "new"
+    status: str = NEW
     episode_start: dt.date | None = None
     episode_days: int = 1
     muted: bool = False

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from _util.alert_kinds import RULES
 from _util.errors import ConfigError
 from _util.report import Rules
 
@@ -29,7 +30,6 @@ RECORD_TYPES = ("Credit", "Refund", "Tax", "Usage", "DiscountedUsage", "Fee", "R
 # Cost Explorer keeps daily data for about 14 months; stay a month inside that.
 CE_DAILY_RETENTION_DAYS = 395
 SLACK_DEFAULT_API_URL = "https://slack.com/api/"
-MUTE_KINDS = ("spike", "trend")
 
 
 @dataclass(frozen=True)
@@ -283,8 +283,9 @@ def _parse_mutes(raw: Any, path: Path | None) -> tuple[Mute, ...]:
         if not isinstance(reason, str) or not reason.strip():
             raise ConfigError(f"{where}: mute entry {i} ({service}) needs a reason")
         kind = entry.get("kind")
-        if kind is not None and kind not in MUTE_KINDS:
-            raise ConfigError(f"{where}: mute entry {i} kind is {kind!r}; allowed: spike, trend")
+        if kind is not None and kind not in RULES:
+            raise ConfigError(f"{where}: mute entry {i} kind is {kind!r}; allowed: "
+                              f"{', '.join(RULES)}")
         until = entry.get("until")
         if isinstance(until, str):
             try:

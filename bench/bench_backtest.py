@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_analysis import DAY, synthetic_history  # noqa: E402
 
-from _util.alert_rules import alerts_at  # noqa: E402
-from _util.alert_screen import alerts_by_day  # noqa: E402
-from _util.series_matrix import build_matrices  # noqa: E402
+from _util.detection.alert_rules import alerts_at  # noqa: E402
+from _util.detection.alert_screen import alerts_by_day  # noqa: E402
+from _util.detection.series_matrix import build_matrices  # noqa: E402
 from _util.report import Rules  # noqa: E402
 
 

@@ -74,7 +74,7 @@ def parse_size(text: str) -> tuple[int, int] | None:
 
 def account_series(scale: tuple[int, int] | None) -> int:
     """The series detection evaluates: one per service plus one per (service, group)."""
-    from _util.demo_account import scaled_account
+    from _util.sources.demo_account import scaled_account
 
     account = scaled_account(scale)
     return len(account.services) + len(account._table.share)
@@ -205,7 +205,7 @@ def fresh_database(db: str, work: Path, mysql_url: str | None) -> str:
     """A database URL with none of the bot's tables in it."""
     if db == "sqlite":
         return f"sqlite:///{work / 'cost_tracking.db'}"
-    from _util.database import create_tables, make_engine, metadata
+    from _util.store.database import create_tables, make_engine, metadata
 
     engine = make_engine(mysql_url)
     create_tables(engine)  # imports every module that declares a table on `metadata`
@@ -263,9 +263,9 @@ def seed_database(size: str, db_url: str, day: dt.date, today: dt.date) -> dict:
     import numpy as np
 
     import procAmzData
-    from _util.cost_store import CostRow, SourceState, replace_days
-    from _util.database import create_tables, make_engine
-    from _util.demo_account import scaled_account
+    from _util.store.cost_store import CostRow, SourceState, replace_days
+    from _util.store.database import create_tables, make_engine
+    from _util.sources.demo_account import scaled_account
 
     account = scaled_account(parse_size(size))
     table = account._table
@@ -309,8 +309,8 @@ def upsert_year(n_series: int, db_url: str) -> dict:
     import sqlalchemy as sa
 
     from bench_analysis import synthetic_history
-    from _util.cost_store import CostRow, SourceState, replace_days
-    from _util.database import create_tables, make_engine, metadata
+    from _util.store.cost_store import CostRow, SourceState, replace_days
+    from _util.store.database import create_tables, make_engine, metadata
 
     history = synthetic_history(n_series)
     first = history["usage_date"].iloc[0].date()

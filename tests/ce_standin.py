@@ -11,7 +11,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from _util.demo_account import DemoCostExplorer
+from _util.sources.demo_account import DemoCostExplorer
 
 
 class CostExplorerStandIn:

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from _util.database import create_tables, make_engine, metadata  # noqa: E402
+from _util.store.database import create_tables, make_engine, metadata  # noqa: E402
 
 MYSQL_URL = os.environ.get("COST_TRACKING_TEST_MYSQL_URL")
 

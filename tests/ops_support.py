@@ -16,8 +16,8 @@ import pytest
 
 import procAmzData
 import runCostReporting
-from _util.database import create_tables, make_engine
-from _util.demo_account import DemoCostExplorer
+from _util.store.database import create_tables, make_engine
+from _util.sources.demo_account import DemoCostExplorer
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = dt.date(2026, 11, 23)

@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 
 import procBacktest
 import runCostReporting
-from _util.cost_store import load_history
-from _util.report import DOWN, SPIKE, TREND, UP, Alert, Rules
-from _util.alert_screen import alerts_by_day
-from _util.series_matrix import build_matrices
+from _util.store.cost_store import load_history
+from _util.alert_kinds import DOWN, SPIKE, TREND, UP
+from _util.report import Alert, Rules
+from _util.detection.alert_screen import alerts_by_day
+from _util.detection.series_matrix import build_matrices
 from procAmzAlerts import detect_alerts, detect_alerts_by_day
 from tests.test_lifecycle import METRIC, day, run_day, step_history, store
 from tests.test_alerts import frame

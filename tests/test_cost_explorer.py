@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from _util.cost_explorer import CostFetch, SourceUnavailable, UnusableResponse, build_request
+from _util.sources.cost_explorer import CostFetch, SourceUnavailable, UnusableResponse, build_request
 from _util.errors import SourceError
 
 D = dt.date

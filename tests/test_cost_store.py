@@ -5,7 +5,7 @@ import datetime as dt
 
 import pytest
 
-from _util.cost_store import CostRow, SourceState, count_rows, load_history, read_source_state, replace_days
+from _util.store.cost_store import CostRow, SourceState, count_rows, load_history, read_source_state, replace_days
 from _util.errors import StoreError
 
 D = dt.date
@@ -96,7 +96,7 @@ def test_a_table_made_with_the_padding_collation_is_upgraded_and_keeps_its_rows(
     """Databases created before the NO PAD collation get it on the next start."""
     import sqlalchemy as sa
 
-    from _util.database import binary_collation, create_tables
+    from _util.store.database import binary_collation, create_tables
 
     replace_days(mariadb_engine, METRIC, D(2026, 1, 1), D(2026, 1, 1),
                  [CostRow(D(2026, 1, 1), "EC2", "web", 1.0, "USD", False)], _state())
@@ -124,7 +124,7 @@ def test_a_table_made_with_the_padding_collation_is_upgraded_and_keeps_its_rows(
 def test_without_the_alter_privilege_the_upgrade_is_logged_and_the_run_goes_on(mariadb_engine, caplog):
     import sqlalchemy as sa
 
-    from _util.database import create_tables, make_engine
+    from _util.store.database import create_tables, make_engine
 
     with mariadb_engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE cost_daily MODIFY group_value VARCHAR(256) CHARACTER SET "
@@ -137,7 +137,7 @@ def test_without_the_alter_privilege_the_upgrade_is_logged_and_the_run_goes_on(m
     limited = make_engine(mariadb_engine.url.set(username="costbot_test", password="pw")
                           .render_as_string(hide_password=False))
     try:
-        with caplog.at_level("WARNING", logger="_util.database"):
+        with caplog.at_level("WARNING", logger="_util.store.database"):
             create_tables(limited)
         replace_days(limited, METRIC, D(2026, 1, 1), D(2026, 1, 1),
                      [CostRow(D(2026, 1, 1), "EC2", "web", 1.0, "USD", False)], _state())

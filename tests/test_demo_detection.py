@@ -6,8 +6,9 @@ from functools import lru_cache
 
 import pytest
 
-from _util.demo_account import demo_history, planted_events
-from _util.report import SPIKE, TREND, Alert, Rules
+from _util.sources.demo_account import demo_history, planted_events
+from _util.alert_kinds import SPIKE, TREND
+from _util.report import Alert, Rules
 from procAmzAlerts import detect_alerts
 
 RULES = Rules()

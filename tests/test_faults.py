@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from moto import mock_aws
 
 import runCostReporting
-from _util import delivery_log
-from _util.cost_explorer import CE_MAX_ATTEMPTS, make_ce_client
-from _util.database import make_engine, mask_url
+from _util.store import delivery_log
+from _util.sources.cost_explorer import CE_MAX_ATTEMPTS, make_ce_client
+from _util.store.database import make_engine, mask_url
 from tests.ce_standin import CostExplorerStandIn
 from tests.ops_support import (DAY, QUIET, ROOT, TODAY, backfill, copy_template, cost_rows, run_bot,
                                slack_env, table_dump)
@@ -463,7 +463,7 @@ HOLD_LOCK = r"""
 import sys, time
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-from _util.run_lock import run_lock
+from _util.run.run_lock import run_lock
 with run_lock(Path(sys.argv[2])):
     print("held", flush=True)
     time.sleep(float(sys.argv[3]))

@@ -5,8 +5,8 @@ import datetime as dt
 
 import pandas as pd
 
-from _util import cost_store
-from _util.cost_store import CostRow, SourceState, load_history, replace_days
+from _util.store import cost_store
+from _util.store.cost_store import CostRow, SourceState, load_history, replace_days
 
 DAY = dt.date(2026, 3, 31)
 

@@ -7,9 +7,9 @@ import boto3
 import pytest
 
 import procAmzData
-from _util.cost_explorer import CE_RETRY_CONFIG, SourceUnavailable
-from _util.cost_store import SourceState, count_rows, load_history, read_source_state
-from _util.demo_account import DemoCostExplorer
+from _util.sources.cost_explorer import CE_RETRY_CONFIG, SourceUnavailable
+from _util.store.cost_store import SourceState, count_rows, load_history, read_source_state
+from _util.sources.demo_account import DemoCostExplorer
 from procAmzData import FetchPlan, plan_fetch
 from tests.ce_standin import CostExplorerStandIn
 
@@ -120,7 +120,7 @@ def test_record_type_filter_is_sent_and_credits_appear_only_without_it(db_engine
 def test_real_boto3_client_reaches_the_endpoint_from_aws_endpoint_url_cost_explorer(clean_env, monkeypatch, db_engine):
     with CostExplorerStandIn(TODAY) as standin:
         monkeypatch.setenv("AWS_ENDPOINT_URL_COST_EXPLORER", standin.url)
-        from _util.cost_explorer import make_ce_client
+        from _util.sources.cost_explorer import make_ce_client
         result = _ingest(db_engine, make_ce_client(), account="aws")
     assert standin.requests[0]["target"] == "AWSInsightsIndexService.GetCostAndUsage"
     assert result.ce_requests == len(standin.requests)
@@ -128,7 +128,7 @@ def test_real_boto3_client_reaches_the_endpoint_from_aws_endpoint_url_cost_explo
 
 
 def test_throttling_is_retried_with_backoff_and_the_run_completes(clean_env, monkeypatch, tmp_path):
-    from _util.database import create_tables, make_engine
+    from _util.store.database import create_tables, make_engine
     engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
     create_tables(engine)
     with CostExplorerStandIn(TODAY) as standin:
@@ -141,7 +141,7 @@ def test_throttling_is_retried_with_backoff_and_the_run_completes(clean_env, mon
 
 def test_cost_explorer_down_for_good_raises_source_unavailable_and_stores_nothing(clean_env, tmp_path):
     from botocore.config import Config
-    from _util.database import create_tables, make_engine
+    from _util.store.database import create_tables, make_engine
     engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
     create_tables(engine)
     with CostExplorerStandIn(TODAY) as standin:
@@ -158,7 +158,7 @@ def test_backfill_writes_each_day_while_later_pages_are_still_to_come(db_engine,
     """A first backfill of 50,000 series is 18M rows: they are written as pages arrive,
     never all held until the last page."""
     import sqlalchemy as sa
-    from _util import cost_store
+    from _util.store import cost_store
 
     monkeypatch.setattr(cost_store, "INSERT_BATCH_ROWS", 500)
     inserts_sent: list[int] = []
@@ -187,7 +187,7 @@ def test_backfill_writes_each_day_while_later_pages_are_still_to_come(db_engine,
 def _seeded(engine, monkeypatch):
     """A database a month behind; inserts in batches of 50 rows, so a failing fetch has
     written some of its rows before it fails."""
-    from _util import cost_store
+    from _util.store import cost_store
     _ingest(engine, DemoCostExplorer(TODAY - dt.timedelta(days=30)),
             day=DAY - dt.timedelta(days=30), today=TODAY - dt.timedelta(days=30))
     monkeypatch.setattr(cost_store, "INSERT_BATCH_ROWS", 50)
@@ -222,7 +222,7 @@ def test_an_outage_after_some_pages_rolls_the_whole_fetch_back(clean_env, db_eng
 
 
 def test_an_unusable_page_after_good_ones_stores_nothing_of_the_fetch(db_engine, monkeypatch):
-    from _util.cost_explorer import UnusableResponse
+    from _util.sources.cost_explorer import UnusableResponse
     engine = _seeded(db_engine, monkeypatch)
     before = load_history(engine, "UnblendedCost", D(2025, 1, 1), DAY)
 
@@ -242,7 +242,7 @@ def test_an_unusable_page_after_good_ones_stores_nothing_of_the_fetch(db_engine,
 
 def test_a_database_failure_mid_fetch_says_how_many_requests_were_made(db_engine, monkeypatch):
     import sqlalchemy as sa
-    from _util import cost_store
+    from _util.store import cost_store
     from _util.errors import StoreError
 
     engine = _seeded(db_engine, monkeypatch)

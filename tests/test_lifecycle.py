@@ -13,8 +13,9 @@ import sqlalchemy as sa
 import procAmzAlerts
 import procLifecycle
 import procSummaries
-from _util.cost_store import CostRow, SourceState, replace_days
-from _util.report import DOWN, SPIKE, TREND, UP, Alert, Report, Rules
+from _util.store.cost_store import CostRow, SourceState, replace_days
+from _util.alert_kinds import DOWN, SPIKE, TREND, UP
+from _util.report import Alert, Report, Rules
 from _util.settings import Settings
 
 START = dt.date(2024, 1, 1)
@@ -89,7 +90,7 @@ def store(engine, history: pd.DataFrame) -> None:
 def run_day(engine, tmp_path, d: dt.date, rules: Rules = Rules(), mutes=(),
             pass_history: bool = False) -> Report:
     """Detection, summaries and the lifecycle for day `d`, as the driver runs them."""
-    from _util.cost_store import load_history
+    from _util.store.cost_store import load_history
     history = load_history(engine, METRIC, d - dt.timedelta(days=rules.lookback_days - 1), d)
     report = Report(day=d, metric=METRIC, group_by="TAG:Name", rules=rules,
                     summary=procSummaries.summarise(history, d, rules.lookback_days),
@@ -152,7 +153,7 @@ def test_statuses_follow_the_runs_rules(db_engine, tmp_path):
 def test_episodes_match_the_backtest_of_the_same_days(db_engine, tmp_path):
     store(db_engine, step_history(off_days=(4, 5)))
     rules = Rules()
-    from _util.cost_store import load_history
+    from _util.store.cost_store import load_history
     history = load_history(db_engine, METRIC, START, day(12))
     by_day = procAmzAlerts.detect_alerts_by_day(history, day(-2), day(12), rules)
     fired = procLifecycle.keys_by_day(by_day)

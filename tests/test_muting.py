@@ -13,11 +13,12 @@ import pytest
 import procAmzData
 import procLifecycle
 import runCostReporting
-from _util.database import create_tables, make_engine
-from _util.demo_account import DemoCostExplorer
-from _util.report import SPIKE, TREND, UP, Alert
+from _util.store.database import create_tables, make_engine
+from _util.sources.demo_account import DemoCostExplorer
+from _util.alert_kinds import SPIKE, TREND, UP
+from _util.report import Alert
 from _util.settings import Mute
-from _util.slack_message import build_message
+from _util.slack.message import build_message
 from tests.test_lifecycle import METRIC, day, run_day, step_history, store
 from tests.test_slack_message import report as slack_report
 

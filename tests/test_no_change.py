@@ -29,8 +29,8 @@ import pytest
 
 import procPlotting
 import runCostReporting
-from _util.report import DOWN, SPIKE, TREND, UP
-from _util.slack_message import build_message
+from _util.alert_kinds import DOWN, SPIKE, TREND, UP
+from _util.slack.message import build_message
 from tests.test_plotting import report_for, spike, synthetic_history, trend
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "outputs.json"

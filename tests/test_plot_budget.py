@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 import procPlotting
-from _util.report import SPIKE, TREND, UP, Alert
-from _util.slack_message import build_message
+from _util.alert_kinds import SPIKE, TREND, UP
+from _util.report import Alert
+from _util.slack.message import build_message
 from tests.test_plotting import SITE_URL, parse, report_for, synthetic_history
 
 DAY = dt.date(2024, 3, 31)

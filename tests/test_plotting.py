@@ -16,10 +16,12 @@ import pytest
 import procAmzAlerts
 import procPlotting
 import procSummaries
-from _util import plot_drawing, site_pages
-from _util.demo_account import demo_history
-from _util.report import DOWN, SPIKE, TREND, UP, Alert, Report, Rules
-from _util.slugs import is_safe
+from _util.site import plot_drawing
+from _util.site import pages as site_pages
+from _util.sources.demo_account import demo_history
+from _util.alert_kinds import DOWN, SPIKE, TREND, UP
+from _util.report import Alert, Report, Rules
+from _util.site.slugs import is_safe
 
 DEMO_DAY = dt.date(2024, 5, 18)  # the demo plants spikes and both kinds of trend by then
 SITE_URL = "http://costs.example.com/bot"

@@ -18,7 +18,7 @@ def test_every_setting_is_documented_with_its_environment_variable_and_toml_key(
 
 def test_every_environment_variable_the_code_reads_is_documented():
     root = Path(__file__).resolve().parent.parent
-    sources = [p for p in root.glob("*.py")] + list((root / "_util").glob("*.py"))
+    sources = [p for p in root.glob("*.py")] + list((root / "_util").rglob("*.py"))
     names = set()
     for path in sources:
         names |= set(re.findall(r"\"((?:COST_TRACKING|SLACK|AWS)_[A-Z0-9_]+)\"", path.read_text()))

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 import runCostReporting
-from _util.run_lock import run_lock
+from _util.run.run_lock import run_lock
 from tests.ce_standin import CostExplorerStandIn
 from tests.slack_standin import error, running_standin
 

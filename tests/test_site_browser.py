@@ -16,8 +16,8 @@ import pytest
 import procAmzAlerts
 import procPlotting
 import procSummaries
-from _util import site_pages
-from _util.demo_account import demo_history
+from _util.site import pages as site_pages
+from _util.sources.demo_account import demo_history
 from _util.report import Report, Rules
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -9,7 +9,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from _util.errors import EXIT_PARTIAL, DeliveryError
-from _util.site_publish import make_s3_client, normalize_prefix, publish, website_url
+from _util.site.publish import make_s3_client, normalize_prefix, publish, website_url
 
 BUCKET = "cost-site"
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from _util.errors import EXIT_PARTIAL, DeliveryError
-from _util.slack_delivery import SLACK_API_URL, make_slack_client, post_message
+from _util.slack.delivery import SLACK_API_URL, make_slack_client, post_message
 from tests.slack_standin import StandInResponse, error
 
 TOKEN = "xoxb-111-222-secretsecretsecret"

@@ -9,10 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from slack_sdk.models.blocks import Block
 
-from _util.report import (
-    DOWN, SPIKE, TREND, UP, Alert, DayAmount, Headline, Report, Rules, ServiceAmount, Summary,
-)
-from _util.slack_message import (
+from _util.alert_kinds import DOWN, SPIKE, TREND, UP
+from _util.report import Alert, DayAmount, Headline, Report, Rules, ServiceAmount, Summary
+from _util.slack.message import (
     MAX_BLOCKS, SlackMessage, build_message, clip_mrkdwn, escape_mrkdwn, money, signed_money,
 )
 
@@ -353,7 +352,7 @@ def test_escape_and_clip_never_split_an_entity():
 
 
 def test_preview_lays_out_header_sections_and_buttons_as_links():
-    from _util.slack_preview import preview_page
+    from _util.slack.preview import preview_page
 
     spike = alert(service="Amazon EC2", delta=250.0, top_group="team-a",
                   top_group_delta_usd=230.0, plot_url="https://costs.example.com/p/ec2.html?a=1&b=2")
@@ -369,7 +368,7 @@ def test_preview_lays_out_header_sections_and_buttons_as_links():
 
 
 def test_preview_shows_hostile_names_as_text_never_as_markup():
-    from _util.slack_preview import preview_page
+    from _util.slack.preview import preview_page
 
     name = '<script>alert("x")</script> & <b>bold</b> <!channel>'
     alerts = [alert(service=name, delta=300),
@@ -400,7 +399,7 @@ def test_a_trend_mentions_its_flagged_groups_including_the_largest():
 
 
 def test_the_demo_accounts_planted_spike_is_reported_with_its_group():
-    from _util.demo_account import demo_history, planted_events
+    from _util.sources.demo_account import demo_history, planted_events
     from procAmzAlerts import detect_alerts
     from procSummaries import summarise
 
@@ -424,7 +423,7 @@ def test_the_demo_accounts_planted_spike_is_reported_with_its_group():
 
 
 def test_without_links_gives_a_message_with_no_buttons_or_links():
-    from _util.slack_message import without_links
+    from _util.slack.message import without_links
 
     alerts = [alert(service="A"), alert(service="B", status="continuing")]
     alerts += [alert(service=f"S{i}", delta=1 + i) for i in range(60)]

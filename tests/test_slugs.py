@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _util.slugs import is_safe, simplify, slug, unique_slugs
+from _util.site.slugs import is_safe, simplify, slug, unique_slugs
 
 HOSTILE = [
     'Amazon "Quoted" Service',

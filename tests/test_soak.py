@@ -14,7 +14,7 @@ import re
 import sqlite3
 import time
 
-from _util.demo_account import DemoCostExplorer
+from _util.sources.demo_account import DemoCostExplorer
 from tests.ce_standin import CostExplorerStandIn
 from tests.ops_support import QUIET, backfill, cost_rows, run_bot, slack_env
 from tests.slack_standin import running_standin

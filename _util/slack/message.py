@@ -14,7 +14,7 @@ because listing them again as items would report one change two or three times. 
 group-level alert whose service did not fire is an item of its own: that is exactly
 the case where the group tells the reader something the service total hides.
 
-Alerts that continue an episode (issue 8: `status == "continuing"`) are shown
+Alerts that continue an episode (issue 8: status CONTINUING) are shown
 compactly, one line per section ranked by dollar change; muted alerts are left out.
 """
 from __future__ import annotations
@@ -37,7 +37,8 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from _util.report import DOWN, SPIKE, TREND, UP, Alert, Report
+from _util.alert_kinds import ALERT_KINDS, CONTINUING, SPIKE, TREND, kind_of, side
+from _util.report import Alert, Report
 
 MAX_BLOCKS = 50
 HEADER_CHARS = 150
@@ -54,18 +55,6 @@ FOLDED_GROUPS_SHOWN = 3
 SUMMARY_TITLE = "AWS Services Summary"
 DAILY_SUMMARY = "Daily Spend x Service"
 MTD_SUMMARY = "Month to Date Spend x Service"
-SECTIONS: tuple[tuple[tuple[str, str], str], ...] = (
-    ((TREND, UP), "Upward Trending AWS Services"),
-    ((TREND, DOWN), "Downward Trending AWS Services"),
-    ((SPIKE, UP), "Spike up in AWS Services"),
-    ((SPIKE, DOWN), "Spike down in AWS Services"),
-)
-CONTINUING_LABELS = {
-    (TREND, UP): "Still trending up",
-    (TREND, DOWN): "Still trending down",
-    (SPIKE, UP): "Still elevated",
-    (SPIKE, DOWN): "Still low",
-}
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _URL_UNSAFE = {"<": "%3C", ">": "%3E", "|": "%7C", " ": "%20", '"': "%22"}
@@ -269,8 +258,8 @@ def _alert_text(alert: Alert, report: Report, folded: list[Alert]) -> str:
         f"{money(alert.baseline_mean)}/day",
     ]
     if alert.kind == TREND:
-        side = "above" if alert.direction == UP else "below"
-        lines.append(f"MACD crossed {side} its {report.rules.signal_span}-day signal")
+        lines.append(f"MACD crossed {side(alert.direction)} its "
+                     f"{report.rules.signal_span}-day signal")
     else:
         detail = _zscore_text(alert.zscore)
         if alert.top_group is not None:
@@ -312,7 +301,7 @@ def _continuing_text(key: tuple[str, str], alerts: list[Alert], report: Report) 
         entry = f"<{url}|{name}>" if url and len(url) <= INLINE_URL_CHARS else name
         entries.append(f"{entry} (day {alert.episode_days}, "
                        f"{signed_money(alert.delta_usd)}/day)")
-    text = f"{CONTINUING_LABELS[key]}: {entries[0]}"
+    text = f"{kind_of(*key).continuing_label}: {entries[0]}"
     for shown, entry in enumerate(entries[1:], start=1):
         more = f"; and {len(entries) - shown} more"
         if len(text) + 2 + len(entry) + len(more) > SECTION_CHARS:
@@ -341,7 +330,8 @@ def _weight(alert: Alert) -> float:
 def _units(report: Report, visible: list[Alert]) -> list[_Unit]:
     units: list[_Unit] = []
     counter = 0
-    for key, _title in SECTIONS:
+    for kind in ALERT_KINDS:
+        key = kind.key
         in_section = [a for a in visible if (a.kind, a.direction) == key]
         fired_services = {a.service for a in in_section if a.group is None}
         folded: dict[str, list[Alert]] = {}
@@ -352,8 +342,8 @@ def _units(report: Report, visible: list[Alert]) -> list[_Unit]:
             else:
                 items.append(a)
         items.sort(key=_weight, reverse=True)
-        new = [a for a in items if a.status != "continuing"]
-        continuing = [a for a in items if a.status == "continuing"]
+        new = [a for a in items if a.status != CONTINUING]
+        continuing = [a for a in items if a.status == CONTINUING]
         for a in new:
             extra = sorted(folded.get(a.service, []) if a.group is None else [],
                            key=_weight, reverse=True)
@@ -390,7 +380,7 @@ def build_message(report: Report, account_label: str | None = None) -> SlackMess
     """The digest for one day: header, headline, context, summary, then the alert sections."""
     visible = [a for a in report.alerts if not a.muted]
     muted = len(report.alerts) - len(visible)
-    all_continuing = (len(visible) if visible and all(a.status == "continuing"
+    all_continuing = (len(visible) if visible and all(a.status == CONTINUING
                                                       for a in visible) else 0)
     blocks = [
         _header(report, account_label),
@@ -407,10 +397,10 @@ def build_message(report: Report, account_label: str | None = None) -> SlackMess
             line += f" ({muted} muted {'alert' if muted == 1 else 'alerts'} left out.)"
         blocks.append(_section(line))
     chosen, truncated = _choose(units, MAX_BLOCKS - len(blocks))
-    for key, title in SECTIONS:
-        in_section = [u for u in units if u.section == key and u in chosen]
+    for kind in ALERT_KINDS:
+        in_section = [u for u in units if u.section == kind.key and u in chosen]
         if in_section:
-            blocks.append(_section(f"*{title}*"))
+            blocks.append(_section(f"*{kind.title}*"))
             blocks.extend(u.block for u in in_section)
     if truncated:
         left = sum(len(u.alerts) for u in units if u not in chosen)
@@ -427,7 +417,7 @@ def _fallback(report: Report, account_label: str | None, visible: list[Alert]) -
     """The notification text (and what clients without Block Kit show)."""
     h = report.summary.headline
     label = f" · {mrkdwn_name(account_label, 80)}" if account_label else ""
-    new = sum(a.status != "continuing" for a in visible)
+    new = sum(a.status != CONTINUING for a in visible)
     continuing = len(visible) - new
     if not visible:
         alerts = "no alerts"

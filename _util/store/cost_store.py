@@ -19,7 +19,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from _util.database import NameText, mask_url, metadata
+from _util.store.database import NameText, mask_url, metadata
 from _util.errors import StoreError
 
 

@@ -16,7 +16,7 @@ import botocore.exceptions
 import botocore.session
 from botocore.config import Config
 
-from _util.cost_store import CostRow
+from _util.store.cost_store import CostRow
 from _util.errors import SourceError
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 
-from _util.report import DOWN, SPIKE, TREND, UP, Alert, Report, ServiceAmount
+from _util.alert_kinds import ALERT_KINDS, SPIKE, UP, side
+from _util.report import Alert, Report, ServiceAmount
 
 CSS = """
 :root{--fg:#1d2733;--muted:#5b6776;--line:#d8dee6;--soft:#f4f6f9;--up:#b42318;--down:#067647}
@@ -57,12 +58,6 @@ table.stack td:empty{display:none}
 table.stack td:not(:first-child)::before{content:attr(data-label) ": ";color:var(--muted)}}
 """.strip()
 
-SECTIONS: tuple[tuple[str, str, str], ...] = (
-    (TREND, UP, "Upward Trending AWS Services"),
-    (TREND, DOWN, "Downward Trending AWS Services"),
-    (SPIKE, UP, "Spike up in AWS Services"),
-    (SPIKE, DOWN, "Spike down in AWS Services"),
-)
 SUMMARY_TITLES = {
     "daily_by_service": "Daily Spend x Service",
     "mtd_by_service": "Month to Date Spend x Service",
@@ -219,20 +214,18 @@ def alert_sentence(alert: Alert, report: Report, baseline_days: int) -> str:
         where = f"{alert.service} ({group_label(alert.group)})"
     base = f"its mean of {money(alert.baseline_mean)} over the {baseline_days} days before"
     if alert.kind == SPIKE:
-        side = "above" if alert.direction == UP else "below"
         z = "—" if alert.zscore is None else f"{alert.zscore:.1f}"
         return (
             f"On {day}, {where} cost {money(alert.usd)}, {money(abs(alert.delta_usd))} "
-            f"{side} {base}: {z} standard deviations away, past the threshold of "
+            f"{side(alert.direction)} {base}: {z} standard deviations away, past the threshold of "
             f"{report.rules.z:g}."
         )
     turn = "upward: spend has started to grow faster" if alert.direction == UP else (
         "downward: spend has started to fall or grow more slowly"
     )
-    cross = "above" if alert.direction == UP else "below"
     return (
         f"On {day}, the daily cost trend of {where} turned {turn}; its MACD "
-        f"(EMA{report.rules.ema_fast} − EMA{report.rules.ema_slow}) crossed {cross} its "
+        f"(EMA{report.rules.ema_fast} − EMA{report.rules.ema_slow}) crossed {side(alert.direction)} its "
         f"{report.rules.signal_span}-day signal line. Cost on the day was {money(alert.usd)}, "
         f"{signed_money(alert.delta_usd)} against {base}."
     )
@@ -349,9 +342,9 @@ def _alert_row(entry: AlertEntry) -> list[object]:
     if a.kind == SPIKE:
         signal = "—" if a.zscore is None else f"z = {a.zscore:.1f}"
     else:
-        signal = "MACD crossed " + ("above" if a.direction == UP else "below")
+        signal = "MACD crossed " + side(a.direction)
     signal = Html(f'<span class="nowrap">{escape(signal)}</span>')
-    change_cls = "up" if a.delta_usd >= 0 else "down"
+    change_cls = "up" if a.delta_usd >= 0 else "down"  # CSS classes, by the sign of the change
     change = Html(f'<span class="{change_cls}">{escape(signed_money(a.delta_usd))}</span>')
     status = status_text(a) + (f" (muted: {a.mute_reason})" if a.muted else "")
     driver = "" if a.top_group is None else Html(
@@ -404,8 +397,9 @@ def report_page(
     if not alerts:
         parts.append(f"<p>No spikes or trend reversals on {day}.</p>")
     headers = ["Service", "Group", "Cost", "Change", "%", "Rule", "Moved most", "Status", "Plot"]
-    for kind, direction, title in SECTIONS:
-        section = [e for e in alerts if e.alert.kind == kind and e.alert.direction == direction]
+    for kind in ALERT_KINDS:
+        title = kind.title
+        section = [e for e in alerts if (e.alert.kind, e.alert.direction) == kind.key]
         if section:
             largest = sorted(section, key=lambda e: -abs(e.alert.delta_usd))
             shown = largest[:SECTION_MAX_ROWS] + [e for e in largest[SECTION_MAX_ROWS:]

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from _util.alert_kinds import DOWN, SPIKE, TREND, UP
+
 SEED = 20240611
 SPIKE_EVERY = 3
 TREND_PERIOD = 56
@@ -220,16 +222,16 @@ class DemoAccount:
             if spike is not None:
                 svc = self.services[spike[0]]
                 group = svc.groups[spike[1]][0]
-                events.append(PlantedEvent("spike", "up", svc.name, None, day))
-                events.append(PlantedEvent("spike", "up", svc.name, group, day))
+                events.append(PlantedEvent(SPIKE, UP, svc.name, None, day))
+                events.append(PlantedEvent(SPIKE, UP, svc.name, group, day))
             for i, svc in enumerate(self.services):
                 if not svc.trend_prone:
                     continue
                 pos = (ordinal + self._phase[i] * TREND_PERIOD) % TREND_PERIOD
                 if pos < 1.0:
-                    events.append(PlantedEvent("trend", "up", svc.name, None, day))
+                    events.append(PlantedEvent(TREND, UP, svc.name, None, day))
                 elif abs(pos - TREND_PERIOD / 2) < 0.5:
-                    events.append(PlantedEvent("trend", "down", svc.name, None, day))
+                    events.append(PlantedEvent(TREND, DOWN, svc.name, None, day))
         return sorted(events, key=lambda e: (e.day, e.kind, e.service, e.group or ""))
 
     def frame(self, start: dt.date, end: dt.date) -> pd.DataFrame:

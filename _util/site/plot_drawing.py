@@ -30,7 +30,7 @@ from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from _util.report import DOWN, UP  # noqa: E402
+from _util.alert_kinds import DOWN, UP  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import re
 from html import escape
 from typing import Any
 
-from _util import site_pages
+from _util.site import pages as site_pages
 
 _LINK = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
 _BOLD = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")

@@ -99,8 +99,8 @@ def binary_collation(dialect) -> str:
 def create_tables(engine: Engine) -> None:
     """Create every declared table that does not exist yet."""
     # Import the owners so their tables are on `metadata` before create_all.
-    import _util.cost_store  # noqa: F401
-    import _util.delivery_log  # noqa: F401
+    import _util.store.cost_store  # noqa: F401
+    import _util.store.delivery_log  # noqa: F401
     try:
         metadata.create_all(engine)
     except SQLAlchemyError as exc:
