@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 
 import procAmzAlerts
+from _util import paths
+from _util.paths import report_dir
 from _util.site import pages as site_pages
 from _util.site.plot_drawing import (OTHER, DailyPlot, MtdPlot, PlotJob, SpikePlot, TrendPlot, label,
                                 run_jobs, service_colours)
@@ -62,11 +64,6 @@ class Rendered:
 
 
 # ---------------------------------------------------------------- building jobs and pages
-
-
-def report_dir(site_dir: Path, day: dt.date) -> Path:
-    """Where one day's report lives: site_dir/reports/<date>/."""
-    return Path(site_dir) / "reports" / day.isoformat()
 
 
 def alert_slugs(alerts: Sequence[Alert]) -> dict[tuple[str, str, str, str | None], str]:
@@ -203,13 +200,13 @@ def _summary_plans(report: Report, out: Path) -> list[tuple[str, PlotJob, str]]:
 def _index_entries(site_dir: Path) -> list[IndexEntry]:
     """Every reports/<date>/ with a page, with its headline numbers where readable."""
     entries = []
-    reports = site_dir / "reports"
+    reports = paths.reports_dir(site_dir)
     for folder in sorted(reports.iterdir() if reports.is_dir() else []):
         if not (_DATE_DIR.match(folder.name) and (folder / "index.html").is_file()):
             continue
-        entry = IndexEntry(day=folder.name, href=f"reports/{folder.name}/index.html")
+        entry = IndexEntry(day=folder.name, href=f"{paths.REPORTS}/{folder.name}/{paths.REPORT_PAGE}")
         try:
-            data = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+            data = json.loads((folder / paths.REPORT_JSON).read_text(encoding="utf-8"))
             entry = dataclasses.replace(
                 entry, total_usd=data["totals"]["day"], mtd_usd=data["totals"]["mtd"],
                 alerts=len(data["alerts"]), estimated=bool(data.get("estimated")))
@@ -287,7 +284,7 @@ def render(
     site_dir = Path(site_dir)
     out = report_dir(site_dir, report.day)
     out.mkdir(parents=True, exist_ok=True)
-    rel_dir = f"reports/{report.day.isoformat()}"
+    rel_dir = paths.report_rel_dir(report.day)
 
     slugs = alert_slugs(report.alerts)
     chosen = alerts_to_plot(report, max_alert_plots)
@@ -334,13 +331,19 @@ def render(
         log.info("%d alerts without a plot (at most %s alert plots a run)", missing,
                  max_alert_plots)
     files.append(_write(out / "index.html", page))
-    files.append(_write(out / "report.json",
-                        json.dumps(report_to_dict(final), indent=2, ensure_ascii=False) + "\n"))
+    files.append(write_report_json(site_dir, final))
     files.append(write_site_index(site_dir))
     log.info("rendered %d plots in %.0f ms (median %.0f ms per plot, %d workers)",
              len(jobs), wall_ms, float(np.median(plot_ms)) if plot_ms else 0.0, workers)
     return Rendered(report=final, files=files, plots_rendered=len(jobs), plot_ms=plot_ms,
                     plot_wall_ms=wall_ms, alerts_not_plotted=missing)
+
+
+def write_report_json(site_dir: Path, report: Report) -> Path:
+    """report.json of the report's day: the one place it is written (the site index
+    reads it back for the day's figures)."""
+    path = paths.report_dir(site_dir, report.day) / paths.REPORT_JSON
+    return _write(path, json.dumps(report_to_dict(report), indent=2, ensure_ascii=False) + "\n")
 
 
 def _write(path: Path, text: str) -> Path:

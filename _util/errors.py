@@ -12,9 +12,10 @@ class CostTrackingError(Exception):
     """Base of every error the bot expects and explains."""
 
     exit_code = EXIT_UNEXPECTED
-    # GetCostAndUsage calls a fetch made before it failed (billed at $0.01 each; botocore's
-    # retries of one call count once), so the run record shows what a failure cost.
-    ce_requests = 0
+    # Requests a fetch made to the cost source before it failed (Cost Explorer bills $0.01
+    # each; botocore's retries of one call count once), so the run record shows what a
+    # failure cost.
+    requests = 0
 
 
 class ConfigError(CostTrackingError):
@@ -24,9 +25,25 @@ class ConfigError(CostTrackingError):
 
 
 class SourceError(CostTrackingError):
-    """Cost Explorer cannot be read (credentials, permissions, data unavailable)."""
+    """The cost source cannot be read (credentials, permissions, data unavailable)."""
 
     exit_code = EXIT_USAGE
+
+
+class SourceUnavailable(SourceError):
+    """The cost source could not be reached or kept failing after retries.
+
+    The run goes on with what the database holds and marks the report stale.
+    """
+
+
+class UnusableResponse(SourceUnavailable):
+    """The source answered with something that cannot be stored (a group without the
+    metric, an amount that is not a number, a unit that is not a currency).
+
+    Nothing of the fetch is stored, so history never changes silently; like an outage,
+    the run reports from what the database holds, marked stale, and exits 3.
+    """
 
 
 class StoreError(CostTrackingError):

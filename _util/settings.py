@@ -15,6 +15,9 @@ from typing import Any, Callable, Mapping
 
 from _util.alert_kinds import RULES
 from _util.errors import ConfigError
+from _util.paths import OutputPaths
+from _util.sources import SOURCES
+from _util.sources.cost_explorer import CE_DAILY_RETENTION_DAYS
 from _util.report import Rules
 
 ENV_PREFIX = "COST_TRACKING_"
@@ -27,8 +30,6 @@ RECORD_TYPES = ("Credit", "Refund", "Tax", "Usage", "DiscountedUsage", "Fee", "R
                 "Enterprise Discount Program Discount", "Private Rate Discount",
                 "Bundled Discount", "Distributor Discount",
                 "Solution Provider Program Discount")
-# Cost Explorer keeps daily data for about 14 months; stay a month inside that.
-CE_DAILY_RETENTION_DAYS = 395
 SLACK_DEFAULT_API_URL = "https://slack.com/api/"
 
 
@@ -67,15 +68,23 @@ class Settings:
     log_max_bytes: int = 5_000_000
     demo_scale: tuple[int, int] | None = None
     mutes: tuple[Mute, ...] = ()
-    demo: bool = False
+    source: str = "cost-explorer"
     dry_run: bool = False
     force: bool = False
     skip_fetch: bool = False
     backtest_from: dt.date | None = None
 
     @property
+    def demo(self) -> bool:
+        return self.source == "demo"
+
+    @property
+    def paths(self) -> OutputPaths:
+        return OutputPaths(self.output_dir)
+
+    @property
     def site_dir(self) -> Path:
-        return self.output_dir / "site"
+        return self.paths.site
 
 
 # ---- parsers: each takes the raw value and returns the typed one or raises ValueError ----
@@ -198,6 +207,9 @@ class SettingSpec:
 
 
 SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("source", _choice(tuple(SOURCES)),
+                "Where the costs come from: cost-explorer (default) or demo (the built-in "
+                "demo account; --demo is the shortcut)."),
     SettingSpec("output_dir", lambda raw: Path(str(raw)).expanduser(),
                 "Folder for the database, site, Slack payloads, run records and logs (default ./output)."),
     SettingSpec("db_url", str, "SQLAlchemy URL of the database (default sqlite:///<output>/cost_tracking.db; "
@@ -332,11 +344,13 @@ def load_settings(flags: Mapping[str, Any], environ: Mapping[str, str], today: d
         raw_env = environ.get(spec.env_var)
         if raw_env is not None and (raw_env.strip() or spec.name == "exclude_record_types"):
             values[spec.name] = _parse(spec, raw_env, spec.env_var)
+    if flags.get("demo"):
+        values["source"] = "demo"
     if flags.get("z") is not None:
         values["z"] = _parse(SPEC_BY_NAME["z"], flags["z"], "--z")
 
     output_dir = values.pop("output_dir", Path("output"))
-    db_url = values.pop("db_url", None) or f"sqlite:///{output_dir / 'cost_tracking.db'}"
+    db_url = values.pop("db_url", None) or f"sqlite:///{OutputPaths(output_dir).database}"
     rules_kwargs = {k: values.pop(k) for k in list(values) if k in RULE_FIELDS}
     if "lookback_days" in values:
         rules_kwargs["lookback_days"] = values["lookback_days"]
@@ -365,7 +379,6 @@ def load_settings(flags: Mapping[str, Any], environ: Mapping[str, str], today: d
         rules=rules,
         slack_token=(environ.get("SLACK_BOT_TOKEN") or "").strip() or None,
         mutes=_parse_mutes(toml.get("mute"), Path(config_path) if config_path else None),
-        demo=bool(flags.get("demo")),
         dry_run=bool(flags.get("dry_run")),
         force=bool(flags.get("force")),
         skip_fetch=skip_fetch,

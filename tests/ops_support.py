@@ -17,6 +17,8 @@ import pytest
 import procAmzData
 import runCostReporting
 from _util.store.database import create_tables, make_engine
+from _util.sources.base import CostQuery
+from _util.sources.cost_explorer import CostExplorerSource
 from _util.sources.demo_account import DemoCostExplorer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,10 +48,10 @@ def backfill(db_url: str, today: dt.date = TODAY, account: str = "demo",
     engine = make_engine(db_url)
     try:
         create_tables(engine)
+        source = CostExplorerSource(client or DemoCostExplorer(today), account=account)
         return procAmzData.ingest(
-            engine, client or DemoCostExplorer(today), day=today - dt.timedelta(days=1),
-            today=today, metric=METRIC, group_by="TAG:Name", lookback_days=lookback_days,
-            exclude_record_types=("Credit", "Refund"), account=account)
+            engine, source, CostQuery(METRIC, "TAG:Name", ("Credit", "Refund")),
+            day=today - dt.timedelta(days=1), today=today, lookback_days=lookback_days)
     finally:
         engine.dispose()
 

@@ -11,7 +11,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from _util.sources.cost_explorer import CostFetch, SourceUnavailable, UnusableResponse, build_request
+from _util.errors import SourceUnavailable, UnusableResponse
+from _util.sources.cost_explorer import CostFetch, build_request
 from _util.errors import SourceError
 
 D = dt.date
@@ -90,7 +91,7 @@ def test_pages_are_followed_and_a_day_split_over_pages_is_merged(stubbed):
     assert rows == {(D(2026, 3, 1), "EC2", "web"): 10.5, (D(2026, 3, 2), "EC2", "web"): 1.25,
                     (D(2026, 3, 2), "EC2", ""): 2.0, (D(2026, 3, 2), "S3", "web"): 0.5}
     assert result.days == {D(2026, 3, 1), D(2026, 3, 2), D(2026, 3, 3)}
-    assert result.estimated_days == {D(2026, 3, 3)}
+    assert result.unsettled_days == {D(2026, 3, 3)}
 
 
 def test_same_key_on_two_pages_of_one_day_is_summed_not_duplicated(stubbed):

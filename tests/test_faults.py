@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from moto import mock_aws
 
 import runCostReporting
+from _util.run.catch_up import missed_days
 from _util.store import delivery_log
 from _util.sources.cost_explorer import CE_MAX_ATTEMPTS, make_ce_client
 from _util.store.database import make_engine, mask_url
@@ -236,7 +237,7 @@ def test_a_catch_up_that_fails_still_lets_the_run_report_its_own_day_and_is_not_
     assert [t.split(":")[0] for t in texts] == [f"AWS costs {NEXT_TODAY}"]
     assert _record(tmp_path, NEXT_DAY)["status"] == "failed"
     assert "disk full" in _record(tmp_path, NEXT_TODAY)["error"]
-    assert runCostReporting.missed_days(tmp_path / "runs", NEXT_TODAY, third_today, NEXT_TODAY) == {}
+    assert missed_days(tmp_path / "runs", NEXT_TODAY, third_today, NEXT_TODAY) == {}
 
 
 def test_cost_explorer_down_with_an_empty_database_exits_2_with_the_error(tmp_path, clean_env, capsys):

@@ -7,7 +7,9 @@ import boto3
 import pytest
 
 import procAmzData
-from _util.sources.cost_explorer import CE_RETRY_CONFIG, SourceUnavailable
+from _util.errors import SourceUnavailable
+from _util.sources.base import CostQuery
+from _util.sources.cost_explorer import CE_RETRY_CONFIG, CostExplorerSource
 from _util.store.cost_store import SourceState, count_rows, load_history, read_source_state
 from _util.sources.demo_account import DemoCostExplorer
 from procAmzData import FetchPlan, plan_fetch
@@ -51,11 +53,13 @@ def test_fetch_plan_never_asks_for_a_start_older_than_cost_explorer_keeps():
     assert plan.start == TODAY - dt.timedelta(days=395)
 
 
-def _ingest(engine, client, day=DAY, today=TODAY, **kw):
-    args = dict(metric="UnblendedCost", group_by="TAG:Name", lookback_days=365,
-                exclude_record_types=("Credit", "Refund"), account="demo")
-    args.update(kw)
-    return procAmzData.ingest(engine, client, day=day, today=today, **args)
+def _ingest(engine, client, day=DAY, today=TODAY, account="demo", lookback_days=365, **kw):
+    query = dict(metric="UnblendedCost", group_by="TAG:Name",
+                 exclude_record_types=("Credit", "Refund"))
+    query.update(kw)
+    return procAmzData.ingest(engine, CostExplorerSource(client, account=account),
+                              CostQuery(**query), day=day, today=today,
+                              lookback_days=lookback_days)
 
 
 def test_backfill_uses_one_time_period_and_exactly_the_pages_needed(db_engine):
@@ -65,15 +69,15 @@ def test_backfill_uses_one_time_period_and_exactly_the_pages_needed(db_engine):
     assert periods == {("2025-11-23", "2026-11-23")}
     rows = count_rows(db_engine)
     assert result.rows_upserted == rows
-    assert result.ce_requests == len(client.calls) == -(-rows // 1000)
-    assert result.ce_requests < 365
+    assert result.requests == len(client.calls) == -(-rows // 1000)
+    assert result.requests < 365
 
 
 def test_daily_run_on_an_up_to_date_database_costs_one_request(db_engine):
     _ingest(db_engine, DemoCostExplorer(TODAY))
     client = DemoCostExplorer(TODAY + dt.timedelta(days=1))
     result = _ingest(db_engine, client, day=DAY + dt.timedelta(days=1), today=TODAY + dt.timedelta(days=1))
-    assert result.ce_requests == 1
+    assert result.requests == 1
     # the days still Estimated yesterday are fetched again, with the new day
     assert client.calls[0]["TimePeriod"] == {"Start": "2026-11-21", "End": "2026-11-24"}
     assert read_source_state(db_engine, "UnblendedCost").estimated_from == D(2026, 11, 22)
@@ -85,7 +89,7 @@ def test_rerunning_the_same_day_fetches_only_estimated_days_and_changes_nothing(
     client = DemoCostExplorer(TODAY)
     result = _ingest(db_engine, client)
     assert client.calls[0]["TimePeriod"] == {"Start": "2026-11-21", "End": "2026-11-23"}
-    assert result.ce_requests == 1
+    assert result.requests == 1
     after = load_history(db_engine, "UnblendedCost", D(2025, 1, 1), DAY)
     key = ["usage_date", "service", "group_value"]
     assert before.sort_values(key).reset_index(drop=True).equals(after.sort_values(key).reset_index(drop=True))
@@ -123,7 +127,7 @@ def test_real_boto3_client_reaches_the_endpoint_from_aws_endpoint_url_cost_explo
         from _util.sources.cost_explorer import make_ce_client
         result = _ingest(db_engine, make_ce_client(), account="aws")
     assert standin.requests[0]["target"] == "AWSInsightsIndexService.GetCostAndUsage"
-    assert result.ce_requests == len(standin.requests)
+    assert result.requests == len(standin.requests)
     assert result.rows_upserted == count_rows(db_engine) > 10_000
 
 
@@ -135,7 +139,7 @@ def test_throttling_is_retried_with_backoff_and_the_run_completes(clean_env, mon
         standin.script = [(400, "LimitExceededException"), (400, "ThrottlingException")]
         client = boto3.client("ce", region_name="us-east-1", endpoint_url=standin.url, config=CE_RETRY_CONFIG)
         result = _ingest(engine, client, account="aws")
-    assert len(standin.requests) == result.ce_requests + 2
+    assert len(standin.requests) == result.requests + 2
     assert count_rows(engine) == result.rows_upserted > 0
 
 
@@ -178,7 +182,7 @@ def test_backfill_writes_each_day_while_later_pages_are_still_to_come(db_engine,
         result = _ingest(db_engine, Watched(TODAY, page_groups=1000))
     finally:
         sa.event.remove(db_engine, "before_cursor_execute", count)
-    assert result.ce_requests == len(inserts_before_page) >= 10
+    assert result.requests == len(inserts_before_page) >= 10
     assert inserts_before_page[0] == 0
     # Before the last page is asked for, most of the rows are already written.
     assert inserts_before_page[-1] * 500 >= 0.8 * result.rows_upserted
@@ -222,7 +226,7 @@ def test_an_outage_after_some_pages_rolls_the_whole_fetch_back(clean_env, db_eng
 
 
 def test_an_unusable_page_after_good_ones_stores_nothing_of_the_fetch(db_engine, monkeypatch):
-    from _util.sources.cost_explorer import UnusableResponse
+    from _util.errors import UnusableResponse
     engine = _seeded(db_engine, monkeypatch)
     before = load_history(engine, "UnblendedCost", D(2025, 1, 1), DAY)
 
@@ -236,7 +240,7 @@ def test_an_unusable_page_after_good_ones_stores_nothing_of_the_fetch(db_engine,
     client = BadLastPage(TODAY, page_groups=100)
     with pytest.raises(UnusableResponse, match="non-numeric amount 'n/a'") as failure:
         _ingest(engine, client)
-    assert failure.value.ce_requests == len(client.calls) > 3  # what the failure cost
+    assert failure.value.requests == len(client.calls) > 3  # what the failure cost
     assert load_history(engine, "UnblendedCost", D(2025, 1, 1), DAY).equals(before)
 
 
@@ -259,4 +263,4 @@ def test_a_database_failure_mid_fetch_says_how_many_requests_were_made(db_engine
     client = DemoCostExplorer(TODAY, page_groups=100)
     with pytest.raises(StoreError, match="disk I/O error") as failure:
         _ingest(engine, client)
-    assert failure.value.ce_requests == len(client.calls) >= 1
+    assert failure.value.requests == len(client.calls) >= 1

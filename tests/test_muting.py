@@ -10,15 +10,13 @@ import shutil
 
 import pytest
 
-import procAmzData
 import procLifecycle
 import runCostReporting
-from _util.store.database import create_tables, make_engine
-from _util.sources.demo_account import DemoCostExplorer
 from _util.alert_kinds import SPIKE, TREND, UP
 from _util.report import Alert
 from _util.settings import Mute
 from _util.slack.message import build_message
+from tests.ops_support import backfill
 from tests.test_lifecycle import METRIC, day, run_day, step_history, store
 from tests.test_slack_message import report as slack_report
 
@@ -138,12 +136,7 @@ ECS = "Amazon Elastic Container Service"
 def demo_db(tmp_path_factory):
     """The demo account's year, ingested once (no plots, no Slack)."""
     path = tmp_path_factory.mktemp("demo") / "cost_tracking.db"
-    engine = make_engine(f"sqlite:///{path}")
-    create_tables(engine)
-    procAmzData.ingest(engine, DemoCostExplorer(TODAY), day=TODAY - dt.timedelta(days=1),
-                       today=TODAY, metric=METRIC, group_by="TAG:Name", lookback_days=365,
-                       exclude_record_types=("Credit", "Refund"), account="demo")
-    engine.dispose()
+    backfill(f"sqlite:///{path}", TODAY)
     return path
 
 

@@ -205,7 +205,7 @@ def test_a_second_run_while_one_holds_the_lock_exits_4_and_leaves_its_record(out
 
 
 def test_missed_days_are_recent_days_whose_fetch_failed_and_that_are_stored_now(tmp_path):
-    from runCostReporting import missed_days
+    from _util.run.catch_up import missed_days
 
     day = dt.date(2026, 11, 20)
     today = day + dt.timedelta(days=1)

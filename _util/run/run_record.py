@@ -74,3 +74,27 @@ class RunRecord:
         tmp.write_text(json.dumps(asdict(self), indent=2, default=str) + "\n", encoding="utf-8")
         tmp.replace(path)
         return path
+
+
+# What a late report keeps of the failed run it replaces (its record's keys).
+REPLACED_KEYS = ("started_at", "exit_code", "status", "error", "ce_requests", "report_day")
+INGEST_STAGE = "ingest"
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A run record as written, or None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def fetch_failed(record: dict[str, Any]) -> bool:
+    """Whether the run could not fetch its costs (its ingest stage failed)."""
+    return any(s.get("name") == INGEST_STAGE and s.get("status") == "failed"
+               for s in record.get("stages", []))
+
+
+def replaced(record: dict[str, Any]) -> dict[str, Any]:
+    """The part of a failed run's record that the late report keeps under `replaces`."""
+    return {key: record.get(key) for key in REPLACED_KEYS}

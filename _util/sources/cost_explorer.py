@@ -1,4 +1,5 @@
-"""Cost Explorer: the client factory, the GetCostAndUsage request, and response parsing.
+"""Cost Explorer as a cost source: the client factory, the GetCostAndUsage request, and
+response parsing.
 
 The client is anything with boto3's `get_cost_and_usage` (boto3's own, a Stubber-wrapped
 one in tests, or the demo account), so the same code runs in production and in the demo.
@@ -9,7 +10,8 @@ import datetime as dt
 import logging
 import math
 import re
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator
 
 import boto3
 import botocore.exceptions
@@ -17,7 +19,11 @@ import botocore.session
 from botocore.config import Config
 
 from _util.store.cost_store import CostRow
-from _util.errors import SourceError
+from _util.errors import SourceError, SourceUnavailable, UnusableResponse
+from _util.sources.base import CostQuery
+
+if TYPE_CHECKING:
+    from _util.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -29,23 +35,9 @@ log = logging.getLogger(__name__)
 CE_MAX_ATTEMPTS = 8
 CE_RETRY_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": CE_MAX_ATTEMPTS},
                          connect_timeout=10, read_timeout=60)
+# Cost Explorer keeps daily data for about 14 months; stay a month inside that.
+CE_DAILY_RETENTION_DAYS = 395
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-
-
-class SourceUnavailable(SourceError):
-    """Cost Explorer could not be reached or kept failing after retries.
-
-    The run goes on with what the database holds and marks the report stale.
-    """
-
-
-class UnusableResponse(SourceUnavailable):
-    """Cost Explorer answered with something that cannot be stored (a group without the
-    metric, an amount that is not a number, a unit that is not a currency).
-
-    Nothing of the fetch is stored, so history never changes silently; like an outage,
-    the run reports from what the database holds, marked stale, and exits 3.
-    """
 
 
 def ce_retry_config() -> Config:
@@ -170,7 +162,8 @@ class CostFetch:
     apart). Inside one day, keys that coincide once stored (`Name$` and no tag are both the
     untagged group "") are summed. Iterate once, inside the transaction that stores the
     rows: an unusable answer raises on the page where it shows, so nothing is stored.
-    `requests`, `days`, `estimated_days` and `rows` are complete when iteration ends.
+    `requests`, `days`, `unsettled_days` (those still Estimated) and `rows` are complete
+    when iteration ends.
     """
 
     def __init__(self, client: Any, start: dt.date, end: dt.date, metric: str, group_by: str,
@@ -183,7 +176,7 @@ class CostFetch:
         self.requests = 0
         self.rows = 0
         self.days: set[dt.date] = set()
-        self.estimated_days: set[dt.date] = set()
+        self.unsettled_days: set[dt.date] = set()
 
     def __iter__(self) -> Iterator[CostRow]:
         units: set[str] = set()
@@ -206,7 +199,7 @@ class CostFetch:
                     self.days.add(day)
                 estimated = bool(period.get("Estimated", False))
                 if estimated:
-                    self.estimated_days.add(day)
+                    self.unsettled_days.add(day)
                 self._fold(period, day, estimated, merged, units)
         yield from self._day_rows(day, merged)
         log.info("fetched %s..%s: %d rows over %d days in %d request(s)",
@@ -255,3 +248,23 @@ class CostFetch:
             token = response.get("NextPageToken")
             if not token:
                 return
+
+
+@dataclass
+class CostExplorerSource:
+    """Cost Explorer's GetCostAndUsage as a `CostSource`; `client` is boto3's client or
+    anything that answers like it (the demo account, a stand-in in tests)."""
+
+    client: Any
+    account: str = "aws"
+    name: str = "cost-explorer"
+    retention_days: int = CE_DAILY_RETENTION_DAYS
+
+    def fetch(self, start: dt.date, end: dt.date, query: CostQuery) -> CostFetch:
+        return CostFetch(self.client, start, end, query.metric, query.group_by,
+                         query.exclude_record_types)
+
+
+def cost_explorer_source(settings: "Settings", today: dt.date) -> CostExplorerSource:
+    """The production source: boto3's client for this account's Cost Explorer."""
+    return CostExplorerSource(make_ce_client())

@@ -17,11 +17,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from _util.alert_kinds import DOWN, SPIKE, TREND, UP
+from _util.sources.cost_explorer import CostExplorerSource
+
+if TYPE_CHECKING:
+    from _util.settings import Settings
 
 SEED = 20240611
 SPIKE_EVERY = 3
@@ -407,6 +412,13 @@ def scaled_account(scale: tuple[int, int] | None) -> DemoAccount:
         return DemoAccount()
     services, groups = scale
     return DemoAccount(list(SERVICES) + _synthetic_services(services, groups))
+
+
+def demo_source(settings: "Settings", today: dt.date) -> CostExplorerSource:
+    """The demo account posing as boto3's client under the Cost Explorer source, so
+    `--demo` runs the production parsing end to end."""
+    client = DemoCostExplorer(today, scaled_account(settings.demo_scale))
+    return CostExplorerSource(client, account="demo", name="demo")
 
 
 def planted_events(run_day: dt.date, days: int = 90) -> list[PlantedEvent]:

@@ -1,0 +1,32 @@
+"""Digests an earlier run could not deliver: sent by a later run while still news."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from _util.store import delivery_log
+
+log = logging.getLogger(__name__)
+
+# An undelivered digest is sent by a later run only while it is still news; catching up
+# on days whose costs could not be fetched looks back as far.
+PENDING_MAX_AGE_DAYS = 7
+
+
+def deliver_pending(engine: Engine, client: Any, channel: str, day: dt.date) -> None:
+    """Post the pending digests of `channel` from days before `day`, oldest first, each
+    once; older than PENDING_MAX_AGE_DAYS they stay unsent, with a warning."""
+    for pending in delivery_log.pending_deliveries(engine, exclude_day=day):
+        if pending.channel != channel:
+            continue
+        if (day - pending.day).days > PENDING_MAX_AGE_DAYS:
+            log.warning("the digest of %s for %s was never delivered; it is older than "
+                        "%d days and stays unsent (re-run with --date %s --force to send it)",
+                        pending.day, pending.channel, PENDING_MAX_AGE_DAYS, pending.day)
+            continue
+        delivery_log.deliver_once(engine, client, pending.day, pending.channel,
+                                  pending.payload, force=False)
+        log.info("delivered the pending digest of %s", pending.day)

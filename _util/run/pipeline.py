@@ -1,0 +1,310 @@
+"""The stages of a daily run, in order, and what each may leave behind.
+
+ingest (source -> database) -> catch up (missed days) -> load -> detect -> summarise ->
+lifecycle -> plot (site) -> message -> publish (S3) -> deliver (Slack). Each stage is
+timed in the run record; the policies it follows (catching up, stale days, pending
+digests) are modules of their own, and the work is the proc* modules' pure functions.
+A problem that leaves the run only partly done is added to the `Outcome` (exit code 3);
+an error that ends the run propagates to the driver.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+import procAmzAlerts
+import procAmzData
+import procLifecycle
+import procPlotting
+import procSummaries
+from _util.alert_kinds import CONTINUING
+from _util.errors import (EXIT_OK, EXIT_PARTIAL, EXIT_UNEXPECTED, DeliveryError, SourceError,
+                          SourceUnavailable, StoreError)
+from _util.logging_setup import FILE_ONLY
+from _util.paths import OutputPaths
+from _util.report import Report
+from _util.run.catch_up import plan_catch_up
+from _util.run.job import Clients, RunJob
+from _util.run.pending import deliver_pending
+from _util.run.run_record import RunRecord, replaced
+from _util.run.stale_day import stale_report_day
+from _util.settings import Settings
+from _util.site.publish import publish
+from _util.slack import message as slack_message
+from _util.slack.preview import preview_page
+from _util.sources.base import CostQuery
+from _util.store import delivery_log
+from _util.store.cost_store import load_history, read_source_state
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What went only partly right; any entry makes the exit code 3."""
+
+    problems: list[str] = field(default_factory=list)
+
+
+def first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else "(no message)"
+
+
+@dataclass
+class DailyRun:
+    """One run of the bot for `settings.day`: the database, the clients and the site's
+    public URL, made once, and what went wrong so far."""
+
+    settings: Settings
+    engine: Engine
+    clients: Clients
+    today: dt.date
+    site_url: str | None
+    outcome: Outcome = field(default_factory=Outcome)
+
+    @property
+    def paths(self) -> OutputPaths:
+        return self.settings.paths
+
+    @property
+    def query(self) -> CostQuery:
+        s = self.settings
+        return CostQuery(s.metric, s.group_by, s.exclude_record_types)
+
+    def run(self, record: RunRecord) -> None:
+        """Fetch, catch up, and report the run's day (or, when the source failed, the
+        newest stored day, marked stale)."""
+        day = self.settings.day
+        job = RunJob(report_day=day, run_day=day, force=self.settings.force)
+        failure = None
+        if self.clients.source is not None:
+            failure = self.ingest(record)
+            if failure is None:
+                self.catch_up(record)
+        if failure is not None:
+            job = replace(job, report_day=self.stale_day(failure), stale=True)
+        self.report(job, record)
+
+    # ---- ingest and the policies around it ------------------------------------------
+
+    def ingest(self, record: RunRecord) -> Exception | None:
+        """Fetch new costs; returns the source's error when it failed for good (the
+        report is then made from stored, possibly stale, data), else None.
+
+        An answer that cannot be stored (UnusableResponse) counts as a failure too:
+        nothing of it is written, so stored history never changes silently.
+        """
+        source = self.clients.source
+        with record.stage("ingest") as stage:
+            try:
+                result = procAmzData.ingest(
+                    self.engine, source, self.query, day=self.settings.day, today=self.today,
+                    lookback_days=self.settings.lookback_days)
+            except (SourceError, StoreError) as exc:
+                record.ce_requests = stage.counts["ce_requests"] = exc.requests
+                if not isinstance(exc, SourceUnavailable):
+                    raise
+                log.error("%s; reporting from stored data", exc)
+                self.outcome.problems.append(str(exc))
+                stage.status = "failed"
+                stage.counts["error"] = str(exc)
+                return exc
+            record.ce_requests = result.requests
+            record.rows_upserted = result.rows_upserted
+            plan = result.plan
+            stage.counts.update(ce_requests=result.requests, rows_upserted=result.rows_upserted,
+                                fetched=f"{plan.start}..{plan.end}" if plan.start else None,
+                                plan=plan.reason)
+        return None
+
+    def stale_day(self, failure: Exception) -> dt.date:
+        query = self.query
+        day, note = stale_report_day(
+            read_source_state(self.engine, query.metric),
+            (self.clients.source.account, query.group_by, query.record_types),
+            self.settings.day, failure)
+        if note:
+            self.outcome.problems.append(note)
+        return day
+
+    def catch_up(self, record: RunRecord) -> None:
+        """Report the recent days whose run could not fetch them, now that their costs
+        are stored, before the run's own day.
+
+        That run reported an earlier, stored day instead (marked stale, in that day's
+        folder) or nothing; without this a one-day spike on the missed day would never be
+        reported. Each missed day gets its pages, report.json and digest, and a new
+        runs/<day>.json that keeps the failed run's outcome under `replaces`; the folders
+        the stale runs wrote into are made again from fresh data, without posting.
+        """
+        state = read_source_state(self.engine, self.settings.metric)
+        plan = plan_catch_up(self.paths.runs, self.settings.day, self.today,
+                             state.last_day if state else None)
+        if not plan.missed:
+            return
+        if self.settings.dry_run:
+            # Nothing would be posted; the real run after it catches up.
+            log.info("not catching up in a dry run: %s missed (the next real run reports "
+                     "them)", ", ".join(d.isoformat() for d in plan.missed))
+            return
+        with record.stage("catch_up") as stage:
+            stage.counts["days"] = [d.isoformat() for d in plan.missed]
+            for missed, failed in plan.missed.items():
+                log.info("catching up on %s: its run could not fetch it; reporting it now",
+                         missed)
+                day_record = RunRecord(date=missed.isoformat(), replaces=replaced(failed))
+                problems = self.report_again(RunJob(missed, missed, force=True), day_record)
+                # Written either way: a caught-up day, failed or not, is not tried again.
+                day_record.write(self.paths.runs)
+                self.outcome.problems += [f"catching up on {missed}: {p}" for p in problems]
+            stage.counts["pages_remade"] = [d.isoformat() for d in plan.remake]
+            for day in plan.remake:
+                job = RunJob(day, day, deliver=False, force=True)
+                problems = self.report_again(job, RunRecord(date=day.isoformat()))
+                self.outcome.problems += [f"making the pages of {day} again: {p}"
+                                          for p in problems]
+
+    def report_again(self, job: RunJob, record: RunRecord) -> list[str]:
+        """Report an earlier day in a run of its own record; the problems met. An error
+        ends only this day's report: the run's own day still gets reported."""
+        run = replace(self, outcome=Outcome())
+        try:
+            run.report(job, record)
+            problems = run.outcome.problems
+            record.finish(EXIT_PARTIAL if problems else EXIT_OK,
+                          "partial" if problems else "ok", "; ".join(problems) or None)
+        except Exception as exc:  # noqa: BLE001 - logged; the run's own day comes next
+            summary = first_line(exc)
+            log.error("reporting %s again failed: %s", job.report_day, summary, exc_info=True,
+                      extra=FILE_ONLY)
+            record.finish(getattr(exc, "exit_code", EXIT_UNEXPECTED), "failed", summary)
+            run.outcome.problems.append(summary)
+        return run.outcome.problems
+
+    # ---- one report -----------------------------------------------------------------
+
+    def load(self, day: dt.date, record: RunRecord) -> pd.DataFrame:
+        """The history frame of the lookback window ending on `day`."""
+        with record.stage("load") as stage:
+            start = day - dt.timedelta(days=self.settings.lookback_days - 1)
+            history = load_history(self.engine, self.settings.metric, start, day)
+            stage.counts["rows"] = len(history)
+        record.report_day = day.isoformat()
+        return history
+
+    def analyse(self, job: RunJob, history: pd.DataFrame, record: RunRecord) -> Report:
+        s = self.settings
+        day = job.report_day
+        with record.stage("detect") as stage:
+            alerts = procAmzAlerts.detect_alerts(history, day, s.rules)
+            stage.counts["alerts"] = len(alerts)
+        with record.stage("summarise"):
+            summary = procSummaries.summarise(history, day, s.lookback_days)
+        report = Report(day=day, metric=s.metric, group_by=s.group_by, rules=s.rules,
+                        summary=summary, alerts=alerts, stale=job.stale)
+        with record.stage("lifecycle") as stage:
+            report = procLifecycle.apply(report, self.engine, s, history)
+            stage.counts.update(continuing=sum(a.status == CONTINUING for a in report.alerts),
+                                muted=sum(a.muted for a in report.alerts))
+        return report
+
+    def report(self, job: RunJob, record: RunRecord) -> None:
+        """Load, analyse, render and publish `job`'s day, then deliver the digest.
+
+        Plots and pages are the report's day's; the Slack payload and delivery are the
+        run's (`job.run_day`), which differs only for a stale report. Without
+        `job.deliver` the pages are made and published again, nothing is posted."""
+        s = self.settings
+        history = self.load(job.report_day, record)
+        report = self.analyse(job, history, record)
+        with record.stage("plot") as stage:
+            rendered = procPlotting.render(report, history, s.site_dir, self.site_url,
+                                           workers=s.plot_workers,
+                                           max_alert_plots=s.max_alert_plots)
+            report = rendered.report
+            stage.counts["plots_rendered"] = rendered.plots_rendered
+            stage.counts["alerts_not_plotted"] = rendered.alerts_not_plotted
+        with record.stage("message") as stage:
+            message = slack_message.build_message(report, s.account_label)
+            files = [*rendered.files, *self.write_message(message, job)]
+            stage.counts["blocks"] = len(message.blocks)
+
+        uploaded = self.publish(files, record)
+        if s.s3_bucket and not s.dry_run and not uploaded:
+            # The links (to the bucket's website or to COST_TRACKING_SITE_URL in front of
+            # it) would open pages that never arrived: send the message without them.
+            report = slack_message.without_links(report)
+            message = slack_message.build_message(report, s.account_label)
+            self.write_message(message, job)
+            # render wrote report.json with the links; the local copy says what was sent.
+            procPlotting.write_report_json(s.site_dir, report)
+        if job.deliver:
+            self.deliver(message, job, record)
+
+    def write_message(self, message: slack_message.SlackMessage, job: RunJob) -> list[Path]:
+        """Write the exact payload (slack/<run day>.json) and its preview page (in the
+        report's folder); returns the site files written."""
+        s = self.settings
+        payload = message.payload(s.slack_channel or "")
+        path = self.paths.slack_payload(job.run_day)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n",
+                        encoding="utf-8")
+        preview = self.paths.slack_preview(job.report_day)
+        preview.parent.mkdir(parents=True, exist_ok=True)
+        posted = False if s.dry_run or not (s.slack_token and s.slack_channel) else None
+        preview.write_text(preview_page(payload, job.report_day, posted), encoding="utf-8")
+        return [preview]
+
+    def publish(self, files: list[Path], record: RunRecord) -> bool:
+        s = self.settings
+        if self.clients.s3 is None:
+            return False
+        with record.stage("publish") as stage:
+            try:
+                result = publish(files, s.site_dir, s.s3_bucket, s.s3_prefix, self.clients.s3)
+            except DeliveryError as exc:
+                log.error("%s", exc)
+                self.outcome.problems.append(str(exc))
+                stage.status = "failed"
+                stage.counts["error"] = str(exc)
+                return False
+            stage.counts["uploaded"] = result.uploaded
+        return True
+
+    def deliver(self, message: slack_message.SlackMessage, job: RunJob,
+                record: RunRecord) -> None:
+        s = self.settings
+        if s.dry_run:
+            log.info("dry run: Slack message written to %s, not posted",
+                     self.paths.slack_payload(job.run_day))
+            return
+        if self.clients.slack is None:
+            missing = "SLACK_BOT_TOKEN" if not s.slack_token else "COST_TRACKING_SLACK_CHANNEL"
+            log.info("%s is not set: Slack message written, not posted", missing)
+            return
+        with record.stage("deliver") as stage:
+            try:
+                deliver_pending(self.engine, self.clients.slack, s.slack_channel, job.run_day)
+                result = delivery_log.deliver_once(
+                    self.engine, self.clients.slack, job.run_day, s.slack_channel,
+                    message.payload(s.slack_channel), force=job.force)
+            except DeliveryError as exc:
+                log.error("%s", exc)
+                self.outcome.problems.append(str(exc))
+                stage.status = "failed"
+                stage.counts["error"] = str(exc)
+                return
+            stage.counts["posted"] = result.posted
+            if result.posted:
+                log.info("posted to Slack %s (ts %s)", s.slack_channel, result.ts)
+            else:
+                log.info("not posted: %s (use --force to post again)", result.skipped_reason)
+
