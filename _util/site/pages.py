@@ -19,7 +19,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from _util.alert_kinds import ALERT_KINDS, SPIKE, UP, side
+from _util.alert_kinds import ALERT_KINDS, SPIKE, UP, AlertKind, side
 from _util.report import Alert, Report, ServiceAmount
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -298,23 +298,39 @@ def daily_page(report: Report, image: str, named: int,
 # ---------------------------------------------------------------- report page
 
 
-def _alert_row(entry: AlertEntry) -> list[object]:
-    a = entry.alert
-    if a.kind == SPIKE:
-        signal = "—" if a.zscore is None else f"z = {a.zscore:.1f}"
-    else:
-        signal = "MACD crossed " + side(a.direction)
-    signal = Html(f'<span class="nowrap">{escape(signal)}</span>')
-    change_cls = "up" if a.delta_usd >= 0 else "down"  # CSS classes, by the sign of the change
-    change = Html(f'<span class="{change_cls}">{escape(signed_money(a.delta_usd))}</span>')
-    status = status_text(a) + (f" (muted: {a.mute_reason})" if a.muted else "")
-    driver = "" if a.top_group is None else Html(
-        f"{escape(group_label(a.top_group))}: "
-        f'<span class="nowrap">{escape(signed_money(a.top_group_delta_usd))}</span>')
-    return [
-        a.service, group_label(a.group), money(a.usd), change, percent(a.delta_pct), signal,
-        driver, status, link(entry.href, "Plot"),
-    ]
+def report_header(report: Report) -> Markup:
+    """The report page's top: links to report.json and the Slack preview, the metric, the
+    Estimated and stale notes, and the three headline cards."""
+    return render_partial("report/header.html", report=report)
+
+
+def report_summaries(summaries: Sequence[SummaryEntry]) -> Markup:
+    """The "AWS Services Summary" heading and a thumbnail per summary plot."""
+    return render_partial("report/summaries.html", summaries=summaries)
+
+
+def report_no_alerts(report: Report, alerts: Sequence[AlertEntry]) -> Markup:
+    """The line that says the day has no alerts; empty when it has some."""
+    return render_partial("report/no_alerts.html", report=report, alerts=alerts)
+
+
+def report_alert_section(kind: AlertKind, entries: Sequence[AlertEntry]) -> Markup:
+    """The section of one alert kind (picked from `entries`): its title and count, a table
+    of the SECTION_MAX_ROWS largest changes plus any plotted alert beyond them, and a note
+    on the rest. Empty when the kind has no alerts."""
+    section = [e for e in entries if (e.alert.kind, e.alert.direction) == kind.key]
+    if not section:
+        return Markup()
+    largest = sorted(section, key=lambda e: -abs(e.alert.delta_usd))
+    shown = largest[:SECTION_MAX_ROWS] + [e for e in largest[SECTION_MAX_ROWS:] if e.plotted]
+    return render_partial("report/alert_section.html", kind=kind, count=len(section),
+                          shown=shown, hidden=len(section) - len(shown))
+
+
+def report_layout(day: dt.date, parts: Sequence[str]) -> str:
+    """The report page of `day` around its parts, in order: markup (rendered partials)
+    joined by newlines; an empty part is skipped, a plain string is escaped as text."""
+    return render_template("report.html", day=day, parts=parts)
 
 
 def report_page(
@@ -322,58 +338,12 @@ def report_page(
 ) -> str:
     """The day's report: headline, summary plots, and the alerts by section (the
     SECTION_MAX_ROWS largest changes of each, plus any plotted one beyond them)."""
-    h = report.summary.headline
-    day = report.day.isoformat()
-    parts: list[str] = [
-        nav([("report.json", "report.json"), (SLACK_PREVIEW, "Slack message preview")]),
-        f'<p class="muted">Metric {escape(report.metric)}, grouped by service and '
-        f"{escape(report.group_by)}.</p>",
-    ]
-    if h.estimated:
-        parts.append(f'<p class="note">Costs for {day} are still estimated by AWS '
-                     "and may change.</p>")
-    if report.stale:
-        parts.append(
-            '<p class="note">The cost data could not be refreshed for this run; '
-            "figures are from the last successful fetch.</p>"
-        )
-    cards = [
-        (f"Spend on {day}", money(h.day_usd),
-         f"{signed_money(h.day_usd - h.prev7_mean_usd)} vs 7-day mean {money(h.prev7_mean_usd)}"),
-        ("Month to date", money(h.mtd_usd),
-         f"{signed_money(h.mtd_usd - h.prev_mtd_usd)} vs same days last month"),
-        ("Month-end projection", money(h.projection_usd),
-         "month to date plus the recent daily run-rate"),
-    ]
-    parts.append('<div class="cards">' + "".join(
-        f'<div class="card"><div class="muted">{escape(t)}</div>'
-        f'<div class="big">{escape(v)}</div><div class="muted">{escape(n)}</div></div>'
-        for t, v, n in cards) + "</div>")
-    parts.append("<h2>AWS Services Summary</h2>")
-    parts.append('<div class="thumbs">' + "".join(
-        f'<figure><a href="{escape(s.href)}"><img src="{escape(s.image)}" '
-        f'alt="{escape(s.title)}" width="1000"></a>'
-        f"<figcaption>{link(s.href, s.title)}</figcaption></figure>"
-        for s in summaries) + "</div>")
-    if not alerts:
-        parts.append(f"<p>No spikes or trend reversals on {day}.</p>")
-    headers = ["Service", "Group", "Cost", "Change", "%", "Rule", "Moved most", "Status", "Plot"]
-    for kind in ALERT_KINDS:
-        title = kind.title
-        section = [e for e in alerts if (e.alert.kind, e.alert.direction) == kind.key]
-        if section:
-            largest = sorted(section, key=lambda e: -abs(e.alert.delta_usd))
-            shown = largest[:SECTION_MAX_ROWS] + [e for e in largest[SECTION_MAX_ROWS:]
-                                                  if e.plotted]
-            parts.append(f"<h2>{escape(title)} ({len(section)})</h2>")
-            parts.append(table(headers, [_alert_row(e) for e in shown], numeric=[2, 3, 4],
-                               names=[0, 1, 6], stack=True))
-            if len(section) > len(shown):
-                parts.append(f'<p class="note">The largest changes and every plotted alert '
-                             f"are listed; {len(section) - len(shown)} more are in "
-                             f'{link("report.json", "report.json")}.</p>')
-    return page(f"AWS cost report for {day}", "\n".join(parts),
-                nav([("../../index.html", "All reports")]))
+    return report_layout(report.day, [
+        report_header(report),
+        report_summaries(summaries),
+        report_no_alerts(report, alerts),
+        *(report_alert_section(kind, alerts) for kind in ALERT_KINDS),
+    ])
 
 
 # ---------------------------------------------------------------- site index
