@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,7 +138,9 @@ def _stylesheet(name: str) -> Markup:
 _loader = FileSystemLoader([str(TEMPLATES)])
 # Autoescape on for every template, strings included. trim_blocks and lstrip_blocks make a
 # line holding only a {% tag %} vanish; a template file's last newline is dropped (Jinja's
-# default), so a partial ends where its markup ends.
+# default), so a partial ends where its markup ends. Text with quotes belongs in template
+# data or the context: a string constant printed by {{ }} is escaped when the template is
+# compiled, by markupsafe (&#39;), bypassing `escape`; still safe, but other bytes.
 environment = Environment(
     loader=_loader, autoescape=True, finalize=escape, undefined=StrictUndefined,
     trim_blocks=True, lstrip_blocks=True,
@@ -353,74 +355,3 @@ def site_index(entries: Sequence[IndexEntry]) -> str:
     """Every report on the site, newest first."""
     return render_template("index.html",
                            entries=sorted(entries, key=lambda e: e.day, reverse=True))
-
-
-# ---------------------------------------------------------------- until the Slack preview and
-# the backtest page have their templates
-
-
-class Html(str):
-    """Markup built in this module; everything else is escaped before it reaches a page."""
-
-
-def _cell(value: object, header: str, cls: str = "") -> str:
-    text = value if isinstance(value, Html) else html.escape(str(value))
-    attr = f' class="{cls}"' if cls else ""
-    return f'<td data-label="{html.escape(header)}"{attr}>{text}</td>'
-
-
-
-def table(
-    headers: Sequence[str],
-    rows: Iterable[Sequence[object]],
-    numeric: Iterable[int] = (),
-    names: Iterable[int] = (0,),
-    stack: bool = False,
-) -> Html:
-    """A scrollable table; `numeric` columns are right-aligned, `names` columns may break
-    anywhere (a 300-character service name must not widen the page). A `stack` table
-    shows each row as a small card on a phone."""
-    numeric, names = set(numeric), set(names)
-    head = "".join(
-        ('<th class="num">' if i in numeric else "<th>") + f"{html.escape(h)}</th>"
-        for i, h in enumerate(headers)
-    )
-    body = "".join(
-        "<tr>"
-        + "".join(
-            _cell(v, headers[i], "num" if i in numeric else ("name" if i in names else ""))
-            for i, v in enumerate(row)
-        )
-        + "</tr>"
-        for row in rows
-    )
-    cls = ' class="stack"' if stack else ""
-    return Html(f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead>'
-                f"<tbody>{body}</tbody></table></div>")
-
-
-def link(href: str, text: str) -> Html:
-    return Html(f'<a href="{html.escape(href)}">{html.escape(text)}</a>')
-
-
-def nav(links: Sequence[tuple[str, str]]) -> Html:
-    """A breadcrumb line of (href, text) links."""
-    return Html("<nav>" + "".join(link(h, t) for h, t in links) + "</nav>")
-
-
-def report_nav(day: dt.date) -> Html:
-    """The navigation of a page inside reports/<date>/ (plots, the Slack preview)."""
-    return nav([("../../index.html", "All reports"),
-                ("index.html", f"Report for {day.isoformat()}")])
-
-
-def page(title: str, body_html: str, nav_html: str = "") -> str:
-    """A whole HTML document with the site's shared stylesheet; `title` is escaped here,
-    `body_html` must already be safe markup."""
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{_stylesheet('style.css')}</style></head>\n"
-        f"<body><main>{nav_html}<h1>{html.escape(title)}</h1>\n{body_html}\n</main></body></html>\n"
-    )
