@@ -161,17 +161,17 @@ def add_template_folder(path: str | Path) -> None:
         _loader.searchpath.append(str(folder))
 
 
-def render_template(name: str, **context: object) -> str:
+def render_template(name: str, /, **context: object) -> str:
     """A template from the template folders, rendered: a whole page, or a partial's text."""
     return environment.get_template(name).render(**context)
 
 
-def render_partial(name: str, **context: object) -> Markup:
+def render_partial(name: str, /, **context: object) -> Markup:
     """A part of a page (`report/header.html`), as markup to place in another template."""
     return Markup(render_template(name, **context))
 
 
-def render_string(source: str, **context: object) -> Markup:
+def render_string(source: str, /, **context: object) -> Markup:
     """A template given as a string (a section defined in a test), rendered as markup; it
     escapes like the others and may import `_macros.html`."""
     return Markup(environment.from_string(source).render(**context))
