@@ -181,22 +181,10 @@ def write_page(site_dir: Path, name: str, by_day: dict[dt.date, tuple[Alert, ...
     first, last = min(by_day), max(by_day)
     title = f"Alerts per day, {first} to {last} (Z {rules.z:g}, min change ${rules.min_delta_usd:,.2f})"
     write_timeline(folder / image, by_day, title.replace("$", r"\$"))  # not mathtext
-    rows = monthly_table(months)
-    escape = site_pages.escape
-    body = (
-        f"<p>{escape(summary_line(by_day, metric, rules))}.</p>"
-        f'<figure><img src="{escape(image)}" alt="Alerts per day, new and continuing" '
-        f'style="max-width:100%"><figcaption>New alerts (dark) and alerts continuing an '
-        f"episode (light) per day. Each day lists exactly what a normal run for that day "
-        f"reports; mutes are not applied.</figcaption></figure>"
-        f"<h2>Per month</h2><p class=\"muted\">Kind columns read new/continuing.</p>"
-        + site_pages.table(rows[0], rows[1:], numeric=range(1, len(rows[0])))
-        + f'<p class="muted">Every alert: {escape(str(csv_path))}</p>'
-    )
     path = folder / f"{name}.html"
-    path.write_text(site_pages.page(f"Backtest {first} to {last}", body,
-                                    site_pages.nav([("../index.html", "All reports")])),
-                    encoding="utf-8")
+    path.write_text(site_pages.render_template(
+        "backtest.html", first=first, last=last, summary=summary_line(by_day, metric, rules),
+        image=image, rows=monthly_table(months), csv_path=csv_path), encoding="utf-8")
     return path
 
 

@@ -17,6 +17,7 @@ import procAmzAlerts
 import procPlotting
 import procSummaries
 from _util.site import pages as site_pages
+from _util.slack.preview import preview_page
 from _util.sources.demo_account import demo_history
 from _util.report import Report, Rules
 
@@ -45,8 +46,7 @@ def site_server(tmp_path_factory):
     procPlotting.render(report, history, site, None, workers=2)
     # The Slack stage writes this page after rendering; a stand-in keeps the link whole.
     slack = procPlotting.report_dir(site, DAY) / site_pages.SLACK_PREVIEW
-    slack.write_text(site_pages.page("Slack message", "<p>preview</p>", site_pages.report_nav(DAY)),
-                     encoding="utf-8")
+    slack.write_text(preview_page({"text": "preview", "blocks": []}, DAY), encoding="utf-8")
     handler = functools.partial(_QuietHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -1,63 +1,28 @@
 """Plain HTML pages of the report site: no JavaScript, nothing from other hosts.
 
-Every page is self-contained (the stylesheet is inline) so it reads the same from a local
-folder, a `file://` URL or the S3 website, under any prefix. Every piece of text that
-came from data (service and tag names above all) goes through `html.escape`; only the
-`Html` values built here are trusted as markup.
+Every page is self-contained (the stylesheet is inlined from templates/style.css) so it
+reads the same from a local folder, a `file://` URL or the S3 website, under any prefix.
+The pages are Jinja2 templates in templates/ with autoescaping on: every value a template
+prints is escaped unless it is markup already (a rendered partial or macro), so no text
+that came from data (service and tag names above all) can reach a page unescaped. The
+functions here compute the plain text (money, sentences); the templates lay it out.
 """
 from __future__ import annotations
 
 import datetime as dt
+import html
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from html import escape
+from pathlib import Path
 
-from _util.alert_kinds import ALERT_KINDS, SPIKE, UP, side
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from _util.alert_kinds import ALERT_KINDS, SPIKE, UP, AlertKind, side
 from _util.report import Alert, Report, ServiceAmount
 
-CSS = """
-:root{--fg:#1d2733;--muted:#5b6776;--line:#d8dee6;--soft:#f4f6f9;--up:#b42318;--down:#067647}
-*{box-sizing:border-box}
-body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
-color:var(--fg);background:#fff}
-main{max-width:1040px;margin:0 auto;padding:1rem}
-h1{font-size:1.45rem;margin:.5rem 0 1rem;overflow-wrap:anywhere}
-h2{font-size:1.15rem;margin:2rem 0 .5rem;padding-bottom:.25rem;border-bottom:1px solid var(--line)}
-nav{font-size:.9rem;color:var(--muted)}
-nav a{margin-right:.9rem}
-a{color:#1f5fbf}
-p{max-width:46rem}
-img{display:block;max-width:100%;height:auto;border:1px solid var(--line);background:#fff}
-.scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
-table{border-collapse:collapse;width:100%;font-size:.95rem}
-th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
-th{background:var(--soft);font-weight:600}
-.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.name{overflow-wrap:anywhere;min-width:9rem}
-.nowrap{white-space:nowrap}
-.up{color:var(--up)}
-.down{color:var(--down)}
-.muted{color:var(--muted)}
-.note{background:var(--soft);border-left:4px solid #d09a00;padding:.5rem .75rem;max-width:46rem}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(14rem,1fr));gap:.75rem}
-.card{border:1px solid var(--line);border-radius:6px;padding:.6rem .8rem}
-.card .big{font-size:1.35rem;font-weight:600;font-variant-numeric:tabular-nums}
-.thumbs{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:1rem}
-figure{margin:0}
-figcaption{font-size:.9rem;color:var(--muted);margin-top:.25rem}
-@media (max-width:600px){body{font-size:15px}main{padding:.6rem}th,td{padding:.3rem}
-table.stack thead{display:none}
-table.stack,table.stack tbody{display:block;width:100%}
-table.stack tr{display:flex;flex-wrap:wrap;gap:0 1rem;padding:.4rem 0;
-border-bottom:1px solid var(--line)}
-table.stack td{display:block;border:0;padding:.05rem 0;text-align:left;white-space:normal;
-min-width:0}
-table.stack td:first-child{font-weight:600;width:100%}
-table.stack td:empty{display:none}
-table.stack td:not(:first-child)::before{content:attr(data-label) ": ";color:var(--muted)}}
-""".strip()
-
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 SUMMARY_TITLES = {
     "daily_by_service": "Daily Spend x Service",
     "mtd_by_service": "Month to Date Spend x Service",
@@ -67,10 +32,6 @@ SLACK_PREVIEW = "slack.html"
 # account's noisy day can make thousands of alerts: 19,000 rows were a 10 MB page. Every
 # alert stays in report.json.
 SECTION_MAX_ROWS = 200
-
-
-class Html(str):
-    """Markup built in this module; everything else is escaped before it reaches a page."""
 
 
 @dataclass(frozen=True)
@@ -140,67 +101,80 @@ def alert_label(alert: Alert) -> str:
     return f"{alert.service} · {group_label(alert.group)}"
 
 
-def _cell(value: object, header: str, cls: str = "") -> str:
-    text = value if isinstance(value, Html) else escape(str(value))
-    attr = f' class="{cls}"' if cls else ""
-    return f'<td data-label="{escape(header)}"{attr}>{text}</td>'
+def status_text(alert: Alert) -> str:
+    if alert.episode_start is not None and alert.episode_days > 1:
+        since = alert.episode_start.isoformat()
+        return f"{alert.status}, since {since} ({alert.episode_days} days)"
+    return alert.status
 
 
-
-def table(
-    headers: Sequence[str],
-    rows: Iterable[Sequence[object]],
-    numeric: Iterable[int] = (),
-    names: Iterable[int] = (0,),
-    stack: bool = False,
-) -> Html:
-    """A scrollable table; `numeric` columns are right-aligned, `names` columns may break
-    anywhere (a 300-character service name must not widen the page). A `stack` table
-    shows each row as a small card on a phone."""
-    numeric, names = set(numeric), set(names)
-    head = "".join(
-        ('<th class="num">' if i in numeric else "<th>") + f"{escape(h)}</th>"
-        for i, h in enumerate(headers)
-    )
-    body = "".join(
-        "<tr>"
-        + "".join(
-            _cell(v, headers[i], "num" if i in numeric else ("name" if i in names else ""))
-            for i, v in enumerate(row)
-        )
-        + "</tr>"
-        for row in rows
-    )
-    cls = ' class="stack"' if stack else ""
-    return Html(f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead>'
-                f"<tbody>{body}</tbody></table></div>")
+def rule_text(alert: Alert) -> str:
+    """What fired, as the report page's Rule column reads: the z-score or the crossing."""
+    if alert.kind == SPIKE:
+        return "—" if alert.zscore is None else f"z = {alert.zscore:.1f}"
+    return "MACD crossed " + side(alert.direction)
 
 
-def link(href: str, text: str) -> Html:
-    return Html(f'<a href="{escape(href)}">{escape(text)}</a>')
+# ---------------------------------------------------------------- templates
 
 
-def nav(links: Sequence[tuple[str, str]]) -> Html:
-    """A breadcrumb line of (href, text) links."""
-    return Html("<nav>" + "".join(link(h, t) for h, t in links) + "</nav>")
+def escape(value: object) -> Markup:
+    """Text as markup, escaped the way `html.escape` does it (`&quot;`, `&#x27;`); markup
+    (anything with `__html__`: a rendered partial, a macro's output) as it is.
+
+    Every `{{ value }}` of a template goes through here (the environment's `finalize`),
+    so the pages keep the entities they always had rather than markupsafe's `&#34;`."""
+    if hasattr(value, "__html__"):
+        return Markup(value.__html__())
+    return Markup(html.escape(str(value)))
 
 
-def report_nav(day: dt.date) -> Html:
-    """The navigation of a page inside reports/<date>/ (plots, the Slack preview)."""
-    return nav([("../../index.html", "All reports"),
-                ("index.html", f"Report for {day.isoformat()}")])
+def _stylesheet(name: str) -> Markup:
+    """A stylesheet from the template folders, for a page to inline in its <style>."""
+    source, _, _ = _loader.get_source(environment, name)
+    return Markup(source.strip())
 
 
-def page(title: str, body_html: str, nav_html: str = "") -> str:
-    """A whole HTML document with the site's shared stylesheet; `title` is escaped here,
-    `body_html` must already be safe markup."""
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{CSS}</style></head>\n"
-        f"<body><main>{nav_html}<h1>{escape(title)}</h1>\n{body_html}\n</main></body></html>\n"
-    )
+_loader = FileSystemLoader([str(TEMPLATES)])
+# Autoescape on for every template, strings included. trim_blocks and lstrip_blocks make a
+# line holding only a {% tag %} vanish; a template file's last newline is dropped (Jinja's
+# default), so a partial ends where its markup ends. Text with quotes belongs in template
+# data or the context: a string constant printed by {{ }} is escaped when the template is
+# compiled, by markupsafe (&#39;), bypassing `escape`; still safe, but other bytes.
+environment = Environment(
+    loader=_loader, autoescape=True, finalize=escape, undefined=StrictUndefined,
+    trim_blocks=True, lstrip_blocks=True,
+)
+environment.filters.update(money=money, signed_money=signed_money, percent=percent,
+                           group_label=group_label, status_text=status_text,
+                           rule_text=rule_text)
+environment.globals.update(stylesheet=_stylesheet, SLACK_PREVIEW=SLACK_PREVIEW)
+
+
+def add_template_folder(path: str | Path) -> None:
+    """Find templates in `path` too, after the site's own: a digest section kept elsewhere
+    brings its partials this way. Adding a folder again changes nothing."""
+    folder = Path(path).resolve()
+    if not folder.is_dir():
+        raise NotADirectoryError(f"template folder {folder} does not exist")
+    if str(folder) not in _loader.searchpath:
+        _loader.searchpath.append(str(folder))
+
+
+def render_template(name: str, /, **context: object) -> str:
+    """A template from the template folders, rendered: a whole page, or a partial's text."""
+    return environment.get_template(name).render(**context)
+
+
+def render_partial(name: str, /, **context: object) -> Markup:
+    """A part of a page (`report/header.html`), as markup to place in another template."""
+    return Markup(render_template(name, **context))
+
+
+def render_string(source: str, /, **context: object) -> Markup:
+    """A template given as a string (a section defined in a test), rendered as markup; it
+    escapes like the others and may import `_macros.html`."""
+    return Markup(environment.from_string(source).render(**context))
 
 
 # ---------------------------------------------------------------- alert pages
@@ -263,13 +237,6 @@ def alert_numbers(alert: Alert, report: Report, baseline_days: int) -> list[tupl
     return rows
 
 
-def status_text(alert: Alert) -> str:
-    if alert.episode_start is not None and alert.episode_days > 1:
-        since = alert.episode_start.isoformat()
-        return f"{alert.status}, since {since} ({alert.episode_days} days)"
-    return alert.status
-
-
 def plot_page(
     title: str,
     day: dt.date,
@@ -282,14 +249,10 @@ def plot_page(
     recent_title: str,
 ) -> str:
     """One plot's page: the image, its meaning, the figures and the recent days' numbers."""
-    body = (
-        f'<figure><img src="{escape(image)}" alt="{escape(alt)}" width="1000"></figure>\n'
-        f"<p>{escape(sentence)}</p>\n"
-        + table(["Figure", "Value"], numbers, names=[1])
-        + f"\n<h2>{escape(recent_title)}</h2>\n"
-        + table(recent_headers, recent_rows, numeric=range(1, len(recent_headers)))
-    )
-    return page(title, body, report_nav(day))
+    return render_template(
+        "plot.html", title=title, day=day, image=image, alt=alt, sentence=sentence,
+        numbers=numbers, recent_headers=recent_headers, recent_rows=recent_rows,
+        recent_title=recent_title)
 
 
 def mtd_page(report: Report, image: str, alt: str, ranked: Sequence[ServiceAmount]) -> str:
@@ -337,23 +300,39 @@ def daily_page(report: Report, image: str, named: int,
 # ---------------------------------------------------------------- report page
 
 
-def _alert_row(entry: AlertEntry) -> list[object]:
-    a = entry.alert
-    if a.kind == SPIKE:
-        signal = "—" if a.zscore is None else f"z = {a.zscore:.1f}"
-    else:
-        signal = "MACD crossed " + side(a.direction)
-    signal = Html(f'<span class="nowrap">{escape(signal)}</span>')
-    change_cls = "up" if a.delta_usd >= 0 else "down"  # CSS classes, by the sign of the change
-    change = Html(f'<span class="{change_cls}">{escape(signed_money(a.delta_usd))}</span>')
-    status = status_text(a) + (f" (muted: {a.mute_reason})" if a.muted else "")
-    driver = "" if a.top_group is None else Html(
-        f"{escape(group_label(a.top_group))}: "
-        f'<span class="nowrap">{escape(signed_money(a.top_group_delta_usd))}</span>')
-    return [
-        a.service, group_label(a.group), money(a.usd), change, percent(a.delta_pct), signal,
-        driver, status, link(entry.href, "Plot"),
-    ]
+def report_header(report: Report) -> Markup:
+    """The report page's top: links to report.json and the Slack preview, the metric, the
+    Estimated and stale notes, and the three headline cards."""
+    return render_partial("report/header.html", report=report)
+
+
+def report_summaries(summaries: Sequence[SummaryEntry]) -> Markup:
+    """The "AWS Services Summary" heading and a thumbnail per summary plot."""
+    return render_partial("report/summaries.html", summaries=summaries)
+
+
+def report_no_alerts(report: Report, alerts: Sequence[AlertEntry]) -> Markup:
+    """The line that says the day has no alerts; empty when it has some."""
+    return render_partial("report/no_alerts.html", report=report, alerts=alerts)
+
+
+def report_alert_section(kind: AlertKind, entries: Sequence[AlertEntry]) -> Markup:
+    """The section of one alert kind (picked from `entries`): its title and count, a table
+    of the SECTION_MAX_ROWS largest changes plus any plotted alert beyond them, and a note
+    on the rest. Empty when the kind has no alerts."""
+    section = [e for e in entries if (e.alert.kind, e.alert.direction) == kind.key]
+    if not section:
+        return Markup()
+    largest = sorted(section, key=lambda e: -abs(e.alert.delta_usd))
+    shown = largest[:SECTION_MAX_ROWS] + [e for e in largest[SECTION_MAX_ROWS:] if e.plotted]
+    return render_partial("report/alert_section.html", kind=kind, count=len(section),
+                          shown=shown, hidden=len(section) - len(shown))
+
+
+def report_layout(day: dt.date, parts: Sequence[str]) -> str:
+    """The report page of `day` around its parts, in order: markup (rendered partials)
+    joined by newlines; an empty part is skipped, a plain string is escaped as text."""
+    return render_template("report.html", day=day, parts=parts)
 
 
 def report_page(
@@ -361,58 +340,12 @@ def report_page(
 ) -> str:
     """The day's report: headline, summary plots, and the alerts by section (the
     SECTION_MAX_ROWS largest changes of each, plus any plotted one beyond them)."""
-    h = report.summary.headline
-    day = report.day.isoformat()
-    parts: list[str] = [
-        nav([("report.json", "report.json"), (SLACK_PREVIEW, "Slack message preview")]),
-        f'<p class="muted">Metric {escape(report.metric)}, grouped by service and '
-        f"{escape(report.group_by)}.</p>",
-    ]
-    if h.estimated:
-        parts.append(f'<p class="note">Costs for {day} are still estimated by AWS '
-                     "and may change.</p>")
-    if report.stale:
-        parts.append(
-            '<p class="note">The cost data could not be refreshed for this run; '
-            "figures are from the last successful fetch.</p>"
-        )
-    cards = [
-        (f"Spend on {day}", money(h.day_usd),
-         f"{signed_money(h.day_usd - h.prev7_mean_usd)} vs 7-day mean {money(h.prev7_mean_usd)}"),
-        ("Month to date", money(h.mtd_usd),
-         f"{signed_money(h.mtd_usd - h.prev_mtd_usd)} vs same days last month"),
-        ("Month-end projection", money(h.projection_usd),
-         "month to date plus the recent daily run-rate"),
-    ]
-    parts.append('<div class="cards">' + "".join(
-        f'<div class="card"><div class="muted">{escape(t)}</div>'
-        f'<div class="big">{escape(v)}</div><div class="muted">{escape(n)}</div></div>'
-        for t, v, n in cards) + "</div>")
-    parts.append("<h2>AWS Services Summary</h2>")
-    parts.append('<div class="thumbs">' + "".join(
-        f'<figure><a href="{escape(s.href)}"><img src="{escape(s.image)}" '
-        f'alt="{escape(s.title)}" width="1000"></a>'
-        f"<figcaption>{link(s.href, s.title)}</figcaption></figure>"
-        for s in summaries) + "</div>")
-    if not alerts:
-        parts.append(f"<p>No spikes or trend reversals on {day}.</p>")
-    headers = ["Service", "Group", "Cost", "Change", "%", "Rule", "Moved most", "Status", "Plot"]
-    for kind in ALERT_KINDS:
-        title = kind.title
-        section = [e for e in alerts if (e.alert.kind, e.alert.direction) == kind.key]
-        if section:
-            largest = sorted(section, key=lambda e: -abs(e.alert.delta_usd))
-            shown = largest[:SECTION_MAX_ROWS] + [e for e in largest[SECTION_MAX_ROWS:]
-                                                  if e.plotted]
-            parts.append(f"<h2>{escape(title)} ({len(section)})</h2>")
-            parts.append(table(headers, [_alert_row(e) for e in shown], numeric=[2, 3, 4],
-                               names=[0, 1, 6], stack=True))
-            if len(section) > len(shown):
-                parts.append(f'<p class="note">The largest changes and every plotted alert '
-                             f"are listed; {len(section) - len(shown)} more are in "
-                             f'{link("report.json", "report.json")}.</p>')
-    return page(f"AWS cost report for {day}", "\n".join(parts),
-                nav([("../../index.html", "All reports")]))
+    return report_layout(report.day, [
+        report_header(report),
+        report_summaries(summaries),
+        report_no_alerts(report, alerts),
+        *(report_alert_section(kind, alerts) for kind in ALERT_KINDS),
+    ])
 
 
 # ---------------------------------------------------------------- site index
@@ -420,22 +353,5 @@ def report_page(
 
 def site_index(entries: Sequence[IndexEntry]) -> str:
     """Every report on the site, newest first."""
-    ordered = sorted(entries, key=lambda e: e.day, reverse=True)
-    if not ordered:
-        return page("AWS cost reports", "<p>No reports yet.</p>")
-    rows = [
-        [
-            link(e.href, e.day),
-            money(e.total_usd),
-            money(e.mtd_usd),
-            "—" if e.alerts is None else str(e.alerts),
-            "estimated" if e.estimated else "",
-        ]
-        for e in ordered
-    ]
-    body = (
-        f"<p>Latest: {link(ordered[0].href, 'report for ' + ordered[0].day)}</p>\n"
-        + table(["Date", "Spend on the day", "Month to date", "Alerts", ""], rows,
-                numeric=[1, 2, 3], names=[])
-    )
-    return page("AWS cost reports", body)
+    return render_template("index.html",
+                           entries=sorted(entries, key=lambda e: e.day, reverse=True))
