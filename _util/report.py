@@ -121,8 +121,11 @@ class Report:
     summary: Summary
     alerts: tuple[Alert, ...]
     stale: bool = False
-    summary_urls: dict[str, str] = field(default_factory=dict)
+    # Public URLs of the site pages the sections made, by key ("daily_by_service", ...).
+    page_urls: dict[str, str] = field(default_factory=dict)
     report_url: str | None = None
+    # Each section's data of its own for the day, by section name (`Section.analyse`).
+    sections: dict[str, Any] = field(default_factory=dict)
 
     @property
     def estimated(self) -> bool:
@@ -143,30 +146,17 @@ def alert_to_dict(alert: Alert) -> dict[str, Any]:
     return data
 
 
-def report_to_dict(report: Report) -> dict[str, Any]:
-    """The report.json document; its keys are documented in the README."""
-    headline = report.summary.headline
+def report_to_dict(report: Report, section_parts: dict[str, Any]) -> dict[str, Any]:
+    """The report.json document, its keys documented in the README: the report's own,
+    with the sections' parts (`_util.sections.report_json`) after the rules."""
     return {
         "date": report.day.isoformat(),
         "metric": report.metric,
         "group_by": report.group_by,
-        "estimated": headline.estimated,
+        "estimated": report.estimated,
         "stale": report.stale,
         "rules": dataclasses.asdict(report.rules),
-        "totals": {
-            "day": headline.day_usd,
-            "prev7_mean": headline.prev7_mean_usd,
-            "mtd": headline.mtd_usd,
-            "prev_mtd": headline.prev_mtd_usd,
-            "projection": headline.projection_usd,
-        },
-        "mtd_by_service": [
-            {"service": s.service, "usd": s.usd} for s in report.summary.mtd_by_service
-        ],
-        "daily_totals": [
-            {"date": d.day.isoformat(), "usd": d.usd} for d in report.summary.daily_totals
-        ],
-        "summary_urls": dict(report.summary_urls),
+        **section_parts,
         "report_url": report.report_url,
         "alerts": [alert_to_dict(a) for a in report.alerts],
     }

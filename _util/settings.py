@@ -30,6 +30,10 @@ RECORD_TYPES = ("Credit", "Refund", "Tax", "Usage", "DiscountedUsage", "Fee", "R
                 "Enterprise Discount Program Discount", "Private Rate Discount",
                 "Bundled Discount", "Distributor Discount",
                 "Solution Provider Program Discount")
+# Alert plots per run (COST_TRACKING_MAX_ALERT_PLOTS): at ~0.1-0.2 s a plot, a day with
+# hundreds of alerts (a large account) would otherwise spend minutes drawing plots that
+# nobody opens. The Slack message links at most ~45 alerts, so 50 covers every button.
+DEFAULT_MAX_ALERT_PLOTS = 50
 SLACK_DEFAULT_API_URL = "https://slack.com/api/"
 
 
@@ -63,7 +67,7 @@ class Settings:
     slack_max_retries: int = 4
     account_label: str | None = None
     plot_workers: int = 2
-    max_alert_plots: int = 50
+    max_alert_plots: int = DEFAULT_MAX_ALERT_PLOTS
     lock_timeout_seconds: float = 0.0
     log_max_bytes: int = 5_000_000
     demo_scale: tuple[int, int] | None = None

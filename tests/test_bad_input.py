@@ -16,7 +16,7 @@ import sqlite3
 
 import pytest
 
-from _util.slack.message import mrkdwn_name
+from _util.slack.blocks import mrkdwn_name
 from tests.ce_standin import CostExplorerStandIn
 from tests.ops_support import (DAY, QUIET, TODAY, MangledDemo, copy_template, cost_rows, run_bot,
                                slack_env, table_dump, template_db)

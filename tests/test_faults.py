@@ -542,8 +542,8 @@ def test_two_runs_started_together_never_interleave(tmp_path, tmp_path_factory, 
     env = {**os.environ, "COST_TRACKING_OUTPUT_DIR": str(tmp_path),
            "COST_TRACKING_LOCK_TIMEOUT_SECONDS": "120", **QUIET}
     command = [sys.executable, "-c", RUN_BOT, str(ROOT), NEXT_TODAY.isoformat(), "--demo", "--dry-run"]
-    # A brief holder makes sure both runs find the lock taken, however the two start.
-    holder = _hold_lock(tmp_path, 3.0)
+    # A holder makes sure both runs find the lock taken, however the two start.
+    holder = _hold_lock(tmp_path, 10.0)  # longer than a run takes to import and reach the lock
     runs = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for _ in range(2)]
     codes = [run.wait(timeout=120) for run in runs]

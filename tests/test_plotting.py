@@ -15,11 +15,13 @@ import pytest
 
 import procAmzAlerts
 import procPlotting
+from _util.sections import summaries
+from _util.sections.base import SiteContext
 import procSummaries
 from _util.site import plot_drawing
 from _util.site import pages as site_pages
 from _util.sources.demo_account import demo_history
-from _util.alert_kinds import DOWN, SPIKE, TREND, UP
+from _util.alert_kinds import ALERT_KINDS, DOWN, SPIKE, TREND, UP
 from _util.report import Alert, Report, Rules
 from _util.site.slugs import is_safe
 
@@ -184,7 +186,7 @@ def test_demo_plot_urls_are_absolute_under_the_site_url_and_exist_locally(demo_s
     prefix = f"{SITE_URL}/reports/{DEMO_DAY.isoformat()}/"
     report = rendered.report
     assert report.report_url == prefix + "index.html"
-    assert report.summary_urls == {"daily_by_service": prefix + "daily-by-service.html",
+    assert report.page_urls == {"daily_by_service": prefix + "daily-by-service.html",
                                    "mtd_by_service": prefix + "mtd-by-service.html"}
     for alert in report.alerts:
         assert alert.plot_url.startswith(prefix)
@@ -197,7 +199,7 @@ def test_demo_report_json_carries_plot_urls(demo_site):
     data = json.loads((site / "reports" / DEMO_DAY.isoformat() / "report.json").read_text())
     assert [a["plot_url"] for a in data["alerts"]] == [a.plot_url for a in rendered.report.alerts]
     assert data["report_url"] == rendered.report.report_url
-    assert data["summary_urls"] == rendered.report.summary_urls
+    assert data["summary_urls"] == rendered.report.page_urls
 
 
 def test_demo_files_list_everything_written(demo_site):
@@ -280,7 +282,7 @@ def test_hostile_names_get_safe_unique_file_names(hostile_site):
 def test_without_site_url_the_report_has_no_links_but_pages_link_each_other(hostile_site):
     site, rendered = hostile_site
     report = rendered.report
-    assert report.report_url is None and report.summary_urls == {}
+    assert report.report_url is None and report.page_urls == {}
     report_page = next(site.glob("reports/*/index.html"))
     plot_links = [t for t in local_targets(report_page, parse(report_page).links)
                   if t.name.startswith(("spike-", "trend-"))]
@@ -327,10 +329,10 @@ def test_forty_five_services_with_long_names_summarise_as_top_and_other(tmp_path
     names = [f"Service {i:02d} " + "x" * 190 for i in range(45)]
     history = synthetic_history(day, {(n, ""): 10.0 + i for i, n in enumerate(names)}, days=40)
     report = report_for(history, day, [])
-    plans = procPlotting._summary_plans(report, tmp_path)
-    (_, daily, daily_html), (_, mtd, mtd_html) = plans
-    jobs = [daily, mtd]
-    assert mtd.names[-1] == "Other" and len(mtd.names) == procPlotting.TOP_SERVICES + 1
+    part = summaries.summary_site(report, SiteContext(tmp_path, "reports/2024-03-10", None))
+    daily, mtd = jobs = part.jobs
+    daily_html, mtd_html = part.pages["daily-by-service.html"], part.pages["mtd-by-service.html"]
+    assert mtd.names[-1] == "Other" and len(mtd.names) == summaries.TOP_SERVICES + 1
     assert daily.names == mtd.names
     assert mtd.colours == tuple(dict(zip(daily.names, daily.colours))[n] for n in mtd.names)
     assert mtd.usd[0] == max(mtd.usd[:-1])  # sorted, largest first
@@ -428,7 +430,7 @@ def test_a_section_with_more_alerts_than_the_page_lists_shows_the_largest_and_po
     # S001 is small but has a plot (the Slack message links it): it is listed anyway.
     entries = [site_pages.AlertEntry(a, f"#{i}", plotted=a.service in ("S001", "Known"))
                for i, a in enumerate(report.alerts)]
-    page = site_pages.report_page(report, entries, [])
+    page = "\n".join(site_pages.report_alert_section(kind, entries) for kind in ALERT_KINDS)
 
     # The heading counts every alert of the section.
     assert f"({site_pages.SECTION_MAX_ROWS + extra})</h2>" in page

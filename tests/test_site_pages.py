@@ -6,11 +6,15 @@ import dataclasses
 import datetime as dt
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from jinja2 import UndefinedError
 from markupsafe import Markup
 
 import procBacktest
+from _util import sections
+from _util.sections import summaries
+from _util.sections.base import SiteContext
 from _util.alert_kinds import ALERT_KINDS, SPIKE, TREND, UP
 from _util.report import Rules, ServiceAmount
 from _util.site import pages as site_pages
@@ -35,18 +39,20 @@ def _backtest_page(tmp_path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def _report_page(rep, folder: Path) -> str:
+    parts = sections.site_parts(rep, pd.DataFrame(), SiteContext(folder, "reports/x", None))
+    return sections.report_page(rep, parts)
+
+
 PAGE_KINDS = {
     "plot": lambda tmp: site_pages.plot_page(
         HOSTILE, DAY, HOSTILE, HOSTILE, HOSTILE, [(HOSTILE, HOSTILE)], [HOSTILE, HOSTILE],
         [[HOSTILE, HOSTILE]], HOSTILE),
-    "month to date": lambda tmp: site_pages.mtd_page(
+    "month to date": lambda tmp: summaries.mtd_page(
         _hostile_report(), HOSTILE, HOSTILE, [ServiceAmount(HOSTILE, 10.0)]),
-    "daily": lambda tmp: site_pages.daily_page(
+    "daily": lambda tmp: summaries.daily_page(
         _hostile_report(), HOSTILE, 1, [(DAY, HOSTILE, 10.0)]),
-    "report": lambda tmp: site_pages.report_page(
-        _hostile_report(),
-        [site_pages.AlertEntry(a, HOSTILE) for a in _hostile_report().alerts],
-        [site_pages.SummaryEntry("daily_by_service", HOSTILE, HOSTILE, HOSTILE)]),
+    "report": lambda tmp: _report_page(_hostile_report(), tmp),
     "site index": lambda tmp: site_pages.site_index(
         [site_pages.IndexEntry(HOSTILE, HOSTILE, 1.0, 2.0, 3)]),
     "slack preview": lambda tmp: preview_page(
@@ -90,18 +96,18 @@ def test_report_layout_joins_parts_by_newlines_skips_empty_ones_and_escapes_plai
     assert body == f"<p>one</p>\n{ESCAPED}\n<p>2</p>\n</main></body></html>\n"
 
 
-def test_report_page_is_its_parts_in_order_through_the_layout():
+def test_report_page_is_the_sections_parts_in_order_through_the_layout(tmp_path):
     rep = _hostile_report()
-    entries = [site_pages.AlertEntry(a, "#") for a in rep.alerts]
-    parts = [site_pages.report_header(rep), site_pages.report_summaries([]),
+    entries = [site_pages.AlertEntry(a, "#not-plotted", plotted=False) for a in rep.alerts]
+    cards = [site_pages.SummaryEntry(k, summaries.TITLES[k], f"{s}.html", f"{s}.png")
+             for k, s in summaries.SLUGS.items()]
+    parts = [site_pages.report_header(rep), site_pages.report_summaries(cards),
              site_pages.report_no_alerts(rep, entries),
              *(site_pages.report_alert_section(kind, entries) for kind in ALERT_KINDS)]
     assert site_pages.report_no_alerts(rep, entries) == ""
     assert site_pages.report_alert_section(ALERT_KINDS[-1], entries) == ""  # no spike down
-    assert site_pages.report_page(rep, entries, []) == site_pages.report_layout(DAY, parts)
-    # procPlotting inserts its note on alerts without a plot just before </main>.
-    before, end, after = site_pages.report_page(rep, entries, []).rpartition("</main>")
-    assert end and after == "</body></html>\n" and before.endswith("</table></div>\n")
+    page = _report_page(rep, tmp_path)
+    assert page == site_pages.report_layout(DAY, parts)
 
 
 def test_a_section_brings_its_own_template_folder_found_from_any_directory(tmp_path,

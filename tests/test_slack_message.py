@@ -46,7 +46,7 @@ def report(alerts=(), **extra) -> Report:
                           (DAY - dt.timedelta(days=1), "AWS Lambda", 9999.0)),
     )
     fields = dict(day=DAY, metric="UnblendedCost", group_by="TAG:team", rules=Rules(),
-                  summary=summary, alerts=tuple(alerts), summary_urls=dict(SUMMARY_URLS),
+                  summary=summary, alerts=tuple(alerts), page_urls=dict(SUMMARY_URLS),
                   report_url=REPORT_URL)
     fields.update(extra)
     return Report(**fields)
@@ -221,8 +221,8 @@ def test_no_buttons_without_urls():
     alerts = [alert(service="A", plot_url=None), alert(service="B", plot_url="file:///tmp/b"),
               alert(service="C", plot_url="plots/c.html")]
     many = alerts + [alert(service=f"S{i}", plot_url=None, delta=1 + i) for i in range(60)]
-    for message in (build_message(report(alerts, summary_urls={}, report_url=None)),
-                    build_message(report(many, summary_urls={}, report_url=None))):
+    for message in (build_message(report(alerts, page_urls={}, report_url=None)),
+                    build_message(report(many, page_urls={}, report_url=None))):
         assert buttons(message) == []
         assert "<" not in str(section_texts(message))
         assert_valid_for_slack(message)

@@ -28,12 +28,14 @@ from _util.errors import (EXIT_OK, EXIT_PARTIAL, EXIT_UNEXPECTED, DeliveryError,
                           SourceUnavailable, StoreError)
 from _util.logging_setup import FILE_ONLY
 from _util.paths import OutputPaths
+from _util import sections
 from _util.report import Report
 from _util.run.catch_up import plan_catch_up
 from _util.run.job import Clients, RunJob
 from _util.run.pending import deliver_pending
 from _util.run.run_record import RunRecord, replaced
 from _util.run.stale_day import stale_report_day
+from _util.sections.base import DayContext
 from _util.settings import Settings
 from _util.site.publish import publish
 from _util.slack import message as slack_message
@@ -213,7 +215,8 @@ class DailyRun:
             report = procLifecycle.apply(report, self.engine, s, history)
             stage.counts.update(continuing=sum(a.status == CONTINUING for a in report.alerts),
                                 muted=sum(a.muted for a in report.alerts))
-        return report
+        found = sections.analyse(DayContext(report, history, s))
+        return replace(report, sections=found) if found else report
 
     def report(self, job: RunJob, record: RunRecord) -> None:
         """Load, analyse, render and publish `job`'s day, then deliver the digest.

@@ -20,14 +20,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from _util.alert_kinds import ALERT_KINDS, SPIKE, UP, AlertKind, side
+from _util.money import money as format_money
+from _util.money import signed_money as format_signed_money
+from _util.paths import SLACK_PREVIEW
 from _util.report import Alert, Report, ServiceAmount
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-SUMMARY_TITLES = {
-    "daily_by_service": "Daily Spend x Service",
-    "mtd_by_service": "Month to Date Spend x Service",
-}
-SLACK_PREVIEW = "slack.html"
 # Rows each section of the report page lists (the largest dollar changes first). A large
 # account's noisy day can make thousands of alerts: 19,000 rows were a 10 MB page. Every
 # alert stays in report.json.
@@ -68,17 +66,12 @@ class IndexEntry:
 
 
 def money(value: float | None) -> str:
-    """$1,234.56; a minus sign for credits; an em dash for a missing number."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    sign = "−" if value < 0 else ""
-    return f"{sign}${abs(value):,.2f}"
+    """$1,234.56; a typographic minus for credits; an em dash for a missing number."""
+    return format_money(value, minus="−", missing="—")
 
 
 def signed_money(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return ("+" if value >= 0 else "") + money(value)
+    return format_signed_money(value, minus="−", missing="—")
 
 
 def percent(value: float | None) -> str:
@@ -255,48 +248,6 @@ def plot_page(
         recent_title=recent_title)
 
 
-def mtd_page(report: Report, image: str, alt: str, ranked: Sequence[ServiceAmount]) -> str:
-    """The month-to-date plot's page: every service's spend and share, not just the top."""
-    h = report.summary.headline
-    total = sum(s.usd for s in ranked)
-    start = report.day.replace(day=1).isoformat()
-    biggest = f" The largest is {ranked[0].service} at {money(ranked[0].usd)}." if ranked else ""
-    rows = [[s.service, money(s.usd), f"{100 * s.usd / total:.1f}%" if total > 0 else "—"]
-            for s in ranked]
-    return plot_page(
-        title=f"{SUMMARY_TITLES['mtd_by_service']}, {report.day.isoformat()}",
-        day=report.day, image=image, alt=alt,
-        sentence=f"From {start} to {report.day.isoformat()} the account spent {money(total)} "
-                 f"across {len(ranked)} services.{biggest}",
-        numbers=[("Month to date", money(h.mtd_usd)),
-                 ("Same days last month", money(h.prev_mtd_usd)),
-                 ("Month-end projection", money(h.projection_usd))],
-        recent_headers=["Service", "Month to date", "Share"], recent_rows=rows,
-        recent_title="Every service",
-    )
-
-
-def daily_page(report: Report, image: str, named: int,
-               days: Sequence[tuple[dt.date, str | None, float]]) -> str:
-    """The daily plot's page; `days` are (day, largest named service or None, total)."""
-    h = report.summary.headline
-    day = report.day.isoformat()
-    estimated = " (still estimated)" if h.estimated else ""
-    rows = [[d.isoformat(), money(total), service or "—"] for d, service, total in reversed(days)]
-    return plot_page(
-        title=f"{SUMMARY_TITLES['daily_by_service']}, {day}",
-        day=report.day, image=image,
-        alt=f"Daily spend by service, {report.day.replace(day=1).isoformat()} to {day}",
-        sentence=f"Spend per day this month, stacked by service: the {named} largest services "
-                 f"month to date by name, the rest as Other. On {day} the account spent "
-                 f"{money(h.day_usd)}{estimated}.",
-        numbers=[(f"Spend on {day}", money(h.day_usd)),
-                 ("Mean of the 7 days before", money(h.prev7_mean_usd))],
-        recent_headers=["Date", "Total", "Largest named service"], recent_rows=rows,
-        recent_title="Day by day",
-    )
-
-
 # ---------------------------------------------------------------- report page
 
 
@@ -333,19 +284,6 @@ def report_layout(day: dt.date, parts: Sequence[str]) -> str:
     """The report page of `day` around its parts, in order: markup (rendered partials)
     joined by newlines; an empty part is skipped, a plain string is escaped as text."""
     return render_template("report.html", day=day, parts=parts)
-
-
-def report_page(
-    report: Report, alerts: Sequence[AlertEntry], summaries: Sequence[SummaryEntry]
-) -> str:
-    """The day's report: headline, summary plots, and the alerts by section (the
-    SECTION_MAX_ROWS largest changes of each, plus any plotted one beyond them)."""
-    return report_layout(report.day, [
-        report_header(report),
-        report_summaries(summaries),
-        report_no_alerts(report, alerts),
-        *(report_alert_section(kind, alerts) for kind in ALERT_KINDS),
-    ])
 
 
 # ---------------------------------------------------------------- site index

@@ -1,0 +1,63 @@
+"""The digest's sections, in the order the Slack message, the report page and report.json
+show them.
+
+A new section is one module with a `Section` subclass (`_util/sections/base.py`) and one
+line here, `SECTIONS.append(MySection())` or a place in the list below; the message, the
+site and report.json pick it up from the list.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pandas as pd
+
+from _util.alert_kinds import ALERT_KINDS
+from _util.report import Report, report_to_dict
+from _util.sections.alerts import AlertSection, NoAlertsSection
+from _util.sections.base import DayContext, Section, SiteContext, SitePart
+from _util.sections.headline import HeadlineSection
+from _util.sections.summaries import SummariesSection
+from _util.site import pages
+
+SECTIONS: list[Section] = [
+    HeadlineSection(),
+    SummariesSection(),
+    NoAlertsSection(),
+    *(AlertSection(kind) for kind in ALERT_KINDS),
+]
+
+
+def current(sections: Sequence[Section] | None = None) -> Sequence[Section]:
+    """`sections`, or the registered ones as they are now (read at call time, so a
+    section registered after import takes part)."""
+    return SECTIONS if sections is None else sections
+
+
+def analyse(ctx: DayContext, sections: Sequence[Section] | None = None) -> dict[str, Any]:
+    """Each section's data of its own for the day (those that have any), by name."""
+    found = {}
+    for section in current(sections):
+        data = section.analyse(ctx)
+        if data is not None:
+            found[section.name] = data
+    return found
+
+
+def site_parts(report: Report, history: pd.DataFrame, site: SiteContext,
+               sections: Sequence[Section] | None = None) -> list[SitePart]:
+    """Each section's share of the site, in order (the caller draws the plots and writes
+    the pages; `report_page` puts the parts together)."""
+    return [section.site_part(report, history, site) for section in current(sections)]
+
+
+def report_page(report: Report, parts: Sequence[SitePart], footer: Sequence[str] = ()) -> str:
+    """The report page: the sections' parts in order, then any `footer` markup."""
+    return pages.report_layout(report.day, [*(p.html for p in parts), *footer])
+
+
+def report_json(report: Report, sections: Sequence[Section] | None = None) -> dict[str, Any]:
+    """The report.json document: the report's own keys with each section's in between."""
+    parts: dict[str, Any] = {}
+    for section in current(sections):
+        parts.update(section.json_part(report))
+    return report_to_dict(report, parts)
