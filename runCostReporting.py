@@ -312,7 +312,7 @@ def _apply_lifecycle(settings: Settings, engine, report, history, record: RunRec
     import procLifecycle
 
     with record.stage("lifecycle") as stage:
-        report = procLifecycle.apply(report, engine, settings, history)
+        report = procLifecycle.apply(report, engine, settings.metric, settings.mutes, history)
         stage.counts.update(continuing=sum(a.status == CONTINUING for a in report.alerts),
                             muted=sum(a.muted for a in report.alerts))
         return report
