@@ -58,6 +58,13 @@ def test_a_failure_mid_write_leaves_the_previous_state(db_engine):
     assert read_source_state(db_engine, METRIC).last_day == D(2026, 1, 3)
 
 
+def _store_with_another_metric(engine) -> None:
+    """_rows() under METRIC, and a service of its own under another metric."""
+    replace_days(engine, METRIC, D(2026, 1, 1), D(2026, 1, 3), _rows(), _state())
+    replace_days(engine, "AmortizedCost", D(2026, 1, 1), D(2026, 1, 3),
+                 [CostRow(D(2026, 1, 2), "Lambda", "", 9.0, "USD", True)], _state())
+
+
 def _tuples(frame) -> list[tuple]:
     return sorted((r.usage_date, str(r.service), str(r.group_value), r.amount, r.estimated)
                   for r in frame.itertuples())
@@ -65,9 +72,7 @@ def _tuples(frame) -> list[tuple]:
 
 def test_some_services_history_is_load_history_of_those_services_in_the_days_asked(
         db_engine, monkeypatch):
-    replace_days(db_engine, METRIC, D(2026, 1, 1), D(2026, 1, 3), _rows(), _state())
-    replace_days(db_engine, "AmortizedCost", D(2026, 1, 1), D(2026, 1, 3),
-                 [CostRow(D(2026, 1, 2), "Lambda", "", 9.0, "USD", True)], _state())
+    _store_with_another_metric(db_engine)
     monkeypatch.setattr(cost_store, "SERVICES_PER_QUERY", 1)
     some = load_services_history(db_engine, METRIC, D(2026, 1, 2), D(2026, 1, 3),
                                  ["S3", "Lambda", "EC2"])
@@ -81,9 +86,7 @@ def test_some_services_history_is_load_history_of_those_services_in_the_days_ask
 
 
 def test_row_counts_and_names_are_of_the_metric_and_days_asked(db_engine):
-    replace_days(db_engine, METRIC, D(2026, 1, 1), D(2026, 1, 3), _rows(), _state())
-    replace_days(db_engine, "AmortizedCost", D(2026, 1, 1), D(2026, 1, 3),
-                 [CostRow(D(2026, 1, 2), "Lambda", "", 9.0, "USD", True)], _state())
+    _store_with_another_metric(db_engine)
     assert stored_rows_by_service(db_engine, METRIC, D(2026, 1, 2), D(2026, 1, 3)) == {
         "EC2": 4, "S3": 4}
     assert stored_names(db_engine, METRIC, D(2026, 1, 3), D(2026, 1, 9)) == {
