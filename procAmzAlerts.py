@@ -41,7 +41,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from _util.detection.alert_rules import alerts_at
+from _util.detection.alert_rules import alerts_at, macd_walk
 from _util.detection.alert_screen import alerts_by_day
 from _util.report import Alert, Rules
 from _util.detection.series_matrix import build_matrices
@@ -85,17 +85,16 @@ def macd_lines(series: pd.Series, rules: Rules) -> pd.DataFrame:
     """Fast and slow EMAs, MACD and its signal line for one daily series.
 
     Exponential weighting by span with no bias adjustment (pandas `adjust=False`), starting
-    at the series' first day: this is exactly what the trend rule compares.
+    at the series' first day: the lines come from the trend rule's own walk (`macd_walk`,
+    on a one-series matrix), so a plot draws exactly what the rule compared.
     """
     cost = series.astype(float)
-    ema_fast = cost.ewm(span=rules.ema_fast, adjust=False).mean()
-    ema_slow = cost.ewm(span=rules.ema_slow, adjust=False).mean()
-    macd = ema_fast - ema_slow
-    signal = macd.ewm(span=rules.signal_span, adjust=False).mean()
-    return pd.DataFrame(
-        {"cost": cost, "ema_fast": ema_fast, "ema_slow": ema_slow, "macd": macd, "signal": signal},
-        index=series.index,
-    )
+    lines = {name: np.empty(len(cost)) for name in ("ema_fast", "ema_slow", "macd", "signal")}
+    walk = macd_walk(cost.to_numpy()[:, None], np.zeros(1, dtype=np.int64), rules)
+    for t, fast, slow, macd, signal in walk:
+        lines["ema_fast"][t], lines["ema_slow"][t] = fast[0], slow[0]
+        lines["macd"][t], lines["signal"][t] = macd[0], signal[0]
+    return pd.DataFrame({"cost": cost, **lines}, index=series.index)
 
 
 def detect_alerts(history: pd.DataFrame, day: dt.date, rules: Rules) -> tuple[Alert, ...]:

@@ -17,36 +17,28 @@ the site, with `muted` and `mute_reason`; the Slack digest leaves it out. An ent
 service or group in the stored history is a warning in the log, not an error.
 
 The pure parts (episodes from a day -> keys mapping; mute matching) are separate from
-the IO (`apply`, which loads what it needs from the database).
+the IO (`apply`, which reads what it needs through `_util/store/cost_store.py`).
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Iterable, Iterator, Mapping
 
-import numpy as np
 import pandas as pd
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import Engine
 
 from _util.alert_kinds import CONTINUING, NEW
-from _util.store.cost_store import HISTORY_COLUMNS, cost_daily
-from _util.store.database import mask_url
-from _util.errors import StoreError
+from _util.store.cost_store import load_services_history, stored_names, stored_rows_by_service
 from _util.report import Alert, Report
-from _util.settings import Mute, Settings
+from _util.settings import Mute
 from procAmzAlerts import detect_alerts_by_day
 
 log = logging.getLogger(__name__)
 
 EPISODE_CAP_DAYS = 90
-# Services named in one query (bound parameters; SQLite allows 32,766 a statement).
-SERVICES_PER_QUERY = 500
 
 AlertKey = tuple[str, str, str, "str | None"]
 
@@ -144,7 +136,7 @@ LOOKBACK_ROWS = 4_000_000
 FIRST_STEP_DAYS = 7
 
 
-def fired_before(engine: Engine, settings: Settings, report: Report,
+def fired_before(engine: Engine, metric: str, report: Report,
                  history: pd.DataFrame | None = None,
                  cap_days: int = EPISODE_CAP_DAYS) -> tuple[dict[dt.date, set[AlertKey]], dt.date]:
     """Which of the report's alert keys fired on each of the `cap_days` days before the
@@ -166,7 +158,7 @@ def fired_before(engine: Engine, settings: Settings, report: Report,
     while open_keys and newest >= first_day:
         oldest = max(first_day, newest - dt.timedelta(days=step - 1))
         start = oldest - dt.timedelta(days=rules.lookback_days - 1)
-        for frame in _frames_of(open_keys, start, newest, engine, settings.metric, history):
+        for frame in _frames_of(open_keys, start, newest, engine, metric, history):
             for d, alerts in detect_alerts_by_day(frame, oldest, newest, rules).items():
                 fired[d] |= {a.key for a in alerts} & open_keys
         span = [oldest + dt.timedelta(days=i) for i in range((newest - oldest).days + 1)]
@@ -194,7 +186,8 @@ def _frames_of(keys: set[AlertKey], start: dt.date, end: dt.date, engine: Engine
     for batch in service_batches(services, rows, LOOKBACK_ROWS):
         parts = []
         if start < held_from:
-            parts.append(load_services(engine, metric, start, held_from - dt.timedelta(days=1), batch))
+            parts.append(load_services_history(engine, metric, start,
+                                               held_from - dt.timedelta(days=1), batch))
         if held_from <= end:
             held = history[history["service"].isin(batch)]
             parts.append(held[(held["usage_date"] >= pd.Timestamp(max(start, held_from)))
@@ -223,59 +216,15 @@ def service_batches(services: list[str], rows: Mapping[str, int], max_rows: int)
     return batches
 
 
-def stored_rows_by_service(engine: Engine, metric: str, start: dt.date, end: dt.date) -> dict[str, int]:
-    stmt = (sa.select(cost_daily.c.service, sa.func.count())
-            .where(cost_daily.c.metric == metric)
-            .where(cost_daily.c.usage_date.between(start, end))
-            .group_by(cost_daily.c.service))
-    with _reading(engine) as conn:
-        return {service: int(n) for service, n in conn.execute(stmt)}
-
-
-def load_services(engine: Engine, metric: str, start: dt.date, end: dt.date,
-                  services: list[str]) -> pd.DataFrame:
-    """The history frame (as `cost_store.load_history` makes it) of some services only."""
-    frames = []
-    for lo in range(0, len(services), SERVICES_PER_QUERY):
-        stmt = (sa.select(*(cost_daily.c[name] for name in HISTORY_COLUMNS))
-                .where(cost_daily.c.metric == metric)
-                .where(cost_daily.c.usage_date.between(start, end))
-                .where(cost_daily.c.service.in_(services[lo:lo + SERVICES_PER_QUERY])))
-        with _reading(engine) as conn:
-            frames.append(pd.DataFrame(conn.execute(stmt).fetchall(), columns=HISTORY_COLUMNS))
-    frames = [f for f in frames if len(f)]
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=HISTORY_COLUMNS)
-    return frame.astype({"amount": np.float64, "estimated": bool, "service": "category",
-                         "group_value": "category"}).assign(
-        usage_date=lambda f: pd.to_datetime(f["usage_date"]))
-
-
-@contextmanager
-def _reading(engine: Engine) -> Iterator[Connection]:
-    try:
-        with engine.connect() as conn:
-            yield conn
-    except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read costs from {mask_url(str(engine.url))}: {exc}") from exc
-
-
-def stored_names(engine: Engine, metric: str, start: dt.date, end: dt.date) -> set[tuple[str, str]]:
-    """The (service, group) pairs stored for days start..end."""
-    stmt = (sa.select(cost_daily.c.service, cost_daily.c.group_value).distinct()
-            .where(cost_daily.c.metric == metric)
-            .where(cost_daily.c.usage_date.between(start, end)))
-    with _reading(engine) as conn:
-        return {(row.service, row.group_value) for row in conn.execute(stmt)}
-
-
-def apply(report: Report, engine: Engine, settings: Settings,
+def apply(report: Report, engine: Engine, metric: str, mutes: tuple[Mute, ...],
           history: pd.DataFrame | None = None) -> Report:
     """The report with each alert's episode (status, episode_start, episode_days) and
-    mutes applied. Run after detection, before plots and Slack. `history` (optional) is
-    the frame the report was made from: days it holds are not read again."""
+    `mutes` applied. Run after detection, before plots and Slack. `metric` names the stored
+    costs to look back in; `history` (optional) is the frame the report was made from:
+    days it holds are not read again."""
     alerts = report.alerts
     if alerts:
-        fired, first_day = fired_before(engine, settings, report, history)
+        fired, first_day = fired_before(engine, metric, report, history)
         alerts = with_episodes(alerts, report.day, fired, first_day)
         for alert in alerts:
             if is_capped(alert, report.day):
@@ -287,18 +236,18 @@ def apply(report: Report, engine: Engine, settings: Settings,
         continuing = sum(a.status == CONTINUING for a in alerts)
         log.info("%d alerts: %d new, %d continuing", len(alerts), len(alerts) - continuing,
                  continuing)
-    if settings.mutes:
-        active, expired = split_mutes(settings.mutes, report.day)
+    if mutes:
+        active, expired = split_mutes(mutes, report.day)
         for mute in expired:
             log.info("mute entry for %s expired on %s and no longer mutes", describe_mute(mute),
                      mute.until)
         window_start = report.day - dt.timedelta(days=report.rules.lookback_days - 1)
         if history is None:
-            names = stored_names(engine, settings.metric, window_start, report.day)
+            names = stored_names(engine, metric, window_start, report.day)
         else:
             pairs = history[["service", "group_value"]].drop_duplicates()
             names = set(zip(pairs["service"].astype(str), pairs["group_value"].astype(str)))
-        for mute in unmatched_mutes(settings.mutes, names):
+        for mute in unmatched_mutes(mutes, names):
             log.warning("mute entry for %s names nothing in the stored costs of %s..%s "
                         "(check the spelling: names are case-sensitive)", describe_mute(mute),
                         window_start, report.day)

@@ -35,6 +35,8 @@ RECORD_TYPES = ("Credit", "Refund", "Tax", "Usage", "DiscountedUsage", "Fee", "R
 # nobody opens. The Slack message links at most ~45 alerts, so 50 covers every button.
 DEFAULT_MAX_ALERT_PLOTS = 50
 SLACK_DEFAULT_API_URL = "https://slack.com/api/"
+# Retries of a Slack post after a 429, 5xx or connection error (the Slack client's default too).
+SLACK_DEFAULT_MAX_RETRIES = 4
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class Settings:
     slack_token: str | None = field(default=None, repr=False)
     slack_channel: str | None = None
     slack_api_url: str = SLACK_DEFAULT_API_URL
-    slack_max_retries: int = 4
+    slack_max_retries: int = SLACK_DEFAULT_MAX_RETRIES
     account_label: str | None = None
     plot_workers: int = 2
     max_alert_plots: int = DEFAULT_MAX_ALERT_PLOTS

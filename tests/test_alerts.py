@@ -282,6 +282,62 @@ def test_macd_lines_match_the_values_detection_reports():
     assert lines["macd"].iloc[-1] == alert.macd and lines["signal"].iloc[-1] == alert.signal
 
 
+def _pandas_macd_lines(series: pd.Series, rules: Rules) -> pd.DataFrame:
+    """What `macd_lines` computed with pandas' ewm before it walked the rule's recursion."""
+    cost = series.astype(float)
+    ema_fast = cost.ewm(span=rules.ema_fast, adjust=False).mean()
+    ema_slow = cost.ewm(span=rules.ema_slow, adjust=False).mean()
+    macd = ema_fast - ema_slow
+    signal = macd.ewm(span=rules.signal_span, adjust=False).mean()
+    return pd.DataFrame(
+        {"cost": cost, "ema_fast": ema_fast, "ema_slow": ema_slow, "macd": macd, "signal": signal},
+        index=series.index,
+    )
+
+
+def _random_costs(seed: int, n: int) -> list[float]:
+    rng = np.random.default_rng(seed)
+    level = rng.lognormal(2, 1.5)
+    values = np.round(level * (1 + 0.4 * rng.standard_normal(n)), rng.integers(0, 11))
+    values[rng.random(n) < 0.1] = 0.0
+    return values.tolist()
+
+
+MACD_SERIES = {
+    "empty": [],
+    "one day": [7.25],
+    "all zeros": [0.0] * 40,
+    "constant cents": [0.1] * 300,
+    "constant large": [123456.789] * 365,
+    "leading zeros": [0.0] * 20 + [0.1] * 30 + [5.0] * 10,
+    "credits": [-3.5, 0.0, 2.25, -0.01, 1e-12, 1e9, 0.0] * 9,
+    **{f"random {seed}": ([0.0] * (seed * 7) + _random_costs(seed, 365 - seed * 7))
+       for seed in range(8)},
+}
+
+
+@pytest.mark.parametrize("name", list(MACD_SERIES))
+@pytest.mark.parametrize("rules", [RULES, Rules(ema_fast=3, ema_slow=8, signal_span=5)],
+                         ids=["default spans", "short spans"])
+def test_macd_lines_equal_pandas_ewm_bit_for_bit(name, rules):
+    values = MACD_SERIES[name]
+    days = pd.date_range(end=pd.Timestamp(D), periods=len(values), freq="D", name="usage_date")
+    for series in (pd.Series(values, index=days, name="cost", dtype=float),
+                   pd.Series(values, dtype=float)):
+        got, want = macd_lines(series, rules), _pandas_macd_lines(series, rules)
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+        assert np.array_equal(got.to_numpy().view(np.int64), want.to_numpy().view(np.int64))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 40), st.lists(st.floats(-1e7, 1e7, allow_nan=False), max_size=120))
+def test_macd_lines_equal_pandas_ewm_on_any_series(zeros, body):
+    series = pd.Series([0.0] * zeros + body, dtype=float)
+    got, want = macd_lines(series, RULES), _pandas_macd_lines(series, RULES)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert np.array_equal(got.to_numpy().view(np.int64), want.to_numpy().view(np.int64))
+
+
 # ----------------------------------------------------------------------------------------
 # The vectorised code against the per-series reference, on random data.
 # ----------------------------------------------------------------------------------------

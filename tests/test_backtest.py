@@ -191,7 +191,7 @@ def test_bounds_keep_every_pair_when_the_window_is_short_for_the_ewm_spans():
 # With statuses: the backtest against normal runs (detection + lifecycle) of each day.
 # ----------------------------------------------------------------------------------------
 
-def test_backtest_equals_normal_runs_day_by_day_including_status(db_engine, tmp_path):
+def test_backtest_equals_normal_runs_day_by_day_including_status(db_engine):
     # A step with a two-day gap (episodes, a new one after the gap) beside a noisy
     # service with groups (trend crossings at both levels).
     rng = np.random.default_rng(9)
@@ -206,7 +206,7 @@ def test_backtest_equals_normal_runs_day_by_day_including_status(db_engine, tmp_
     replayed = procBacktest.replay(history, first, last, rules)
     statuses = set()
     for d in procBacktest.days_between(first, last):
-        normal = run_day(db_engine, tmp_path, d, rules).alerts
+        normal = run_day(db_engine, d, rules).alerts
         assert replayed[d] == normal, d
         statuses |= {(a.key[0], a.status) for a in normal}
     assert {("spike", "new"), ("spike", "continuing"), ("trend", "new")} <= statuses

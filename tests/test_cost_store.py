@@ -5,7 +5,10 @@ import datetime as dt
 
 import pytest
 
-from _util.store.cost_store import CostRow, SourceState, count_rows, load_history, read_source_state, replace_days
+from _util.store import cost_store
+from _util.store.cost_store import (CostRow, SourceState, count_rows, load_history,
+                                    load_services_history, read_source_state, replace_days,
+                                    stored_names, stored_rows_by_service)
 from _util.errors import StoreError
 
 D = dt.date
@@ -53,6 +56,42 @@ def test_a_failure_mid_write_leaves_the_previous_state(db_engine):
                      _state(last=D(2026, 1, 9)))
     assert _stored(db_engine) == before
     assert read_source_state(db_engine, METRIC).last_day == D(2026, 1, 3)
+
+
+def _store_with_another_metric(engine) -> None:
+    """_rows() under METRIC, and a service of its own under another metric."""
+    replace_days(engine, METRIC, D(2026, 1, 1), D(2026, 1, 3), _rows(), _state())
+    replace_days(engine, "AmortizedCost", D(2026, 1, 1), D(2026, 1, 3),
+                 [CostRow(D(2026, 1, 2), "Lambda", "", 9.0, "USD", True)], _state())
+
+
+def _tuples(frame) -> list[tuple]:
+    return sorted((r.usage_date, str(r.service), str(r.group_value), r.amount, r.estimated)
+                  for r in frame.itertuples())
+
+
+def test_some_services_history_is_load_history_of_those_services_in_the_days_asked(
+        db_engine, monkeypatch):
+    _store_with_another_metric(db_engine)
+    monkeypatch.setattr(cost_store, "SERVICES_PER_QUERY", 1)
+    some = load_services_history(db_engine, METRIC, D(2026, 1, 2), D(2026, 1, 3),
+                                 ["S3", "Lambda", "EC2"])
+    whole = load_history(db_engine, METRIC, D(2026, 1, 2), D(2026, 1, 3))
+    assert _tuples(some) == _tuples(whole) and len(some) == 8
+    assert list(some.columns) == list(whole.columns)
+    assert list(some.dtypes.astype(str)) == list(whole.dtypes.astype(str))
+    only_s3 = load_services_history(db_engine, METRIC, D(2026, 1, 2), D(2026, 1, 3), ["S3"])
+    assert _tuples(only_s3) == _tuples(whole[whole["service"] == "S3"])
+    assert load_services_history(db_engine, METRIC, D(2026, 1, 2), D(2026, 1, 3), []).empty
+
+
+def test_row_counts_and_names_are_of_the_metric_and_days_asked(db_engine):
+    _store_with_another_metric(db_engine)
+    assert stored_rows_by_service(db_engine, METRIC, D(2026, 1, 2), D(2026, 1, 3)) == {
+        "EC2": 4, "S3": 4}
+    assert stored_names(db_engine, METRIC, D(2026, 1, 3), D(2026, 1, 9)) == {
+        ("EC2", "web"), ("EC2", ""), ("S3", "web"), ("S3", "")}
+    assert stored_names(db_engine, METRIC, D(2026, 1, 4), D(2026, 1, 9)) == set()
 
 
 def test_names_are_stored_intact_any_unicode_long_and_case_sensitive(db_engine):

@@ -90,14 +90,14 @@ def test_entries_naming_nothing_stored_are_reported():
 # ---- through apply(): the log -------------------------------------------------------------
 
 @pytest.mark.parametrize("pass_history", [False, True])
-def test_expired_and_unknown_entries_are_logged_and_do_not_stop_the_run(db_engine, tmp_path, caplog,
+def test_expired_and_unknown_entries_are_logged_and_do_not_stop_the_run(db_engine, caplog,
                                                                         pass_history):
     store(db_engine, step_history())
     mutes = (Mute(service="S", until=day(0), reason="step expected"),
              Mute(service="S", group="nope", reason="typo"),
              Mute(service="Nothing", reason="gone"))
     with caplog.at_level(logging.INFO, logger="procLifecycle"):
-        report = run_day(db_engine, tmp_path, day(3), mutes=mutes, pass_history=pass_history)
+        report = run_day(db_engine, day(3), mutes=mutes, pass_history=pass_history)
     assert report.alerts and not any(a.muted for a in report.alerts)
     assert "service 'S' (step expected) expired on " + day(0).isoformat() in caplog.text
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -105,9 +105,9 @@ def test_expired_and_unknown_entries_are_logged_and_do_not_stop_the_run(db_engin
     assert "group 'nope'" in warnings[0] and "'Nothing'" in warnings[1]
 
 
-def test_active_entry_marks_the_alerts_with_the_reason(db_engine, tmp_path):
+def test_active_entry_marks_the_alerts_with_the_reason(db_engine):
     store(db_engine, step_history())
-    report = run_day(db_engine, tmp_path, day(3),
+    report = run_day(db_engine, day(3),
                      mutes=(Mute(service="S", kind=SPIKE, until=day(3), reason="step expected"),))
     spikes = [a for a in report.alerts if a.kind == SPIKE]
     assert spikes and all(a.muted and a.mute_reason == "step expected" for a in spikes)

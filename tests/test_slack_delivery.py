@@ -8,7 +8,8 @@ import time
 import pytest
 
 from _util.errors import EXIT_PARTIAL, DeliveryError
-from _util.slack.delivery import SLACK_API_URL, make_slack_client, post_message
+from _util.settings import SLACK_DEFAULT_API_URL
+from _util.slack.delivery import make_slack_client, post_message
 from tests.slack_standin import StandInResponse, error
 
 TOKEN = "xoxb-111-222-secretsecretsecret"
@@ -149,7 +150,7 @@ def test_the_token_never_reaches_logs_or_errors(slack, client, caplog):
 
 
 def test_client_defaults_to_slack_and_completes_a_base_url_without_slash():
-    assert make_slack_client(TOKEN, None).base_url == SLACK_API_URL
+    assert make_slack_client(TOKEN, None).base_url == SLACK_DEFAULT_API_URL
     assert make_slack_client(TOKEN, "http://proxy.internal/slack/api").base_url == \
         "http://proxy.internal/slack/api/"
     assert make_slack_client(f" {TOKEN}\n", None).token == TOKEN

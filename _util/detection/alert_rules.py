@@ -79,17 +79,6 @@ def macd_walk(values: np.ndarray, start: np.ndarray, rules: Rules):
         yield t, fast, slow, macd, sig
 
 
-def macd_signal(values: np.ndarray, start: np.ndarray, rules: Rules) -> tuple[np.ndarray, np.ndarray]:
-    """MACD and signal for every day and series of `values` (days x series); rows before a
-    series' start are meaningless and left at 0."""
-    macd_all = np.zeros(values.shape)
-    sig_all = np.zeros(values.shape)
-    for t, _, _, macd, sig in macd_walk(values, start, rules):
-        macd_all[t] = macd
-        sig_all[t] = sig
-    return macd_all, sig_all
-
-
 def row_sum(values: np.ndarray, lo: int, hi: int, start: np.ndarray | None = None) -> np.ndarray:
     """Sum of rows lo..hi-1 added one row at a time, in row order; with `start`, each
     column's rows before its start count as zero.

@@ -212,7 +212,7 @@ class DailyRun:
         report = Report(day=day, metric=s.metric, group_by=s.group_by, rules=s.rules,
                         summary=summary, alerts=alerts, stale=job.stale)
         with record.stage("lifecycle") as stage:
-            report = procLifecycle.apply(report, self.engine, s, history)
+            report = procLifecycle.apply(report, self.engine, s.metric, s.mutes, history)
             stage.counts.update(continuing=sum(a.status == CONTINUING for a in report.alerts),
                                 muted=sum(a.muted for a in report.alerts))
         found = sections.analyse(DayContext(report, history, s))

@@ -28,13 +28,13 @@ from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from slack_sdk.http_retry.jitter import Jitter
 
 from _util.errors import DeliveryError
+from _util.settings import SLACK_DEFAULT_API_URL, SLACK_DEFAULT_MAX_RETRIES
 
 log = logging.getLogger(__name__)
 
-SLACK_API_URL = "https://slack.com/api/"
-# Production is patient: 4 retries of 2, 4, 8, 16 s (+ up to 50% jitter) ride out a
-# minute-long outage; a 429 waits what Slack's Retry-After asks, up to 4 times.
-RETRIES = 4
+# Production is patient: the default 4 retries (settings' SLACK_DEFAULT_MAX_RETRIES) of
+# 2, 4, 8, 16 s (+ up to 50% jitter) ride out a minute-long outage; a 429 waits what
+# Slack's Retry-After asks, up to 4 times.
 BACKOFF_SECONDS = 2.0
 TIMEOUT_SECONDS = 30
 
@@ -59,7 +59,8 @@ class _GatewayErrorRetryHandler(ServerErrorRetryHandler):
         return response is not None and response.status_code in (500, 502, 503, 504)
 
 
-def make_slack_client(token: str, base_url: str | None = None, *, retries: int = RETRIES,
+def make_slack_client(token: str, base_url: str | None = None, *,
+                      retries: int = SLACK_DEFAULT_MAX_RETRIES,
                       backoff_seconds: float = BACKOFF_SECONDS) -> WebClient:
     """The one Slack client of a run; `base_url` is COST_TRACKING_SLACK_API_URL or None.
 
@@ -72,7 +73,7 @@ def make_slack_client(token: str, base_url: str | None = None, *, retries: int =
         ConnectionErrorRetryHandler(max_retry_count=retries, interval_calculator=interval),
         _GatewayErrorRetryHandler(max_retry_count=retries, interval_calculator=interval),
     ]
-    url = base_url or SLACK_API_URL
+    url = base_url or SLACK_DEFAULT_API_URL
     if not url.endswith("/"):
         url += "/"
     return WebClient(token=token.strip(), base_url=url, timeout=TIMEOUT_SECONDS,

@@ -8,6 +8,7 @@ again without asking Cost Explorer (which bills per request).
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Callable, Iterable, Iterator
@@ -356,6 +357,59 @@ def _concat(chunks: list[_Chunk]) -> pd.DataFrame:
         "amount": stacked("amount", np.array([], dtype=np.float64)),
         "estimated": stacked("estimated", np.array([], dtype=bool)),
     }, copy=False)
+
+
+# Services named in one query (bound parameters; SQLite allows 32,766 a statement).
+SERVICES_PER_QUERY = 500
+
+
+def stored_rows_by_service(engine: Engine, metric: str, start: dt.date, end: dt.date) -> dict[str, int]:
+    """How many rows each service has stored for days start..end, so a reader can batch
+    services by the memory their history takes."""
+    stmt = (sa.select(cost_daily.c.service, sa.func.count())
+            .where(cost_daily.c.metric == metric)
+            .where(cost_daily.c.usage_date.between(start, end))
+            .group_by(cost_daily.c.service))
+    with _reading(engine) as conn:
+        return {service: int(n) for service, n in conn.execute(stmt)}
+
+
+def load_services_history(engine: Engine, metric: str, start: dt.date, end: dt.date,
+                          services: list[str]) -> pd.DataFrame:
+    """The history frame (as `load_history` makes it) of some services only: looking back
+    for a few alerts' series needs their rows, not every service's."""
+    frames = []
+    for lo in range(0, len(services), SERVICES_PER_QUERY):
+        stmt = (sa.select(*(cost_daily.c[name] for name in HISTORY_COLUMNS))
+                .where(cost_daily.c.metric == metric)
+                .where(cost_daily.c.usage_date.between(start, end))
+                .where(cost_daily.c.service.in_(services[lo:lo + SERVICES_PER_QUERY])))
+        with _reading(engine) as conn:
+            frames.append(pd.DataFrame(conn.execute(stmt).fetchall(), columns=HISTORY_COLUMNS))
+    frames = [f for f in frames if len(f)]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=HISTORY_COLUMNS)
+    return frame.astype({"amount": np.float64, "estimated": bool, "service": "category",
+                         "group_value": "category"}).assign(
+        usage_date=lambda f: pd.to_datetime(f["usage_date"]))
+
+
+def stored_names(engine: Engine, metric: str, start: dt.date, end: dt.date) -> set[tuple[str, str]]:
+    """The (service, group) pairs stored for days start..end."""
+    stmt = (sa.select(cost_daily.c.service, cost_daily.c.group_value).distinct()
+            .where(cost_daily.c.metric == metric)
+            .where(cost_daily.c.usage_date.between(start, end)))
+    with _reading(engine) as conn:
+        return {(row.service, row.group_value) for row in conn.execute(stmt)}
+
+
+@contextmanager
+def _reading(engine: Engine) -> Iterator[Connection]:
+    """A connection whose database errors become one StoreError line (password masked)."""
+    try:
+        with engine.connect() as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read costs from {mask_url(str(engine.url))}: {exc}") from exc
 
 
 def count_rows(engine: Engine, metric: str | None = None) -> int:
