@@ -150,6 +150,18 @@ def _record_types(raw: Any) -> tuple[str, ...]:
 _record_types.allowed = "a comma-separated list of " + ", ".join(RECORD_TYPES) + " (or empty)"  # type: ignore[attr-defined]
 
 
+def _source(raw: Any) -> str:
+    """A registered cost source's name (looked up when read: a source registered after
+    import counts)."""
+    value = str(raw).strip()
+    if value not in SOURCES:
+        raise ValueError
+    return value
+
+
+_source.allowed = lambda: "one of " + ", ".join(SOURCES)  # type: ignore[attr-defined]
+
+
 def _text(raw: Any) -> str | None:
     value = str(raw).strip()
     return value or None
@@ -209,11 +221,12 @@ class SettingSpec:
 
     @property
     def allowed(self) -> str:
-        return getattr(self.parse, "allowed", "a valid value")
+        allowed = getattr(self.parse, "allowed", "a valid value")
+        return allowed() if callable(allowed) else allowed
 
 
 SETTINGS: tuple[SettingSpec, ...] = (
-    SettingSpec("source", _choice(tuple(SOURCES)),
+    SettingSpec("source", _source,
                 "Where the costs come from: cost-explorer (default) or demo (the built-in "
                 "demo account; --demo is the shortcut)."),
     SettingSpec("output_dir", lambda raw: Path(str(raw)).expanduser(),
