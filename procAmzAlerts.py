@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+
 import numpy as np
 import pandas as pd
 
 from _util.detection.alert_rules import alerts_at, macd_walk
 from _util.detection.alert_screen import alerts_by_day
-from _util.report import Alert, Rules
 from _util.detection.series_matrix import build_matrices
+from _util.report import Alert, Rules
 
 log = logging.getLogger(__name__)
 

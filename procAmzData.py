@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from _util.errors import CostTrackingError
-from _util.sources.cost_explorer import CE_DAILY_RETENTION_DAYS
 from _util.sources.base import CostQuery, CostSource
+from _util.sources.cost_explorer import CE_DAILY_RETENTION_DAYS
 from _util.store.cost_store import SourceState, read_source_state, replace_days
 
 log = logging.getLogger(__name__)

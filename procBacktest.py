@@ -28,11 +28,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sqlalchemy.engine import Engine
 
-from _util.site import pages as site_pages
 from _util.alert_kinds import ALERT_KINDS, CONTINUING, NEW, RULES
+from _util.paths import OutputPaths, backtest_dir
 from _util.report import Alert, Rules
 from _util.run.run_record import RunRecord
-from _util.settings import Settings
+from _util.site import pages as site_pages
 from procAmzAlerts import detect_alerts_by_day
 from procLifecycle import EPISODE_CAP_DAYS, keys_by_day, with_episodes
 
@@ -176,7 +176,7 @@ def write_timeline(path: Path, by_day: dict[dt.date, tuple[Alert, ...]], title: 
 
 def write_page(site_dir: Path, name: str, by_day: dict[dt.date, tuple[Alert, ...]],
                metric: str, rules: Rules, months: list[MonthCounts], csv_path: Path) -> Path:
-    folder = site_dir / "backtest"
+    folder = backtest_dir(site_dir)
     image = f"{name}.png"
     first, last = min(by_day), max(by_day)
     title = f"Alerts per day, {first} to {last} (Z {rules.z:g}, min change ${rules.min_delta_usd:,.2f})"
@@ -188,15 +188,13 @@ def write_page(site_dir: Path, name: str, by_day: dict[dt.date, tuple[Alert, ...
     return path
 
 
-def run_backtest(settings: Settings, engine: Engine, history_loader: HistoryLoader,
+def run_backtest(engine: Engine, first_day: dt.date, last_day: dt.date, rules: Rules,
+                 metric: str, paths: OutputPaths, history_loader: HistoryLoader,
                  record: RunRecord) -> None:
     """The `--backtest-from` run: replay, write the CSV and the page, print the counts."""
-    first_day, last_day = settings.backtest_from, settings.day
-    assert first_day is not None
-    rules = settings.rules
     with record.stage("backtest") as stage:
         lead = first_day - dt.timedelta(days=EPISODE_CAP_DAYS + rules.lookback_days - 1)
-        history = history_loader(engine, settings.metric, lead, last_day)
+        history = history_loader(engine, metric, lead, last_day)
         if history.empty:
             log.warning("no stored costs for %s..%s: run without --backtest-from first to "
                         "fetch them", lead, last_day)
@@ -207,14 +205,14 @@ def run_backtest(settings: Settings, engine: Engine, history_loader: HistoryLoad
                          "normal run", stored_from)
         by_day = replay(history, first_day, last_day, rules)
         name = f"{first_day.isoformat()}_{last_day.isoformat()}"
-        csv_path = settings.output_dir / "backtest" / f"{name}.csv"
+        csv_path = paths.backtest_csv(name)
         rows = write_csv(csv_path, by_day)
         months = monthly_counts(by_day)
-        page = write_page(settings.site_dir, name, by_day, settings.metric, rules, months, csv_path)
+        page = write_page(paths.site, name, by_day, metric, rules, months, csv_path)
         new = sum(a.status != CONTINUING for alerts in by_day.values() for a in alerts)
         stage.counts.update(days=len(by_day), history_rows=len(history), alerts=rows, new=new,
                             continuing=rows - new, csv=str(csv_path), page=str(page))
     log.info("backtest written: %s and %s", csv_path, page)
-    print(summary_line(by_day, settings.metric, rules))
+    print(summary_line(by_day, metric, rules))
     print(format_table(monthly_table(months)))
     print(f"alerts: {csv_path}\npage: {page}")

@@ -31,9 +31,9 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from _util.alert_kinds import CONTINUING, NEW
-from _util.store.cost_store import load_services_history, stored_names, stored_rows_by_service
 from _util.report import Alert, Report
 from _util.settings import Mute
+from _util.store.cost_store import load_services_history, stored_names, stored_rows_by_service
 from procAmzAlerts import detect_alerts_by_day
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from _util.paths import report_dir
 from _util.report import Alert, Report
 from _util.sections import report_json, report_page, site_parts
 from _util.sections.alerts import NOT_PLOTTED_ID, weight
-from _util.sections.base import Section, SiteContext, public_url
+from _util.sections.base import Section, SiteContext
 from _util.settings import DEFAULT_MAX_ALERT_PLOTS
 from _util.site import pages as site_pages
 from _util.site.pages import IndexEntry, money, signed_money
@@ -136,7 +136,8 @@ def _index_entries(site_dir: Path) -> list[IndexEntry]:
     for folder in sorted(reports.iterdir() if reports.is_dir() else []):
         if not (_DATE_DIR.match(folder.name) and (folder / "index.html").is_file()):
             continue
-        entry = IndexEntry(day=folder.name, href=f"{paths.REPORTS}/{folder.name}/{paths.REPORT_PAGE}")
+        href = f"{paths.REPORTS}/{folder.name}/{paths.REPORT_PAGE}"
+        entry = IndexEntry(day=folder.name, href=href)
         try:
             data = json.loads((folder / paths.REPORT_JSON).read_text(encoding="utf-8"))
             entry = dataclasses.replace(

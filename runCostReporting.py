@@ -19,8 +19,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 import procBacktest
-from _util.errors import (EXIT_OK, EXIT_PARTIAL, EXIT_UNEXPECTED, ConfigError,
-                          CostTrackingError, LockedError)
+from _util.errors import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_UNEXPECTED,
+    ConfigError,
+    CostTrackingError,
+    LockedError,
+)
 from _util.logging_setup import FILE_ONLY, LOG_FILE_NAME, setup_logging
 from _util.run.job import Clients
 from _util.run.pipeline import DailyRun, Outcome, first_line
@@ -121,7 +127,8 @@ def _run(settings: Settings, record: RunRecord, today: dt.date, outcome: Outcome
     create_tables(engine)
     if settings.backtest_from is not None:
         # No fetch, no Slack, no upload: the backtest reads what the database holds.
-        procBacktest.run_backtest(settings, engine, history_loader=load_history, record=record)
+        procBacktest.run_backtest(engine, settings.backtest_from, settings.day, settings.rules,
+                                  settings.metric, settings.paths, load_history, record)
         return
     clients = make_clients(settings, today)
     DailyRun(settings, engine, clients, today, _site_url(settings), outcome).run(record)

@@ -56,8 +56,8 @@ def render_directly(output: Path, day: dt.date) -> Path:
     """The same report made without the driver: demo history -> alerts -> render."""
     import procAmzAlerts
     import procSummaries
-    from _util.sources.demo_account import demo_history
     from _util.report import Report, Rules
+    from _util.sources.demo_account import demo_history
 
     history = demo_history(day)
     rules = Rules()

@@ -25,6 +25,11 @@ def report_dir(site_dir: Path, day: dt.date) -> Path:
     return reports_dir(site_dir) / day.isoformat()
 
 
+def backtest_dir(site_dir: Path) -> Path:
+    """The backtest pages: site_dir/backtest/."""
+    return Path(site_dir) / "backtest"
+
+
 def report_rel_dir(day: dt.date) -> str:
     """The same folder as a path relative to the site's root (for URLs)."""
     return f"{REPORTS}/{day.isoformat()}"
@@ -75,6 +80,3 @@ class OutputPaths:
     def backtest_csv(self, name: str) -> Path:
         return self.root / "backtest" / f"{name}.csv"
 
-    @property
-    def backtest_pages(self) -> Path:
-        return self.site / "backtest"

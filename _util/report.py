@@ -15,7 +15,6 @@ from typing import Any
 from _util.alert_kinds import NEW
 
 
-
 @dataclass(frozen=True)
 class Rules:
     """Thresholds of the detection rules; one object so a backtest can swap them."""

@@ -16,9 +16,9 @@ from typing import Any, Callable, Mapping
 from _util.alert_kinds import RULES
 from _util.errors import ConfigError
 from _util.paths import OutputPaths
+from _util.report import Rules
 from _util.sources import SOURCES
 from _util.sources.cost_explorer import CE_DAILY_RETENTION_DAYS
-from _util.report import Rules
 
 ENV_PREFIX = "COST_TRACKING_"
 METRICS = ("UnblendedCost", "AmortizedCost", "NetAmortizedCost", "NetUnblendedCost",

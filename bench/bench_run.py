@@ -263,9 +263,9 @@ def seed_database(size: str, db_url: str, day: dt.date, today: dt.date) -> dict:
     import numpy as np
 
     import procAmzData
+    from _util.sources.demo_account import scaled_account
     from _util.store.cost_store import CostRow, SourceState, replace_days
     from _util.store.database import create_tables, make_engine
-    from _util.sources.demo_account import scaled_account
 
     account = scaled_account(parse_size(size))
     table = account._table
@@ -307,8 +307,8 @@ def upsert_year(n_series: int, db_url: str) -> dict:
     sends (PyMySQL folds an executemany into multi-row INSERTs of up to ~1 MB)."""
     import numpy as np
     import sqlalchemy as sa
-
     from bench_analysis import synthetic_history
+
     from _util.store.cost_store import CostRow, SourceState, replace_days
     from _util.store.database import create_tables, make_engine, metadata
 

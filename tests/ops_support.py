@@ -16,10 +16,10 @@ import pytest
 
 import procAmzData
 import runCostReporting
-from _util.store.database import create_tables, make_engine
 from _util.sources.base import CostQuery
 from _util.sources.cost_explorer import CostExplorerSource
 from _util.sources.demo_account import DemoCostExplorer
+from _util.store.database import create_tables, make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = dt.date(2026, 11, 23)

@@ -12,8 +12,8 @@ import math
 import pandas as pd
 
 from _util.alert_kinds import DOWN, SPIKE, TREND, UP
-from _util.report import Alert, Rules
 from _util.detection.alert_rules import TIE_EPS, ZERO_STD_REL
+from _util.report import Alert, Rules
 
 STAT_COLUMNS = [
     "baseline_days", "cost", "mean", "std", "zscore", "recent_mean",

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _util.alert_kinds import DOWN, SPIKE, TREND, UP
-from _util.report import Alert, Rules
 from _util.detection.alert_rules import series_stats
 from _util.detection.series_matrix import build_matrices
+from _util.report import Alert, Rules
 from procAmzAlerts import detect_alerts, detect_alerts_by_day, macd_lines, series_of
 from tests.reference_detection import reference_alerts, reference_stats
 

@@ -18,14 +18,14 @@ from hypothesis import strategies as st
 
 import procBacktest
 import runCostReporting
-from _util.store.cost_store import load_history
 from _util.alert_kinds import DOWN, SPIKE, TREND, UP
-from _util.report import Alert, Rules
 from _util.detection.alert_screen import alerts_by_day
 from _util.detection.series_matrix import build_matrices
+from _util.report import Alert, Rules
+from _util.store.cost_store import load_history
 from procAmzAlerts import detect_alerts, detect_alerts_by_day
-from tests.test_lifecycle import METRIC, day, run_day, step_history, store
 from tests.test_alerts import frame
+from tests.test_lifecycle import METRIC, day, run_day, step_history, store
 from tests.test_muting import demo_db  # noqa: F401 (fixture)
 
 D = dt.date(2024, 5, 31)

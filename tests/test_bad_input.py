@@ -18,8 +18,18 @@ import pytest
 
 from _util.slack.blocks import mrkdwn_name
 from tests.ce_standin import CostExplorerStandIn
-from tests.ops_support import (DAY, QUIET, TODAY, MangledDemo, copy_template, cost_rows, run_bot,
-                               slack_env, table_dump, template_db)
+from tests.ops_support import (
+    DAY,
+    QUIET,
+    TODAY,
+    MangledDemo,
+    copy_template,
+    cost_rows,
+    run_bot,
+    slack_env,
+    table_dump,
+    template_db,
+)
 from tests.slack_standin import running_standin
 
 NEXT_TODAY = TODAY + dt.timedelta(days=1)

@@ -11,9 +11,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from _util.errors import SourceUnavailable, UnusableResponse
+from _util.errors import SourceError, SourceUnavailable, UnusableResponse
 from _util.sources.cost_explorer import CostFetch, build_request
-from _util.errors import SourceError
 
 D = dt.date
 

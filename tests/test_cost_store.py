@@ -5,11 +5,19 @@ import datetime as dt
 
 import pytest
 
-from _util.store import cost_store
-from _util.store.cost_store import (CostRow, SourceState, count_rows, load_history,
-                                    load_services_history, read_source_state, replace_days,
-                                    stored_names, stored_rows_by_service)
 from _util.errors import StoreError
+from _util.store import cost_store
+from _util.store.cost_store import (
+    CostRow,
+    SourceState,
+    count_rows,
+    load_history,
+    load_services_history,
+    read_source_state,
+    replace_days,
+    stored_names,
+    stored_rows_by_service,
+)
 
 D = dt.date
 METRIC = "UnblendedCost"

@@ -5,12 +5,17 @@ import datetime as dt
 
 import pytest
 
-from _util.store.delivery_log import (
-    DELIVERED, PENDING, deliver_once, delivery_status, pending_deliveries, record_delivered,
-    record_pending,
-)
 from _util.errors import DeliveryError
 from _util.slack.delivery import make_slack_client
+from _util.store.delivery_log import (
+    DELIVERED,
+    PENDING,
+    deliver_once,
+    delivery_status,
+    pending_deliveries,
+    record_delivered,
+    record_pending,
+)
 from tests.slack_standin import StandInResponse, error
 
 DAY = dt.date(2024, 5, 14)

@@ -6,9 +6,9 @@ from functools import lru_cache
 
 import pytest
 
-from _util.sources.demo_account import demo_history, planted_events
 from _util.alert_kinds import SPIKE, TREND
 from _util.report import Alert, Rules
+from _util.sources.demo_account import demo_history, planted_events
 from procAmzAlerts import detect_alerts
 
 RULES = Rules()

@@ -19,14 +19,23 @@ import pytest
 import sqlalchemy as sa
 from moto import mock_aws
 
-import runCostReporting
 from _util.run.catch_up import missed_days
-from _util.store import delivery_log
 from _util.sources.cost_explorer import CE_MAX_ATTEMPTS, make_ce_client
+from _util.store import delivery_log
 from _util.store.database import make_engine, mask_url
 from tests.ce_standin import CostExplorerStandIn
-from tests.ops_support import (DAY, QUIET, ROOT, TODAY, backfill, copy_template, cost_rows, run_bot,
-                               slack_env, table_dump)
+from tests.ops_support import (
+    DAY,
+    QUIET,
+    ROOT,
+    TODAY,
+    backfill,
+    copy_template,
+    cost_rows,
+    run_bot,
+    slack_env,
+    table_dump,
+)
 from tests.slack_standin import StandInResponse, running_standin
 
 NEXT_TODAY = TODAY + dt.timedelta(days=1)

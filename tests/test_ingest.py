@@ -10,8 +10,8 @@ import procAmzData
 from _util.errors import SourceUnavailable
 from _util.sources.base import CostQuery
 from _util.sources.cost_explorer import CE_RETRY_CONFIG, CostExplorerSource
-from _util.store.cost_store import SourceState, count_rows, load_history, read_source_state
 from _util.sources.demo_account import DemoCostExplorer
+from _util.store.cost_store import SourceState, count_rows, load_history, read_source_state
 from procAmzData import FetchPlan, plan_fetch
 from tests.ce_standin import CostExplorerStandIn
 
@@ -145,6 +145,7 @@ def test_throttling_is_retried_with_backoff_and_the_run_completes(clean_env, mon
 
 def test_cost_explorer_down_for_good_raises_source_unavailable_and_stores_nothing(clean_env, tmp_path):
     from botocore.config import Config
+
     from _util.store.database import create_tables, make_engine
     engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
     create_tables(engine)
@@ -162,6 +163,7 @@ def test_backfill_writes_each_day_while_later_pages_are_still_to_come(db_engine,
     """A first backfill of 50,000 series is 18M rows: they are written as pages arrive,
     never all held until the last page."""
     import sqlalchemy as sa
+
     from _util.store import cost_store
 
     monkeypatch.setattr(cost_store, "INSERT_BATCH_ROWS", 500)
@@ -246,8 +248,9 @@ def test_an_unusable_page_after_good_ones_stores_nothing_of_the_fetch(db_engine,
 
 def test_a_database_failure_mid_fetch_says_how_many_requests_were_made(db_engine, monkeypatch):
     import sqlalchemy as sa
-    from _util.store import cost_store
+
     from _util.errors import StoreError
+    from _util.store import cost_store
 
     engine = _seeded(db_engine, monkeypatch)
     execute = cost_store._BulkInsert.execute

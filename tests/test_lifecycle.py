@@ -13,10 +13,10 @@ import sqlalchemy as sa
 import procAmzAlerts
 import procLifecycle
 import procSummaries
-from _util.store import cost_store
-from _util.store.cost_store import CostRow, SourceState, replace_days
 from _util.alert_kinds import DOWN, SPIKE, TREND, UP
 from _util.report import Alert, Report, Rules
+from _util.store import cost_store
+from _util.store.cost_store import CostRow, SourceState, replace_days
 
 START = dt.date(2024, 1, 1)
 STEP = dt.date(2024, 8, 1)   # 213 quiet days before it

@@ -17,7 +17,7 @@ from _util.report import Alert
 from _util.settings import Mute
 from _util.slack.message import build_message
 from tests.ops_support import backfill
-from tests.test_lifecycle import METRIC, day, run_day, step_history, store
+from tests.test_lifecycle import day, run_day, step_history, store
 from tests.test_slack_message import report as slack_report
 
 D = dt.date(2024, 8, 10)

@@ -25,8 +25,6 @@ import logging
 import os
 from pathlib import Path
 
-import pytest
-
 import procPlotting
 import runCostReporting
 from _util.alert_kinds import DOWN, SPIKE, TREND, UP

@@ -15,15 +15,15 @@ import pytest
 
 import procAmzAlerts
 import procPlotting
-from _util.sections import summaries
-from _util.sections.base import SiteContext
 import procSummaries
-from _util.site import plot_drawing
-from _util.site import pages as site_pages
-from _util.sources.demo_account import demo_history
 from _util.alert_kinds import ALERT_KINDS, DOWN, SPIKE, TREND, UP
 from _util.report import Alert, Report, Rules
+from _util.sections import summaries
+from _util.sections.base import SiteContext, public_url
+from _util.site import pages as site_pages
+from _util.site import plot_drawing
 from _util.site.slugs import is_safe
+from _util.sources.demo_account import demo_history
 
 DEMO_DAY = dt.date(2024, 5, 18)  # the demo plants spikes and both kinds of trend by then
 SITE_URL = "http://costs.example.com/bot"
@@ -395,8 +395,8 @@ def test_money_axis_ticks(value, text):
 
 
 def test_public_url_joins_site_url_and_path():
-    assert procPlotting.public_url("http://h/p/", "reports/x.html") == "http://h/p/reports/x.html"
-    assert procPlotting.public_url(None, "reports/x.html") is None
+    assert public_url("http://h/p/", "reports/x.html") == "http://h/p/reports/x.html"
+    assert public_url(None, "reports/x.html") is None
 
 
 def test_render_does_not_change_the_report_it_was_given(tmp_path):

@@ -16,10 +16,10 @@ import pytest
 import procAmzAlerts
 import procPlotting
 import procSummaries
+from _util.report import Report, Rules
 from _util.site import pages as site_pages
 from _util.slack.preview import preview_page
 from _util.sources.demo_account import demo_history
-from _util.report import Report, Rules
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

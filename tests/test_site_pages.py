@@ -3,7 +3,6 @@ assembled from parts that a section kept elsewhere can bring with its own templa
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from pathlib import Path
 
 import pandas as pd
@@ -13,10 +12,10 @@ from markupsafe import Markup
 
 import procBacktest
 from _util import sections
-from _util.sections import summaries
-from _util.sections.base import SiteContext
 from _util.alert_kinds import ALERT_KINDS, SPIKE, TREND, UP
 from _util.report import Rules, ServiceAmount
+from _util.sections import summaries
+from _util.sections.base import SiteContext
 from _util.site import pages as site_pages
 from _util.slack.preview import preview_page
 from tests.test_slack_message import DAY, alert, report

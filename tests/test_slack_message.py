@@ -12,7 +12,13 @@ from slack_sdk.models.blocks import Block
 from _util.alert_kinds import DOWN, SPIKE, TREND, UP
 from _util.report import Alert, DayAmount, Headline, Report, Rules, ServiceAmount, Summary
 from _util.slack.message import (
-    MAX_BLOCKS, SlackMessage, build_message, clip_mrkdwn, escape_mrkdwn, money, signed_money,
+    MAX_BLOCKS,
+    SlackMessage,
+    build_message,
+    clip_mrkdwn,
+    escape_mrkdwn,
+    money,
+    signed_money,
 )
 
 DAY = dt.date(2024, 5, 14)

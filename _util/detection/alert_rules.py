@@ -13,8 +13,8 @@ from dataclasses import replace as dataclass_replace
 import numpy as np
 
 from _util.alert_kinds import DOWN, SPIKE, TREND, UP
-from _util.report import Alert, Rules
 from _util.detection.series_matrix import SeriesMatrices, SeriesMatrix
+from _util.report import Alert, Rules
 
 # Ties within floating-point rounding count as reaching a threshold, so a z of exactly Z
 # or a change of exactly MIN_DELTA fires whatever order the sums were added in.

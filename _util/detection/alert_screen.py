@@ -12,11 +12,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from _util.detection.alert_rules import (RECHECK_ELEMENTS, TIE_EPS, Firing, SeriesStats, alerts_of,
-                               ewm_consts, macd_walk, rank_key, rules_fire,
-                               series_stats, with_top_groups)
-from _util.report import Alert, Rules
+from _util.detection.alert_rules import (
+    RECHECK_ELEMENTS,
+    TIE_EPS,
+    Firing,
+    SeriesStats,
+    alerts_of,
+    ewm_consts,
+    macd_walk,
+    rank_key,
+    rules_fire,
+    series_stats,
+    with_top_groups,
+)
 from _util.detection.series_matrix import SeriesMatrices
+from _util.report import Alert, Rules
 
 # Error bounds below are multiplied by this: the screen may keep too many pairs (they are
 # re-checked), never too few.

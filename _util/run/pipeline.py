@@ -23,12 +23,19 @@ import procAmzData
 import procLifecycle
 import procPlotting
 import procSummaries
+from _util import sections
 from _util.alert_kinds import CONTINUING
-from _util.errors import (EXIT_OK, EXIT_PARTIAL, EXIT_UNEXPECTED, DeliveryError, SourceError,
-                          SourceUnavailable, StoreError)
+from _util.errors import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_UNEXPECTED,
+    DeliveryError,
+    SourceError,
+    SourceUnavailable,
+    StoreError,
+)
 from _util.logging_setup import FILE_ONLY
 from _util.paths import OutputPaths
-from _util import sections
 from _util.report import Report
 from _util.run.catch_up import plan_catch_up
 from _util.run.job import Clients, RunJob

@@ -27,9 +27,20 @@ from _util.report import Alert, Report
 from _util.sections.base import Section, SiteContext, SitePart, SlackPart, SlackUnit
 from _util.site import pages
 from _util.site.pages import AlertEntry
-from _util.slack.blocks import (INLINE_URL_CHARS, SECTION_CHARS, SUMMARY_NAME_CHARS, clip,
-                                day_label, group_label, money, mrkdwn_name, section,
-                                signed_money, strong, usable_url)
+from _util.slack.blocks import (
+    INLINE_URL_CHARS,
+    SECTION_CHARS,
+    SUMMARY_NAME_CHARS,
+    clip,
+    day_label,
+    group_label,
+    money,
+    mrkdwn_name,
+    section,
+    signed_money,
+    strong,
+    usable_url,
+)
 
 FOLDED_GROUPS_SHOWN = 3
 NOT_PLOTTED_ID = "not-plotted"

@@ -11,8 +11,19 @@ from _util.alert_kinds import CONTINUING
 from _util.report import Report
 from _util.sections.base import Section, SiteContext, SitePart, SlackPart
 from _util.site import pages
-from _util.slack.blocks import (HEADER_CHARS, SECTION_CHARS, change, clip, clip_mrkdwn,
-                                day_label, divider, escape_mrkdwn, money, one_line, section)
+from _util.slack.blocks import (
+    HEADER_CHARS,
+    SECTION_CHARS,
+    change,
+    clip,
+    clip_mrkdwn,
+    day_label,
+    divider,
+    escape_mrkdwn,
+    money,
+    one_line,
+    section,
+)
 
 
 def _previous_month_name(day: dt.date) -> str:

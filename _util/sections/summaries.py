@@ -48,7 +48,8 @@ def mtd_page(report: Report, image: str, alt: str, ranked: Sequence[ServiceAmoun
     h = report.summary.headline
     total = sum(s.usd for s in ranked)
     start = report.day.replace(day=1).isoformat()
-    biggest = f" The largest is {ranked[0].service} at {pages.money(ranked[0].usd)}." if ranked else ""
+    biggest = (f" The largest is {ranked[0].service} at {pages.money(ranked[0].usd)}."
+               if ranked else "")
     rows = [[s.service, pages.money(s.usd), f"{100 * s.usd / total:.1f}%" if total > 0 else "—"]
             for s in ranked]
     return pages.plot_page(
@@ -70,7 +71,8 @@ def daily_page(report: Report, image: str, named: int,
     h = report.summary.headline
     day = report.day.isoformat()
     estimated = " (still estimated)" if h.estimated else ""
-    rows = [[d.isoformat(), pages.money(total), service or "—"] for d, service, total in reversed(days)]
+    rows = [[d.isoformat(), pages.money(total), service or "—"]
+            for d, service, total in reversed(days)]
     return pages.plot_page(
         title=f"{TITLES[DAILY]}, {day}",
         day=report.day, image=image,

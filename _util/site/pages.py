@@ -19,11 +19,11 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from _util.alert_kinds import ALERT_KINDS, SPIKE, UP, AlertKind, side
+from _util.alert_kinds import SPIKE, UP, AlertKind, side
 from _util.money import money as format_money
 from _util.money import signed_money as format_signed_money
 from _util.paths import SLACK_PREVIEW
-from _util.report import Alert, Report, ServiceAmount
+from _util.report import Alert, Report
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Rows each section of the report page lists (the largest dollar changes first). A large

@@ -16,10 +16,19 @@ from typing import Any, Sequence
 from _util.alert_kinds import CONTINUING
 from _util.report import Alert, Report
 from _util.sections import current
-from _util.sections.base import Section, SlackPart, SlackUnit
-from _util.slack.blocks import (FALLBACK_CHARS, MAX_BLOCKS, change, clip_mrkdwn,
-                                escape_mrkdwn, mrkdwn_name, money, section, signed_money,
-                                usable_url)
+from _util.sections.base import Section, SlackPart
+from _util.slack.blocks import (
+    FALLBACK_CHARS,
+    MAX_BLOCKS,
+    change,
+    clip_mrkdwn,
+    escape_mrkdwn,
+    money,
+    mrkdwn_name,
+    section,
+    signed_money,
+    usable_url,
+)
 
 # The digest's text helpers, for callers that format as it does.
 __all__ = ["MAX_BLOCKS", "SlackMessage", "build_message", "clip_mrkdwn", "escape_mrkdwn",

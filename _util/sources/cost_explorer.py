@@ -18,9 +18,9 @@ import botocore.exceptions
 import botocore.session
 from botocore.config import Config
 
-from _util.store.cost_store import CostRow
 from _util.errors import SourceError, SourceUnavailable, UnusableResponse
 from _util.sources.base import CostQuery
+from _util.store.cost_store import CostRow
 
 if TYPE_CHECKING:
     from _util.settings import Settings

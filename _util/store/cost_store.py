@@ -20,9 +20,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from _util.store.database import NameText, mask_url, metadata
 from _util.errors import StoreError
-
+from _util.store.database import NameText, mask_url, metadata
 
 cost_daily = sa.Table(
     "cost_daily", metadata,

@@ -22,9 +22,9 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from _util.store.database import NameText, mask_url, metadata
 from _util.errors import DeliveryError, StoreError
 from _util.slack.delivery import post_message
+from _util.store.database import NameText, mask_url, metadata
 
 log = logging.getLogger(__name__)
 
