@@ -31,7 +31,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from _util.alert_kinds import CONTINUING, NEW
-from _util.report import Alert, Report
+from _util.report import AlertKey, Alert, Report
 from _util.settings import Mute
 from _util.store.cost_store import load_services_history, stored_names, stored_rows_by_service
 from procAmzAlerts import detect_alerts_by_day
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 EPISODE_CAP_DAYS = 90
 
-AlertKey = tuple[str, str, str, "str | None"]
 
 
 # ---- pure: episodes ------------------------------------------------------------------

@@ -26,7 +26,7 @@ import procAmzAlerts
 from _util import paths
 from _util.alert_kinds import SPIKE_PLOT, kind_of, side
 from _util.paths import report_dir
-from _util.report import Alert, Report
+from _util.report import Alert, AlertKey, Report
 from _util.sections import report_json, report_page, site_parts
 from _util.sections.alerts import NOT_PLOTTED_ID, weight
 from _util.sections.base import Section, SiteContext
@@ -59,7 +59,7 @@ class Rendered:
 # ---------------------------------------------------------------- building jobs and pages
 
 
-def alert_slugs(alerts: Sequence[Alert]) -> dict[tuple[str, str, str, str | None], str]:
+def alert_slugs(alerts: Sequence[Alert]) -> dict[AlertKey, str]:
     """The file name (without .png/.html) of each alert's plot and page, by alert key."""
     return unique_slugs(a.key for a in alerts)
 
@@ -134,7 +134,7 @@ def _index_entries(site_dir: Path) -> list[IndexEntry]:
     entries = []
     reports = paths.reports_dir(site_dir)
     for folder in sorted(reports.iterdir() if reports.is_dir() else []):
-        if not (_DATE_DIR.match(folder.name) and (folder / "index.html").is_file()):
+        if not (_DATE_DIR.match(folder.name) and (folder / paths.REPORT_PAGE).is_file()):
             continue
         href = f"{paths.REPORTS}/{folder.name}/{paths.REPORT_PAGE}"
         entry = IndexEntry(day=folder.name, href=href)
@@ -151,12 +151,13 @@ def _index_entries(site_dir: Path) -> list[IndexEntry]:
 
 def write_site_index(site_dir: Path) -> Path:
     """Rebuild site_dir/index.html from the report folders present, latest first."""
-    path = Path(site_dir) / "index.html"
+    path = paths.site_index(site_dir)
     path.write_text(site_pages.site_index(_index_entries(Path(site_dir))), encoding="utf-8")
     return path
 
 
-def alerts_to_plot(report: Report, limit: int | None) -> set[tuple[str, str, str, str | None]]:
+def alerts_to_plot(report: Report, limit: int | None,
+                   sections: Sequence[Section] | None = None) -> set[AlertKey]:
     """The keys of the alerts that get a plot: all of them when they are `limit` or fewer
     (None: no limit); otherwise those the Slack message links first, then the largest
     absolute dollar changes, `limit` in all."""
@@ -164,7 +165,7 @@ def alerts_to_plot(report: Report, limit: int | None) -> set[tuple[str, str, str
     if limit is None or len(keys) <= limit:
         return set(keys)
     by_change = sorted(report.alerts, key=lambda a: -weight(a))
-    ranked = dict.fromkeys([*linked_alert_keys(report), *(a.key for a in by_change)])
+    ranked = dict.fromkeys([*linked_alert_keys(report, sections), *(a.key for a in by_change)])
     return set(list(ranked)[:max(limit, 0)])
 
 
@@ -199,7 +200,7 @@ def render(
     rel_dir = paths.report_rel_dir(report.day)
 
     slugs = alert_slugs(report.alerts)
-    chosen = alerts_to_plot(report, max_alert_plots)
+    chosen = alerts_to_plot(report, max_alert_plots, sections)
     first = {}  # one plot per alert key, should the report hold a key twice
     for alert in report.alerts:
         if alert.key in chosen:

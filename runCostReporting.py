@@ -12,9 +12,9 @@ import datetime as dt
 import logging
 import os
 import sys
+from functools import partial
 from typing import Any, Mapping, Sequence
 
-import boto3
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -31,15 +31,18 @@ from _util.logging_setup import FILE_ONLY, LOG_FILE_NAME, setup_logging
 from _util.run.job import Clients
 from _util.run.pipeline import DailyRun, Outcome, first_line
 from _util.run.run_lock import run_lock
-from _util.run.run_record import RunRecord
+from _util.run.run_record import FAILED, RunRecord
 from _util.settings import ENV_PREFIX, SETTINGS, Settings, load_settings
-from _util.site.publish import make_s3_client, website_url
+from _util.site.publish import make_s3_client
 from _util.slack.delivery import make_slack_client
 from _util.sources import SOURCES
 from _util.store.cost_store import load_history
 from _util.store.database import create_tables, make_engine, mask_url
 
 log = logging.getLogger("runCostReporting")
+
+# How the first log line names a source.
+SOURCE_NAMES = {"demo": "demo account", "cost-explorer": "AWS Cost Explorer"}
 
 EXIT_CODES_HELP = """exit codes:
   0  everything delivered (or nothing to deliver: --dry-run, no Slack token)
@@ -98,25 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _site_url(settings: Settings) -> str | None:
-    """The site's public base URL: the setting, or the bucket's website endpoint."""
-    if settings.site_url:
-        return settings.site_url
-    if settings.s3_bucket:
-        region = boto3.session.Session().region_name or "us-east-1"
-        return website_url(settings.s3_bucket, region, settings.s3_prefix)
-    return None
-
-
 def make_clients(settings: Settings, today: dt.date) -> Clients:
-    """The run's clients, each made once and only when the run will use it."""
+    """How the run's clients are made: each once, on first use, and only those the run
+    will use."""
     fetching = not settings.skip_fetch and settings.backtest_from is None
     sending = not settings.dry_run
     return Clients(
-        source=SOURCES[settings.source](settings, today) if fetching else None,
-        s3=make_s3_client() if sending and settings.s3_bucket else None,
-        slack=(make_slack_client(settings.slack_token, settings.slack_api_url,
-                                 retries=settings.slack_max_retries)
+        source=partial(SOURCES[settings.source], settings, today) if fetching else None,
+        s3=make_s3_client if sending and settings.s3_bucket else None,
+        slack=(partial(make_slack_client, settings.slack_token, settings.slack_api_url,
+                       retries=settings.slack_max_retries)
                if sending and settings.slack_token and settings.slack_channel else None),
     )
 
@@ -131,7 +125,7 @@ def _run(settings: Settings, record: RunRecord, today: dt.date, outcome: Outcome
                                   settings.metric, settings.paths, load_history, record)
         return
     clients = make_clients(settings, today)
-    DailyRun(settings, engine, clients, today, _site_url(settings), outcome).run(record)
+    DailyRun(settings, engine, clients, today, outcome).run(record)
 
 
 def _check_slack_settings(settings: Settings) -> None:
@@ -183,16 +177,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     runs_dir = settings.paths.runs
     outcome = Outcome()
     log.info("run for %s (%s, db %s, output %s%s)", settings.day,
-             "demo account" if settings.demo else "AWS Cost Explorer", mask_url(settings.db_url),
+             SOURCE_NAMES.get(settings.source, settings.source), mask_url(settings.db_url),
              settings.output_dir, ", dry run" if settings.dry_run else "")
     try:
         with run_lock(settings.paths.lock, settings.lock_timeout_seconds):
             try:
                 _run(settings, record, today, outcome)
             finally:
-                record.finish(EXIT_PARTIAL if outcome.problems else EXIT_OK,
-                              "partial" if outcome.problems else "ok",
-                              "; ".join(outcome.problems) or None)
+                record.finish_with(outcome.problems)
                 record.write(runs_dir)
     except LockedError as exc:
         # The run holding the lock owns runs/<date>.json: leave it alone.
@@ -204,14 +196,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         # the traceback.
         log.error("%s", exc, extra=FILE_ONLY)
         log.debug("traceback", exc_info=True, extra=FILE_ONLY)
-        record.finish(exc.exit_code, "failed", str(exc))
+        record.finish(exc.exit_code, FAILED, str(exc))
         record.write(runs_dir)
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - the last line of defence: log and exit 1
         summary = f"unexpected {type(exc).__name__}: {first_line(exc)}"
         log.error("%s", summary, exc_info=True, extra=FILE_ONLY)
-        record.finish(EXIT_UNEXPECTED, "failed", summary)
+        record.finish(EXIT_UNEXPECTED, FAILED, summary)
         record.write(runs_dir)
         print(f"error: {summary} (traceback in {settings.paths.logs / LOG_FILE_NAME})",
               file=sys.stderr)

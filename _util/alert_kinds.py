@@ -38,7 +38,7 @@ class AlertKind:
     direction: str
     title: str  # the section's title, as the original bot wrote it (Slack and the site)
     continuing_label: str  # the digest's one line of alerts that continue an episode
-    plot: str
+    plot: str  # SPIKE_PLOT or TREND_PLOT: its page's figure, and how its lines read
 
     @property
     def key(self) -> tuple[str, str]:
@@ -58,6 +58,9 @@ ALERT_KINDS: tuple[AlertKind, ...] = (
     AlertKind(SPIKE, DOWN, "Spike down in AWS Services", "Still low", SPIKE_PLOT),
 )
 _BY_KEY = {k.key: k for k in ALERT_KINDS}
+# A kind whose rule is not named above would be refused in a [[mute]] entry and left out
+# of the backtest's table: fail at import instead.
+assert {k.rule for k in ALERT_KINDS} <= set(RULES), "add the new rule's name to RULES"
 
 
 def kind_of(rule: str, direction: str) -> AlertKind:

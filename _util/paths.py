@@ -15,6 +15,11 @@ REPORT_PAGE = "index.html"
 SLACK_PREVIEW = "slack.html"
 
 
+def site_index(site_dir: Path) -> Path:
+    """The site's front page, listing every report."""
+    return Path(site_dir) / REPORT_PAGE
+
+
 def reports_dir(site_dir: Path) -> Path:
     """The folder of every day's report: site_dir/reports/."""
     return Path(site_dir) / REPORTS
@@ -64,18 +69,12 @@ class OutputPaths:
     def report_dir(self, day: dt.date) -> Path:
         return report_dir(self.site, day)
 
-    def report_json(self, day: dt.date) -> Path:
-        return self.report_dir(day) / REPORT_JSON
-
     def slack_payload(self, day: dt.date) -> Path:
         """The exact payload of the run of `day` (what was, or would be, posted)."""
         return self.root / "slack" / f"{day.isoformat()}.json"
 
     def slack_preview(self, day: dt.date) -> Path:
         return self.report_dir(day) / SLACK_PREVIEW
-
-    def run_record(self, name: str) -> Path:
-        return self.runs / f"{name}.json"
 
     def backtest_csv(self, name: str) -> Path:
         return self.root / "backtest" / f"{name}.csv"

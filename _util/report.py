@@ -15,6 +15,10 @@ from typing import Any
 from _util.alert_kinds import NEW
 
 
+# What makes two days' alerts the same alert: (kind, direction, service, group).
+AlertKey = tuple[str, str, str, "str | None"]
+
+
 @dataclass(frozen=True)
 class Rules:
     """Thresholds of the detection rules; one object so a backtest can swap them."""
@@ -63,7 +67,7 @@ class Alert:
         return "service" if self.group is None else "group"
 
     @property
-    def key(self) -> tuple[str, str, str, str | None]:
+    def key(self) -> AlertKey:
         """What makes two days' alerts the same alert (for episodes and muting)."""
         return (self.kind, self.direction, self.service, self.group)
 

@@ -1,6 +1,7 @@
 """The plot budget: at most `max_alert_plots` alert plots a run, the report still lists all."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import procPlotting
 from _util.alert_kinds import SPIKE, TREND, UP
 from _util.report import Alert
-from _util.slack.message import build_message
+from _util.slack.message import build_message, linked_alert_keys
 from tests.test_plotting import SITE_URL, parse, report_for, synthetic_history
 
 DAY = dt.date(2024, 3, 31)
@@ -92,3 +93,18 @@ def test_without_a_budget_every_alert_is_plotted(history, tmp_path: Path):
     assert rendered.alerts_not_plotted == 0
     page = (tmp_path / "reports" / DAY.isoformat() / "index.html").read_text(encoding="utf-8")
     assert procPlotting.NOT_PLOTTED_ID not in page
+
+
+def test_continuing_alerts_cut_from_their_line_do_not_take_the_plots_of_new_spikes(history):
+    # 80 continuing trends fill their line past Slack's 3,000 characters ("; and N more");
+    # only those the line names are linked, so the five new spikes still get their plots.
+    long_name = "Continuing service with a long name " + "x" * 40
+    continuing = [dataclasses.replace(trend_up(f"{long_name} {i:02d}", 1.0 + i),
+                                      status="continuing", episode_days=3)
+                  for i in range(80)]
+    spikes = [spike(f"Spiking {i}", 1000.0 + i) for i in range(5)]
+    report = report_for(history, DAY, spikes + continuing)
+    linked = linked_alert_keys(report)
+    assert 0 < sum(k[0] == TREND for k in linked) < 80
+    chosen = procPlotting.alerts_to_plot(report, 50)
+    assert {a.key for a in spikes} <= chosen

@@ -100,7 +100,7 @@ def test_report_page_is_the_sections_parts_in_order_through_the_layout(tmp_path)
     entries = [site_pages.AlertEntry(a, "#not-plotted", plotted=False) for a in rep.alerts]
     cards = [site_pages.SummaryEntry(k, summaries.TITLES[k], f"{s}.html", f"{s}.png")
              for k, s in summaries.SLUGS.items()]
-    parts = [site_pages.report_header(rep), site_pages.report_summaries(cards),
+    parts = [site_pages.report_header(rep), site_pages.report_summaries("AWS Services Summary", cards),
              site_pages.report_no_alerts(rep, entries),
              *(site_pages.report_alert_section(kind, entries) for kind in ALERT_KINDS)]
     assert site_pages.report_no_alerts(rep, entries) == ""

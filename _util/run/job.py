@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from _util.sources.base import CostSource
 
@@ -29,15 +29,49 @@ class RunJob:
     force: bool = False
 
 
-@dataclass(frozen=True)
-class Clients:
-    """Everything the run talks to outside the database, made once by the driver.
+Factory = Callable[[], Any]
 
-    None where the run does not use it: no source with --skip-fetch or a backtest, no S3
-    client without a bucket or in a dry run, no Slack client without a token and channel
-    or in a dry run.
+
+class Clients:
+    """Everything the run talks to outside the database: the driver says once how each is
+    made, and each is made on first use, inside the stage that needs it (so a client that
+    cannot be made, a misspelt AWS_PROFILE say, fails that stage as its calls would).
+
+    A factory is None where the run does not use that client: no source with --skip-fetch
+    or a backtest, no S3 without a bucket or in a dry run, no Slack without a token and a
+    channel or in a dry run.
     """
 
-    source: CostSource | None = None
-    s3: Any = None
-    slack: Any = None
+    def __init__(self, source: Callable[[], CostSource] | None = None,
+                 s3: Factory | None = None, slack: Factory | None = None) -> None:
+        self._factories = {"source": source, "s3": s3, "slack": slack}
+        self._made: dict[str, Any] = {}
+
+    def _get(self, name: str) -> Any:
+        if name not in self._made:
+            self._made[name] = self._factories[name]()
+        return self._made[name]
+
+    @property
+    def fetches(self) -> bool:
+        return self._factories["source"] is not None
+
+    @property
+    def publishes(self) -> bool:
+        return self._factories["s3"] is not None
+
+    @property
+    def posts(self) -> bool:
+        return self._factories["slack"] is not None
+
+    @property
+    def source(self) -> CostSource:
+        return self._get("source")
+
+    @property
+    def s3(self) -> Any:
+        return self._get("s3")
+
+    @property
+    def slack(self) -> Any:
+        return self._get("slack")

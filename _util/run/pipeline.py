@@ -13,8 +13,10 @@ import datetime as dt
 import json
 import logging
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
+import boto3
 import pandas as pd
 from sqlalchemy.engine import Engine
 
@@ -26,8 +28,6 @@ import procSummaries
 from _util import sections
 from _util.alert_kinds import CONTINUING
 from _util.errors import (
-    EXIT_OK,
-    EXIT_PARTIAL,
     EXIT_UNEXPECTED,
     DeliveryError,
     SourceError,
@@ -40,11 +40,11 @@ from _util.report import Report
 from _util.run.catch_up import plan_catch_up
 from _util.run.job import Clients, RunJob
 from _util.run.pending import deliver_pending
-from _util.run.run_record import RunRecord, replaced
+from _util.run.run_record import FAILED, INGEST_STAGE, RunRecord, StageRecord, replaced
 from _util.run.stale_day import stale_report_day
 from _util.sections.base import DayContext
 from _util.settings import Settings
-from _util.site.publish import publish
+from _util.site.publish import publish, website_url
 from _util.slack import message as slack_message
 from _util.slack.preview import preview_page
 from _util.sources.base import CostQuery
@@ -75,8 +75,18 @@ class DailyRun:
     engine: Engine
     clients: Clients
     today: dt.date
-    site_url: str | None
     outcome: Outcome = field(default_factory=Outcome)
+
+    @cached_property
+    def site_url(self) -> str | None:
+        """The site's public base URL: the setting, or the bucket's website endpoint."""
+        s = self.settings
+        if s.site_url:
+            return s.site_url
+        if s.s3_bucket:
+            region = boto3.session.Session().region_name or "us-east-1"
+            return website_url(s.s3_bucket, region, s.s3_prefix)
+        return None
 
     @property
     def paths(self) -> OutputPaths:
@@ -93,7 +103,7 @@ class DailyRun:
         day = self.settings.day
         job = RunJob(report_day=day, run_day=day, force=self.settings.force)
         failure = None
-        if self.clients.source is not None:
+        if self.clients.fetches:
             failure = self.ingest(record)
             if failure is None:
                 self.catch_up(record)
@@ -110,20 +120,17 @@ class DailyRun:
         An answer that cannot be stored (UnusableResponse) counts as a failure too:
         nothing of it is written, so stored history never changes silently.
         """
-        source = self.clients.source
-        with record.stage("ingest") as stage:
+        with record.stage(INGEST_STAGE) as stage:
             try:
                 result = procAmzData.ingest(
-                    self.engine, source, self.query, day=self.settings.day, today=self.today,
+                    self.engine, self.clients.source, self.query, day=self.settings.day, today=self.today,
                     lookback_days=self.settings.lookback_days)
             except (SourceError, StoreError) as exc:
+                # `ce_requests` (the run record's key) counts any source's requests.
                 record.ce_requests = stage.counts["ce_requests"] = exc.requests
                 if not isinstance(exc, SourceUnavailable):
                     raise
-                log.error("%s; reporting from stored data", exc)
-                self.outcome.problems.append(str(exc))
-                stage.status = "failed"
-                stage.counts["error"] = str(exc)
+                self.partly_failed(stage, exc, "; reporting from stored data")
                 return exc
             record.ce_requests = result.requests
             record.rows_upserted = result.rows_upserted
@@ -132,6 +139,14 @@ class DailyRun:
                                 fetched=f"{plan.start}..{plan.end}" if plan.start else None,
                                 plan=plan.reason)
         return None
+
+    def partly_failed(self, stage: StageRecord, exc: Exception, then: str = "") -> None:
+        """A stage that failed without ending the run: logged, the stage marked failed
+        with its error, and a problem of the run's (exit 3)."""
+        log.error("%s%s", exc, then)
+        self.outcome.problems.append(str(exc))
+        stage.status = FAILED
+        stage.counts["error"] = str(exc)
 
     def stale_day(self, failure: Exception) -> dt.date:
         query = self.query
@@ -186,14 +201,12 @@ class DailyRun:
         run = replace(self, outcome=Outcome())
         try:
             run.report(job, record)
-            problems = run.outcome.problems
-            record.finish(EXIT_PARTIAL if problems else EXIT_OK,
-                          "partial" if problems else "ok", "; ".join(problems) or None)
+            record.finish_with(run.outcome.problems)
         except Exception as exc:  # noqa: BLE001 - logged; the run's own day comes next
             summary = first_line(exc)
             log.error("reporting %s again failed: %s", job.report_day, summary, exc_info=True,
                       extra=FILE_ONLY)
-            record.finish(getattr(exc, "exit_code", EXIT_UNEXPECTED), "failed", summary)
+            record.finish(getattr(exc, "exit_code", EXIT_UNEXPECTED), FAILED, summary)
             run.outcome.problems.append(summary)
         return run.outcome.problems
 
@@ -222,8 +235,13 @@ class DailyRun:
             report = procLifecycle.apply(report, self.engine, s.metric, s.mutes, history)
             stage.counts.update(continuing=sum(a.status == CONTINUING for a in report.alerts),
                                 muted=sum(a.muted for a in report.alerts))
-        found = sections.analyse(DayContext(report, history, s))
-        return replace(report, sections=found) if found else report
+        if not sections.analysing():
+            return report
+        with record.stage("sections") as stage:
+            ctx = DayContext(report, history, job, s, self.engine, self.clients)
+            found = sections.analyse(ctx)
+            stage.counts["sections"] = sorted(found)
+        return replace(report, sections=found)
 
     def report(self, job: RunJob, record: RunRecord) -> None:
         """Load, analyse, render and publish `job`'s day, then deliver the digest.
@@ -275,16 +293,13 @@ class DailyRun:
 
     def publish(self, files: list[Path], record: RunRecord) -> bool:
         s = self.settings
-        if self.clients.s3 is None:
+        if not self.clients.publishes:
             return False
         with record.stage("publish") as stage:
             try:
                 result = publish(files, s.site_dir, s.s3_bucket, s.s3_prefix, self.clients.s3)
             except DeliveryError as exc:
-                log.error("%s", exc)
-                self.outcome.problems.append(str(exc))
-                stage.status = "failed"
-                stage.counts["error"] = str(exc)
+                self.partly_failed(stage, exc)
                 return False
             stage.counts["uploaded"] = result.uploaded
         return True
@@ -296,7 +311,7 @@ class DailyRun:
             log.info("dry run: Slack message written to %s, not posted",
                      self.paths.slack_payload(job.run_day))
             return
-        if self.clients.slack is None:
+        if not self.clients.posts:
             missing = "SLACK_BOT_TOKEN" if not s.slack_token else "COST_TRACKING_SLACK_CHANNEL"
             log.info("%s is not set: Slack message written, not posted", missing)
             return
@@ -307,10 +322,7 @@ class DailyRun:
                     self.engine, self.clients.slack, job.run_day, s.slack_channel,
                     message.payload(s.slack_channel), force=job.force)
             except DeliveryError as exc:
-                log.error("%s", exc)
-                self.outcome.problems.append(str(exc))
-                stage.status = "failed"
-                stage.counts["error"] = str(exc)
+                self.partly_failed(stage, exc)
                 return
             stage.counts["posted"] = result.posted
             if result.posted:

@@ -10,6 +10,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from _util.errors import EXIT_OK, EXIT_PARTIAL
+
+# Statuses of a run and of its stages.
+OK = "ok"
+PARTIAL = "partial"
+FAILED = "failed"
+
 
 def peak_rss_mb() -> float:
     """Peak resident set of this process in MB (Linux reports kilobytes)."""
@@ -23,7 +30,7 @@ class StageRecord:
     # The process's peak resident memory so far, read when the stage ends: the first
     # stage whose figure jumps is the one that set the run's peak.
     peak_rss_mb: float = 0.0
-    status: str = "ok"
+    status: str = OK
     counts: dict[str, Any] = field(default_factory=dict)
 
 
@@ -55,7 +62,7 @@ class RunRecord:
         try:
             yield record
         except BaseException:
-            record.status = "failed"
+            record.status = FAILED
             raise
         finally:
             record.seconds = round(time.perf_counter() - started, 4)
@@ -66,6 +73,11 @@ class RunRecord:
         self.status = status
         self.error = error
         self.finished_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+    def finish_with(self, problems: list[str]) -> None:
+        """Finish as ok, or as partial (exit 3) naming the problems met."""
+        self.finish(EXIT_PARTIAL if problems else EXIT_OK, PARTIAL if problems else OK,
+                    "; ".join(problems) or None)
 
     def write(self, runs_dir: Path) -> Path:
         runs_dir.mkdir(parents=True, exist_ok=True)
@@ -91,7 +103,7 @@ def read_record(path: Path) -> dict[str, Any] | None:
 
 def fetch_failed(record: dict[str, Any]) -> bool:
     """Whether the run could not fetch its costs (its ingest stage failed)."""
-    return any(s.get("name") == INGEST_STAGE and s.get("status") == "failed"
+    return any(s.get("name") == INGEST_STAGE and s.get("status") == FAILED
                for s in record.get("stages", []))
 
 

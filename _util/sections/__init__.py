@@ -33,10 +33,15 @@ def current(sections: Sequence[Section] | None = None) -> Sequence[Section]:
     return SECTIONS if sections is None else sections
 
 
+def analysing(sections: Sequence[Section] | None = None) -> list[Section]:
+    """The sections that have an `analyse` of their own."""
+    return [s for s in current(sections) if type(s).analyse is not Section.analyse]
+
+
 def analyse(ctx: DayContext, sections: Sequence[Section] | None = None) -> dict[str, Any]:
     """Each section's data of its own for the day (those that have any), by name."""
     found = {}
-    for section in current(sections):
+    for section in analysing(sections):
         data = section.analyse(ctx)
         if data is not None:
             found[section.name] = data

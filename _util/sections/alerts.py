@@ -22,7 +22,7 @@ import math
 
 import pandas as pd
 
-from _util.alert_kinds import CONTINUING, SPIKE, TREND, AlertKind, side
+from _util.alert_kinds import CONTINUING, SPIKE_PLOT, AlertKind, kind_of, side
 from _util.report import Alert, Report
 from _util.sections.base import Section, SiteContext, SitePart, SlackPart, SlackUnit
 from _util.site import pages
@@ -80,7 +80,8 @@ def _alert_text(alert: Alert, report: Report, folded: list[Alert]) -> str:
         f"{money(alert.usd)} on {day_label(report.day)}, {change} vs usual "
         f"{money(alert.baseline_mean)}/day",
     ]
-    if alert.kind == TREND:
+    measured_as_spike = kind_of(alert.kind, alert.direction).plot == SPIKE_PLOT
+    if not measured_as_spike:
         lines.append(f"MACD crossed {side(alert.direction)} its "
                      f"{report.rules.signal_span}-day signal")
     else:
@@ -95,7 +96,7 @@ def _alert_text(alert: Alert, report: Report, folded: list[Alert]) -> str:
     # The others say the change is broader. Left out: the spike's driving group (named
     # already) and a group that is the whole service (same series, same alert).
     folded = [a for a in folded if abs(a.usd - alert.usd) >= 0.005
-              and not (alert.kind == SPIKE and a.group == alert.top_group)]
+              and not (measured_as_spike and a.group == alert.top_group)]
     if folded:
         names = [group_label(a.group or "", report.group_by) for a in folded]
         shown = ", ".join(names[:FOLDED_GROUPS_SHOWN])
@@ -113,8 +114,10 @@ def _zscore_text(z: float | None) -> str:
     return f"z-score {z:+.1f}"
 
 
-def _continuing_text(kind: AlertKind, alerts: list[Alert], report: Report) -> str:
-    """'Still elevated: <url|Amazon EC2> (day 4, +$120.00/day); ...' in one section text."""
+def _continuing_text(kind: AlertKind, alerts: list[Alert],
+                     report: Report) -> tuple[str, list[Alert]]:
+    """'Still elevated: <url|Amazon EC2> (day 4, +$120.00/day); ...' in one section text,
+    and the alerts it names (a long line ends with "; and N more")."""
     entries = []
     for alert in alerts:
         name = mrkdwn_name(alert.service, SUMMARY_NAME_CHARS)
@@ -128,9 +131,9 @@ def _continuing_text(kind: AlertKind, alerts: list[Alert], report: Report) -> st
     for shown, entry in enumerate(entries[1:], start=1):
         more = f"; and {len(entries) - shown} more"
         if len(text) + 2 + len(entry) + len(more) > SECTION_CHARS:
-            return text + more
+            return text + more, alerts[:shown]
         text += f"; {entry}"
-    return text
+    return text, alerts
 
 
 
@@ -158,9 +161,9 @@ def _units(kind: AlertKind, report: Report) -> list[SlackUnit]:
         units.append(SlackUnit(block, weight(a), [a, *extra], linked=[a], numbered=True))
     if continuing:
         extra = [g for a in continuing if a.group is None for g in folded.get(a.service, [])]
-        block = section(_continuing_text(kind, continuing, report))
-        units.append(SlackUnit(block, max(weight(a) for a in continuing),
-                               continuing + extra, linked=list(continuing)))
+        text, named = _continuing_text(kind, continuing, report)
+        units.append(SlackUnit(section(text), max(weight(a) for a in continuing),
+                               continuing + extra, linked=named))
     return units
 
 

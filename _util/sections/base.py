@@ -10,7 +10,6 @@ plots and writes the pages, the Slack stage chooses what fits in one message.
 """
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -18,23 +17,32 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from _util.report import Alert, Report
+from _util.report import Alert, AlertKey, Report
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from _util.run.job import Clients, RunJob
     from _util.settings import Settings
     from _util.site.plot_drawing import PlotJob
 
-AlertKey = tuple[str, str, str, "str | None"]
 
 
 @dataclass(frozen=True)
 class DayContext:
     """What a section may read to analyse a day: the report as detection, summaries and
-    the lifecycle left it, the history frame it came from, and the settings."""
+    the lifecycle left it, the history frame it came from, the job (the report's day is
+    `job.report_day`, which is not the run's day when catching up or reporting stale
+    data), the settings, the database and the run's clients (a section that fetches data
+    of its own uses `clients`, made once for the run; none when `clients.fetches` is
+    false: --skip-fetch or a backtest)."""
 
     report: Report
     history: pd.DataFrame
+    job: "RunJob"
     settings: "Settings"
+    engine: "Engine"
+    clients: "Clients"
 
 
 def public_url(site_url: str | None, rel_path: str) -> str | None:
@@ -112,8 +120,3 @@ class Section:
 
     def slack_part(self, report: Report, account_label: str | None) -> SlackPart:
         return SlackPart()
-
-
-def day_range(day: dt.date) -> str:
-    """'2026-11-01 to 2026-11-21': the month so far, as pages and plot titles say it."""
-    return f"{day.replace(day=1).isoformat()} to {day.isoformat()}"

@@ -118,7 +118,7 @@ def summary_site(report: Report, site: SiteContext) -> SitePart:
                 float(grid[d].sum())) for d in grid.columns]
     cards = [SummaryEntry(k, TITLES[k], f"{s}.html", f"{s}.png") for k, s in SLUGS.items()]
     return SitePart(
-        html=pages.report_summaries(cards),
+        html=pages.report_summaries(SUMMARY_TITLE, cards),
         jobs=[daily, mtd],
         pages={f"{SLUGS[DAILY]}.html": daily_page(report, daily.path.name, len(top),
                                                         largest),

@@ -19,7 +19,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from _util.alert_kinds import SPIKE, UP, AlertKind, side
+from _util.alert_kinds import SPIKE_PLOT, UP, AlertKind, kind_of, side
 from _util.money import money as format_money
 from _util.money import signed_money as format_signed_money
 from _util.paths import SLACK_PREVIEW
@@ -103,7 +103,7 @@ def status_text(alert: Alert) -> str:
 
 def rule_text(alert: Alert) -> str:
     """What fired, as the report page's Rule column reads: the z-score or the crossing."""
-    if alert.kind == SPIKE:
+    if kind_of(alert.kind, alert.direction).plot == SPIKE_PLOT:
         return "—" if alert.zscore is None else f"z = {alert.zscore:.1f}"
     return "MACD crossed " + side(alert.direction)
 
@@ -180,7 +180,7 @@ def alert_sentence(alert: Alert, report: Report, baseline_days: int) -> str:
     if alert.group is not None:
         where = f"{alert.service} ({group_label(alert.group)})"
     base = f"its mean of {money(alert.baseline_mean)} over the {baseline_days} days before"
-    if alert.kind == SPIKE:
+    if kind_of(alert.kind, alert.direction).plot == SPIKE_PLOT:
         z = "—" if alert.zscore is None else f"{alert.zscore:.1f}"
         return (
             f"On {day}, {where} cost {money(alert.usd)}, {money(abs(alert.delta_usd))} "
@@ -257,9 +257,9 @@ def report_header(report: Report) -> Markup:
     return render_partial("report/header.html", report=report)
 
 
-def report_summaries(summaries: Sequence[SummaryEntry]) -> Markup:
-    """The "AWS Services Summary" heading and a thumbnail per summary plot."""
-    return render_partial("report/summaries.html", summaries=summaries)
+def report_summaries(title: str, summaries: Sequence[SummaryEntry]) -> Markup:
+    """A heading and a thumbnail per summary plot, linking to its page."""
+    return render_partial("report/summaries.html", title=title, summaries=summaries)
 
 
 def report_no_alerts(report: Report, alerts: Sequence[AlertEntry]) -> Markup:

@@ -19,6 +19,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from _util.paths import site_index
 from _util.errors import DeliveryError
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def cache_control(path: Path) -> str:
 
 def _ordered(files: Iterable[Path], site_dir: Path) -> list[Path]:
     """Each file once, resolved, with the site index last so it never links ahead."""
-    index = (site_dir / "index.html").resolve()
+    index = site_index(site_dir).resolve()
     seen: dict[Path, None] = {}
     for f in files:
         resolved = Path(f).resolve()

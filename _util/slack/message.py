@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from _util.alert_kinds import CONTINUING
-from _util.report import Alert, Report
+from _util.report import Alert, AlertKey, Report
 from _util.sections import current
 from _util.sections.base import Section, SlackPart
 from _util.slack.blocks import (
@@ -34,7 +34,6 @@ from _util.slack.blocks import (
 __all__ = ["MAX_BLOCKS", "SlackMessage", "build_message", "clip_mrkdwn", "escape_mrkdwn",
            "linked_alert_keys", "money", "mrkdwn_name", "signed_money", "without_links"]
 
-AlertKey = tuple[str, str, str, "str | None"]
 
 
 @dataclass(frozen=True)
@@ -73,13 +72,14 @@ def _choose(parts: list[SlackPart], budget: int) -> tuple[set[int], bool]:
     """The ids of the units that fit `budget` blocks (a part's title counts once, when
     one of its units is chosen), largest changes first; and whether any was left out."""
     units = [(i, u) for i, p in enumerate(parts) for u in p.units]
-    if len(units) + len({i for i, _ in units}) <= budget:
+    titles = {i for i, _ in units if parts[i].title is not None}
+    if len(units) + len(titles) <= budget:
         return {id(u) for _, u in units}, False
     budget -= 1  # the closing "full report" line
     chosen: set[int] = set()
     opened: set[int] = set()
     for part, unit in sorted(units, key=lambda pu: pu[1].weight, reverse=True):
-        cost = 1 + (part not in opened)
+        cost = 1 + (part in titles and part not in opened)
         if cost <= budget:
             chosen.add(id(unit))
             opened.add(part)
@@ -97,7 +97,13 @@ def _fitting(report: Report, account_label: str | None,
 
 def linked_alert_keys(report: Report, sections: Sequence[Section] | None = None) -> list[AlertKey]:
     """The keys of the alerts the message links to their plot page, in its order: the
-    alerts that must get a plot whatever the run's plot budget."""
+    alerts that must get a plot whatever the run's plot budget.
+
+    It is asked before the plots exist, so every alert counts as having a page (a URL of
+    a plot page's length: how many continuing alerts a line names depends on it)."""
+    report = dataclasses.replace(report, alerts=tuple(
+        dataclasses.replace(a, plot_url=a.plot_url or f"https://plots.invalid/{i}.html")
+        for i, a in enumerate(report.alerts)))
     parts, chosen, _ = _fitting(report, None, sections)
     keys = [a.key for p in parts for u in p.units if id(u) in chosen for a in u.linked]
     return list(dict.fromkeys(keys))
