@@ -14,7 +14,6 @@ from typing import Any
 
 from _util.alert_kinds import NEW
 
-
 # What makes two days' alerts the same alert: (kind, direction, service, group).
 AlertKey = tuple[str, str, str, "str | None"]
 
@@ -133,6 +132,12 @@ class Report:
     @property
     def estimated(self) -> bool:
         return self.summary.headline.estimated
+
+    @property
+    def visible_alerts(self) -> list[Alert]:
+        """The alerts the digest shows: all but the muted (the site and report.json keep
+        every alert)."""
+        return [a for a in self.alerts if not a.muted]
 
 
 def _plain(value: Any) -> Any:

@@ -10,16 +10,23 @@ from hypothesis import strategies as st
 from slack_sdk.models.blocks import Block
 
 from _util.alert_kinds import DOWN, SPIKE, TREND, UP
-from _util.report import Alert, DayAmount, Headline, Report, Rules, ServiceAmount, Summary
-from _util.slack.message import (
+from _util.report import (
+    Alert,
+    DayAmount,
+    Headline,
+    Report,
+    Rules,
+    ServiceAmount,
+    Summary,
+)
+from _util.slack.blocks import (
     MAX_BLOCKS,
-    SlackMessage,
-    build_message,
     clip_mrkdwn,
     escape_mrkdwn,
     money,
     signed_money,
 )
+from _util.slack.message import SlackMessage, build_message
 
 DAY = dt.date(2024, 5, 14)
 SUMMARY_URLS = {"daily_by_service": "https://costs.example.com/reports/2024-05-14/daily.html",

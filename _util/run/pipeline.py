@@ -123,8 +123,8 @@ class DailyRun:
         with record.stage(INGEST_STAGE) as stage:
             try:
                 result = procAmzData.ingest(
-                    self.engine, self.clients.source, self.query, day=self.settings.day, today=self.today,
-                    lookback_days=self.settings.lookback_days)
+                    self.engine, self.clients.source, self.query, day=self.settings.day,
+                    today=self.today, lookback_days=self.settings.lookback_days)
             except (SourceError, StoreError) as exc:
                 # `ce_requests` (the run record's key) counts any source's requests.
                 record.ce_requests = stage.counts["ce_requests"] = exc.requests
@@ -265,7 +265,7 @@ class DailyRun:
             stage.counts["blocks"] = len(message.blocks)
 
         uploaded = self.publish(files, record)
-        if s.s3_bucket and not s.dry_run and not uploaded:
+        if self.clients.publishes and not uploaded:
             # The links (to the bucket's website or to COST_TRACKING_SITE_URL in front of
             # it) would open pages that never arrived: send the message without them.
             report = slack_message.without_links(report)
@@ -287,7 +287,7 @@ class DailyRun:
                         encoding="utf-8")
         preview = self.paths.slack_preview(job.report_day)
         preview.parent.mkdir(parents=True, exist_ok=True)
-        posted = False if s.dry_run or not (s.slack_token and s.slack_channel) else None
+        posted = None if self.clients.posts else False  # None: not known yet
         preview.write_text(preview_page(payload, job.report_day, posted), encoding="utf-8")
         return [preview]
 

@@ -52,11 +52,6 @@ def weight(alert: Alert) -> float:
     return d if math.isfinite(d) else 0.0
 
 
-def visible_alerts(report: Report) -> list[Alert]:
-    """The alerts the digest shows: all but the muted."""
-    return [a for a in report.alerts if not a.muted]
-
-
 def site_entries(report: Report, site: SiteContext) -> list[AlertEntry]:
     """Every alert as the report page lists it: its plot page, or the note that says why
     it has none."""
@@ -141,7 +136,7 @@ def _continuing_text(kind: AlertKind, alerts: list[Alert],
 def _units(kind: AlertKind, report: Report) -> list[SlackUnit]:
     """The digest's blocks for one kind: an item per new alert (largest change first),
     then one line of those that continue."""
-    in_section = [a for a in visible_alerts(report) if (a.kind, a.direction) == kind.key]
+    in_section = [a for a in report.visible_alerts if (a.kind, a.direction) == kind.key]
     fired_services = {a.service for a in in_section if a.group is None}
     folded: dict[str, list[Alert]] = {}
     items: list[Alert] = []
@@ -191,7 +186,7 @@ class NoAlertsSection(Section):
         return SitePart(html=pages.report_no_alerts(report, site_entries(report, site)))
 
     def slack_part(self, report: Report, account_label: str | None) -> SlackPart:
-        if visible_alerts(report):
+        if report.visible_alerts:
             return SlackPart()
         line = f"No unusual changes on {day_label(report.day)}: no spikes or trend reversals."
         muted = len(report.alerts)

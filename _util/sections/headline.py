@@ -5,7 +5,12 @@ import datetime as dt
 from typing import Any
 
 import pandas as pd
-from slack_sdk.models.blocks import ContextBlock, HeaderBlock, MarkdownTextObject, PlainTextObject
+from slack_sdk.models.blocks import (
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+)
 
 from _util.alert_kinds import CONTINUING
 from _util.report import Report
@@ -39,7 +44,7 @@ def _header(report: Report, account_label: str | None) -> dict[str, Any]:
 
 def _all_continuing(report: Report) -> int:
     """How many alerts the digest shows when every one of them continues an episode."""
-    visible = [a for a in report.alerts if not a.muted]
+    visible = report.visible_alerts
     return len(visible) if visible and all(a.status == CONTINUING for a in visible) else 0
 
 

@@ -12,7 +12,14 @@ from _util.sections.base import Section, SiteContext, SitePart, SlackPart
 from _util.site import pages
 from _util.site.pages import SummaryEntry
 from _util.site.plot_drawing import OTHER, DailyPlot, MtdPlot, label, service_colours
-from _util.slack.blocks import SUMMARY_NAME_CHARS, day_label, divider, money, mrkdwn_name, section
+from _util.slack.blocks import (
+    SUMMARY_NAME_CHARS,
+    day_label,
+    divider,
+    money,
+    mrkdwn_name,
+    section,
+)
 
 TOP_SERVICES = 12  # services named in the plots; the rest are summed as Other
 SUMMARY_TOP = 3  # services named in each line of the digest

@@ -19,8 +19,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from _util.paths import site_index
 from _util.errors import DeliveryError
+from _util.paths import site_index
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from _util.alert_kinds import CONTINUING
-from _util.report import Alert, AlertKey, Report
+from _util.report import AlertKey, Report
 from _util.sections import current
 from _util.sections.base import Section, SlackPart
 from _util.slack.blocks import (
@@ -22,18 +22,11 @@ from _util.slack.blocks import (
     MAX_BLOCKS,
     change,
     clip_mrkdwn,
-    escape_mrkdwn,
     money,
     mrkdwn_name,
     section,
-    signed_money,
     usable_url,
 )
-
-# The digest's text helpers, for callers that format as it does.
-__all__ = ["MAX_BLOCKS", "SlackMessage", "build_message", "clip_mrkdwn", "escape_mrkdwn",
-           "linked_alert_keys", "money", "mrkdwn_name", "signed_money", "without_links"]
-
 
 
 @dataclass(frozen=True)
@@ -134,7 +127,7 @@ def build_message(report: Report, account_label: str | None = None,
 def _fallback(report: Report, account_label: str | None) -> str:
     """The notification text (and what clients without Block Kit show)."""
     h = report.summary.headline
-    visible: list[Alert] = [a for a in report.alerts if not a.muted]
+    visible = report.visible_alerts
     label = f" · {mrkdwn_name(account_label, 80)}" if account_label else ""
     new = sum(a.status != CONTINUING for a in visible)
     continuing = len(visible) - new
