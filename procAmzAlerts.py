@@ -42,12 +42,23 @@ import logging
 import numpy as np
 import pandas as pd
 
-from _util.detection.alert_rules import alerts_at, macd_walk
+from _util.detection.alert_rules import (
+    LONG_MEAN_DAYS,
+    SHORT_MEAN_DAYS,
+    alerts_at,
+    macd_walk,
+)
 from _util.detection.alert_screen import alerts_by_day
 from _util.detection.series_matrix import build_matrices
-from _util.report import Alert, Rules
+from _util.report import WEEKDAY, Alert, Rules
 
 log = logging.getLogger(__name__)
+
+def history_start(day: dt.date, rules: Rules) -> dt.date:
+    """The oldest day detection reads for `day`: its lookback window, and the `echo_days`
+    before it that the windows of the spikes a trend alert may echo reach back to."""
+    return day - dt.timedelta(days=rules.lookback_days - 1 + rules.echo_days)
+
 
 def _window_days(day: dt.date, lookback_days: int) -> pd.DatetimeIndex:
     end = pd.Timestamp(day)
@@ -82,6 +93,23 @@ def series_of(
     return out
 
 
+def baseline_days(series: pd.Series, rules: Rules) -> int:
+    """How many days a spike's baseline of `series` (as `series_of` returns it) holds:
+    every day before its last, or with weekday seasonality those of the last's weekday."""
+    before = pd.DatetimeIndex(series.index[:-1])
+    if rules.seasonality == WEEKDAY and len(series):
+        return int((before.dayofweek == series.index[-1].dayofweek).sum())
+    return len(before)
+
+
+def moving_means(series: pd.Series) -> pd.DataFrame:
+    """The 7- and 28-day mean daily costs the trend gate compares, on every day of
+    `series` (days before its start count as no cost, as in the rule)."""
+    cost = series.astype(float)
+    return pd.DataFrame({f"mean{n}": cost.rolling(n, min_periods=1).sum() / n
+                         for n in (SHORT_MEAN_DAYS, LONG_MEAN_DAYS)}, index=series.index)
+
+
 def macd_lines(series: pd.Series, rules: Rules) -> pd.DataFrame:
     """Fast and slow EMAs, MACD and its signal line for one daily series.
 
@@ -107,8 +135,7 @@ def detect_alerts(history: pd.DataFrame, day: dt.date, rules: Rules) -> tuple[Al
     """
     if rules.lookback_days < 2:
         raise ValueError("lookback_days must be at least 2")
-    first_day = day - dt.timedelta(days=rules.lookback_days - 1)
-    matrices = build_matrices(history, first_day, day)
+    matrices = build_matrices(history, history_start(day, rules), day)
     alerts = alerts_at(matrices, len(matrices.service.days) - 1, rules)
     log.info("detected %d alerts over %d services and %d groups on %s", len(alerts),
              matrices.service.values.shape[1], matrices.group.values.shape[1], day)
@@ -125,8 +152,9 @@ def detect_alerts_by_day(
         raise ValueError("lookback_days must be at least 2")
     if last_day < first_day:
         return {}
-    start = first_day - dt.timedelta(days=rules.lookback_days - 1)
-    result = alerts_by_day(build_matrices(history, start, last_day), rules)
+    start = history_start(first_day, rules)
+    result = alerts_by_day(build_matrices(history, start, last_day), rules,
+                           first_row=(first_day - start).days)
     log.info("detected alerts for %d days (%s..%s): %d alerts; %d of %d (day, series) "
              "pairs re-checked", len(result.by_day), first_day, last_day,
              sum(len(a) for a in result.by_day.values()), result.rechecked, result.pairs)

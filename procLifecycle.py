@@ -31,10 +31,14 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from _util.alert_kinds import CONTINUING, NEW
-from _util.report import AlertKey, Alert, Report
+from _util.report import Alert, AlertKey, Report
 from _util.settings import Mute
-from _util.store.cost_store import load_services_history, stored_names, stored_rows_by_service
-from procAmzAlerts import detect_alerts_by_day
+from _util.store.cost_store import (
+    load_services_history,
+    stored_names,
+    stored_rows_by_service,
+)
+from procAmzAlerts import detect_alerts_by_day, history_start
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +160,7 @@ def fired_before(engine: Engine, metric: str, report: Report,
     newest, step = day - dt.timedelta(days=1), FIRST_STEP_DAYS
     while open_keys and newest >= first_day:
         oldest = max(first_day, newest - dt.timedelta(days=step - 1))
-        start = oldest - dt.timedelta(days=rules.lookback_days - 1)
+        start = history_start(oldest, rules)
         for frame in _frames_of(open_keys, start, newest, engine, metric, history):
             for d, alerts in detect_alerts_by_day(frame, oldest, newest, rules).items():
                 fired[d] |= {a.key for a in alerts} & open_keys

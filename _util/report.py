@@ -17,6 +17,12 @@ from _util.alert_kinds import NEW
 # What makes two days' alerts the same alert: (kind, direction, service, group).
 AlertKey = tuple[str, str, str, "str | None"]
 
+# A spike's baseline (COST_TRACKING_SEASONALITY): every day before D, or only the days
+# with D's day of the week.
+NO_SEASONALITY = "none"
+WEEKDAY = "weekday"
+SEASONALITIES = (NO_SEASONALITY, WEEKDAY)
+
 
 @dataclass(frozen=True)
 class Rules:
@@ -31,6 +37,12 @@ class Rules:
     ema_slow: int = 26
     signal_span: int = 18
     lookback_days: int = 365
+    # A trend crossing fires only if |mean7 - mean28| >= max(pct% of mean28, usd).
+    trend_min_move_pct: float = 5.0
+    trend_min_move_usd: float = 1.0
+    # A trend alert is an echo of a spike of its series on D-echo_days..D (0: no echoes).
+    echo_days: int = 7
+    seasonality: str = NO_SEASONALITY
 
 
 @dataclass(frozen=True)
@@ -38,7 +50,9 @@ class Alert:
     """One series that fired one rule on the report's day.
 
     `group` is None for a service-level alert and "" for the untagged group.
-    `top_group*` name the group that moved a service-level alert the most.
+    `top_group*` name the group that moved a service-level alert the most. A trend alert
+    carries the 7- and 28-day mean daily costs its materiality gate compared, and
+    `echo_of`, the day of the spike of the same series it follows, if it does.
     """
 
     kind: str
@@ -52,6 +66,9 @@ class Alert:
     zscore: float | None = None
     macd: float | None = None
     signal: float | None = None
+    mean7: float | None = None
+    mean28: float | None = None
+    echo_of: dt.date | None = None
     top_group: str | None = None
     top_group_delta_usd: float | None = None
     plot_url: str | None = None
@@ -75,6 +92,22 @@ class Alert:
         if self.baseline_mean <= 0:
             return None
         return 100.0 * self.delta_usd / self.baseline_mean
+
+    @property
+    def is_echo(self) -> bool:
+        return self.echo_of is not None
+
+    @property
+    def counts_as_new(self) -> bool:
+        """A new alert a reader is told about: first day of its episode and not an echo."""
+        return self.status == NEW and not self.is_echo
+
+    @property
+    def move_pct(self) -> float | None:
+        """How far the 7-day mean is from the 28-day mean, in % of the latter."""
+        if self.mean7 is None or self.mean28 is None or self.mean28 <= 0:
+            return None
+        return 100.0 * (self.mean7 - self.mean28) / self.mean28
 
 
 @dataclass(frozen=True)
@@ -135,9 +168,9 @@ class Report:
 
     @property
     def visible_alerts(self) -> list[Alert]:
-        """The alerts the digest shows: all but the muted (the site and report.json keep
-        every alert)."""
-        return [a for a in self.alerts if not a.muted]
+        """The alerts the digest shows: all but the muted and the echoes of spikes (the
+        site and report.json keep every alert)."""
+        return [a for a in self.alerts if not a.muted and not a.is_echo]
 
 
 def _plain(value: Any) -> Any:

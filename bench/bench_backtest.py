@@ -30,6 +30,7 @@ from _util.detection.alert_rules import alerts_at  # noqa: E402
 from _util.detection.alert_screen import alerts_by_day  # noqa: E402
 from _util.detection.series_matrix import build_matrices  # noqa: E402
 from _util.report import Rules  # noqa: E402
+from procAmzAlerts import history_start  # noqa: E402
 
 
 def _best_seconds(fn, repeat: int):
@@ -52,16 +53,18 @@ def main() -> None:
     args = parser.parse_args()
 
     rules = Rules(z=args.z)
-    history = synthetic_history(args.series, days=args.days + rules.lookback_days - 1)
+    history = synthetic_history(args.series,
+                                days=args.days + rules.lookback_days - 1 + rules.echo_days)
     first = DAY - dt.timedelta(days=args.days - 1)
     print(f"backtest benchmark: {args.series} series, {args.days} days evaluated, "
           f"lookback {rules.lookback_days} days, {len(history):,} rows, best of {args.repeat}")
 
-    start = first - dt.timedelta(days=rules.lookback_days - 1)
+    start = history_start(first, rules)
+    first_row = (first - start).days
 
     def screened():
         matrices = build_matrices(history, start, DAY)
-        return alerts_by_day(matrices, rules)
+        return alerts_by_day(matrices, rules, first_row)
 
     seconds, result = _best_seconds(screened, args.repeat)
     by_day = result.by_day
@@ -72,8 +75,7 @@ def main() -> None:
     if not args.no_loop:
         def loop():
             matrices = build_matrices(history, start, DAY)
-            offset = rules.lookback_days - 1
-            return {first + dt.timedelta(days=i): alerts_at(matrices, offset + i, rules)
+            return {first + dt.timedelta(days=i): alerts_at(matrices, first_row + i, rules)
                     for i in range(args.days)}
         loop_seconds, by_day_loop = _best_seconds(loop, 1)
         same = by_day_loop == by_day

@@ -13,14 +13,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _util.alert_kinds import DOWN, SPIKE, TREND, UP
-from _util.detection.alert_rules import series_stats
+from _util.detection.alert_rules import series_stats, trend_moved
 from _util.detection.series_matrix import build_matrices
-from _util.report import Alert, Rules
+from _util.report import SEASONALITIES, WEEKDAY, Alert, Rules
 from procAmzAlerts import detect_alerts, detect_alerts_by_day, macd_lines, series_of
-from tests.reference_detection import reference_alerts, reference_stats
+from tests.reference_detection import STAT_COLUMNS, reference_alerts, reference_stats
 
 D = dt.date(2024, 5, 31)
 RULES = Rules()
+# The crossing alone, without the materiality gate (both floors 0 is the rule of issue 3).
+CROSSING_ONLY = dataclasses.replace(RULES, trend_min_move_pct=0.0, trend_min_move_usd=0.0)
 
 
 def frame(series: dict[tuple[str, str], list[float]], day: dt.date = D) -> pd.DataFrame:
@@ -183,7 +185,7 @@ def test_step_up_on_d_is_an_upward_crossing_with_hand_computed_lines():
 
 
 def test_step_down_on_d_is_a_downward_crossing():
-    alerts = detect_alerts(frame({("S", ""): [10.0] * 60 + [5.0]}), D, RULES)
+    alerts = detect_alerts(frame({("S", ""): [10.0] * 60 + [5.0]}), D, CROSSING_ONLY)
     assert len(find(alerts, TREND, DOWN)) == 1 and find(alerts, TREND, UP) == []
 
 
@@ -194,8 +196,8 @@ def test_a_crossing_on_the_day_before_is_not_an_alert_on_d(after, direction):
     assert (before > 0) is (direction == UP) and (now > 0) is (direction == UP)
     yesterday = D - dt.timedelta(days=1)
     history = frame({("S", ""): values})
-    assert len(find(detect_alerts(history, yesterday, RULES), TREND, direction)) == 1
-    assert find(detect_alerts(history, D, RULES), TREND) == []
+    assert len(find(detect_alerts(history, yesterday, CROSSING_ONLY), TREND, direction)) == 1
+    assert find(detect_alerts(history, D, CROSSING_ONLY), TREND) == []
 
 
 def test_a_crossing_back_after_a_rise_is_a_downward_reversal():
@@ -216,7 +218,7 @@ def test_a_crossing_back_after_a_rise_is_a_downward_reversal():
     (0.98, 1.53, False),  # a cent short
 ])
 def test_trend_needs_min_daily_usd_over_the_last_28_days(level, on_d, fires):
-    alerts = detect_alerts(frame({("S", ""): [level] * 60 + [on_d]}), D, RULES)
+    alerts = detect_alerts(frame({("S", ""): [level] * 60 + [on_d]}), D, CROSSING_ONLY)
     assert bool(find(alerts, TREND, UP)) is fires
 
 
@@ -349,7 +351,9 @@ AMOUNTS = st.one_of(st.just(0.0), st.integers(-64, 64 * 200).map(lambda k: k / 6
 
 @st.composite
 def histories(draw):
-    lookback = draw(st.integers(12, 45))
+    seasonality = draw(st.sampled_from(SEASONALITIES))
+    # A weekday baseline needs 8 weeks before D to spike at all.
+    lookback = draw(st.integers(12, 45) if seasonality != WEEKDAY else st.integers(50, 70))
     rules = Rules(
         z=draw(st.sampled_from([1.0, 2.0, 3.0])),
         min_delta_usd=draw(st.sampled_from([0.0, 1.0, 5.0])),
@@ -358,8 +362,12 @@ def histories(draw):
         min_daily_usd=draw(st.sampled_from([0.0, 1.0])),
         ema_fast=draw(st.sampled_from([3, 12])), ema_slow=draw(st.sampled_from([8, 26])),
         signal_span=draw(st.sampled_from([5, 18])), lookback_days=lookback,
+        trend_min_move_pct=draw(st.sampled_from([0.0, 5.0, 20.0])),
+        trend_min_move_usd=draw(st.sampled_from([0.0, 1.0])),
+        echo_days=draw(st.sampled_from([0, 2, 7])), seasonality=seasonality,
     )
-    n_days = lookback + draw(st.integers(0, 5))  # some rows fall before the window
+    # Some rows fall before the window, some in the days the echoes look back on.
+    n_days = lookback + draw(st.integers(0, 10))
     series = {}
     for service in draw(st.sets(st.sampled_from(["A", "B", "C"]), min_size=1)):
         for group in draw(st.sets(st.sampled_from(["", "x", "y"]), min_size=1)):
@@ -380,7 +388,8 @@ def assert_same_alerts(got: tuple[Alert, ...], want: tuple[Alert, ...]) -> None:
         for f in dataclasses.fields(Alert):
             x, y = getattr(a, f.name), getattr(b, f.name)
             if isinstance(x, float) and isinstance(y, float):
-                assert math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9), (f.name, a, b)
+                assert math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9) or (
+                    math.isnan(x) and math.isnan(y)), (f.name, a, b)
             else:
                 assert x == y, (f.name, a, b)
 
@@ -406,8 +415,7 @@ def test_vectorised_statistics_equal_the_per_series_reference(case):
         for s in np.flatnonzero(stats.exists):
             key = (matrix.services[s], matrix.groups[s])
             seen.add(key)
-            for name in ("baseline_days", "cost", "mean", "std", "zscore", "recent_mean",
-                         "macd", "signal", "macd_prev", "signal_prev"):
+            for name in STAT_COLUMNS:
                 got, exp = float(getattr(stats, name)[s]), float(want[key][name])
                 if math.isnan(exp):
                     assert math.isnan(got), (key, name)
@@ -430,3 +438,130 @@ def test_alerts_by_day_equal_one_run_per_day():
     assert sum(len(a) for a in by_day.values()) > 5
     for day, alerts in by_day.items():
         assert alerts == detect_alerts(history, day, rules), day
+
+
+# ----------------------------------------------------------------------------------------
+# The trend rule's materiality gate and the echoes of spikes (issue 13).
+# ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mean7, mean28, fires", [
+    (105.0, 100.0, True),      # exactly 5% of the 28-day mean
+    (104.99, 100.0, False),
+    (95.0, 100.0, True),       # a fall counts the same
+    (11.0, 10.0, True),        # $1.00: the dollar floor is the larger one below $20/day
+    (10.99, 10.0, False),
+    (0.5, 0.0, False),         # new spend of 50 cents a day is not $1 of move
+])
+def test_trend_gate_needs_the_larger_of_the_percentage_and_the_dollar_move(mean7, mean28, fires):
+    moved = trend_moved(np.array([mean7]), np.array([mean28]), RULES)
+    assert bool(moved[0]) is fires
+
+
+def test_trend_gate_with_both_floors_zero_passes_every_series():
+    assert trend_moved(np.array([3.0, 3.0]), np.array([3.0, 0.0]), CROSSING_ONLY).all()
+
+
+def test_a_crossing_on_a_flat_series_is_not_an_alert_a_material_step_is():
+    # $20/day for two months; on D it costs $20.50 (a +2.5% move of the 7-day average
+    # would need a bigger day) or $40 (the 7-day average moves +14%).
+    wobble = frame({("S", ""): [20.0] * 60 + [20.5]})
+    assert find(detect_alerts(wobble, D, CROSSING_ONLY), TREND, UP)
+    assert not find(detect_alerts(wobble, D, RULES), TREND)
+    step = detect_alerts(frame({("S", ""): [20.0] * 60 + [40.0]}), D, RULES)
+    [trend] = find(step, TREND, UP)
+    assert trend.mean7 == pytest.approx(20.0 + 20.0 / 7)
+    assert trend.mean28 == pytest.approx(20.0 + 20.0 / 28)
+    assert trend.move_pct == pytest.approx(100 * (20 / 7 - 20 / 28) / (20 + 20 / 28))
+
+
+def test_the_gate_changes_which_crossings_fire_not_their_numbers():
+    history = frame({("S", ""): [20.0] * 60 + [40.0]})
+    [gated] = find(detect_alerts(history, D, RULES), TREND)
+    [plain] = find(detect_alerts(history, D, CROSSING_ONLY), TREND)
+    assert gated == plain
+
+
+def test_spike_alerts_carry_no_trend_averages():
+    [spike] = find(detect_alerts(frame({("S", ""): UNIT_STD + [20.0]}), D, RULES), SPIKE)
+    assert spike.mean7 is None and spike.mean28 is None and spike.echo_of is None
+
+
+def _spike_then_crossings() -> pd.DataFrame:
+    """$100/day with noise and a +$400 spike 11 days before D: the MACD crosses up on the
+    spike's day and back down five days later (found by running the rules)."""
+    rng = np.random.default_rng(1)
+    values = list(100 + rng.standard_normal(120))
+    values[-12] += 400
+    return frame({("S", ""): values})
+
+
+SPIKE_DAY = D - dt.timedelta(days=11)
+
+
+def test_crossings_within_a_week_of_a_spike_are_its_echoes_at_each_level():
+    by_day = detect_alerts_by_day(_spike_then_crossings(), SPIKE_DAY, D, Rules(lookback_days=100))
+    trends = {(day, a.direction, a.group): a.echo_of
+              for day, alerts in by_day.items() for a in alerts if a.kind == TREND}
+    down_day = SPIKE_DAY + dt.timedelta(days=5)
+    assert trends == {(SPIKE_DAY, UP, None): SPIKE_DAY, (SPIKE_DAY, UP, ""): SPIKE_DAY,
+                      (down_day, DOWN, None): SPIKE_DAY, (down_day, DOWN, ""): SPIKE_DAY}
+    assert [a.kind for a in by_day[SPIKE_DAY] if a.echo_of is None] == [SPIKE, SPIKE]
+
+
+def test_a_crossing_further_from_the_spike_than_echo_days_is_not_an_echo():
+    rules = Rules(lookback_days=100, echo_days=4)
+    day = SPIKE_DAY + dt.timedelta(days=5)
+    [service, group] = find(detect_alerts(_spike_then_crossings(), day, rules), TREND) + find(
+        detect_alerts(_spike_then_crossings(), day, rules), TREND, group="")
+    assert service.echo_of is None and group.echo_of is None
+    off = detect_alerts(_spike_then_crossings(), SPIKE_DAY, dataclasses.replace(rules, echo_days=0))
+    assert [a.echo_of for a in off if a.kind == TREND] == [None, None]
+
+
+def test_only_a_spike_of_the_same_series_makes_an_echo():
+    # The group spikes on its own; the service total (the group plus a large steady
+    # other group) does not, so the service's crossing is news, the group's an echo.
+    rng = np.random.default_rng(1)
+    spiky = list(100 + rng.standard_normal(120))
+    spiky[-12] += 400
+    steady = list(2000 + 250 * rng.standard_normal(120))
+    history = frame({("S", "a"): spiky, ("S", "b"): steady})
+    rules = Rules(lookback_days=100, trend_min_move_pct=0.0, trend_min_move_usd=0.0)
+    alerts = [a for day, day_alerts in detect_alerts_by_day(history, SPIKE_DAY, D, rules).items()
+              for a in day_alerts]
+    assert any(a.kind == SPIKE and a.group == "a" for a in alerts)
+    assert not any(a.kind == SPIKE and a.group is None for a in alerts)
+    service_trends = [a for a in alerts if a.kind == TREND and a.group is None]
+    assert service_trends and all(a.echo_of is None for a in service_trends)
+    assert any(a.echo_of == SPIKE_DAY for a in alerts if a.kind == TREND and a.group == "a")
+
+
+# ---- weekday seasonality: a spike's baseline is the days with D's day of the week ------
+
+def _weekly(weeks: int, saturday: float) -> list[float]:
+    """$100 on weekdays and $30 at weekends (a cent of wiggle), ending on D, a Friday;
+    the last Saturday before D costs `saturday`."""
+    days = pd.date_range(end=pd.Timestamp(D), periods=7 * weeks, freq="D")
+    values = [(100.0 if d.dayofweek < 5 else 30.0) + 0.01 * (i % 3) for i, d in enumerate(days)]
+    values[-7] = saturday  # D is a Friday: 6 days before it is a Saturday
+    return values
+
+
+def test_a_weekend_spike_hidden_by_the_weekly_pattern_is_found_against_other_saturdays():
+    assert D.weekday() == 4
+    saturday = D - dt.timedelta(days=6)
+    history = frame({("S", ""): _weekly(20, saturday=60.0)})  # double a usual Saturday
+    assert not find(detect_alerts(history, saturday, RULES), SPIKE)
+    weekday = dataclasses.replace(RULES, seasonality=WEEKDAY)
+    [spike] = find(detect_alerts(history, saturday, weekday), SPIKE, UP)
+    assert spike.baseline_mean == pytest.approx(30.01, abs=0.01)
+    assert spike.delta_usd == pytest.approx(30.0, abs=0.02)
+
+
+def test_a_weekday_baseline_needs_eight_earlier_days_of_the_same_weekday():
+    saturday = D - dt.timedelta(days=6)
+    weekday = dataclasses.replace(RULES, seasonality=WEEKDAY, min_history_days=7)
+    eight = frame({("S", ""): _weekly(9, saturday=60.0)})  # Saturdays before it: 8
+    seven = frame({("S", ""): _weekly(8, saturday=60.0)})  # 7
+    assert find(detect_alerts(eight, saturday, weekday), SPIKE, UP)
+    assert not find(detect_alerts(seven, saturday, weekday), SPIKE)

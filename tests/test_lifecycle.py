@@ -91,7 +91,7 @@ def run_day(engine, d: dt.date, rules: Rules = Rules(), mutes=(),
             pass_history: bool = False) -> Report:
     """Detection, summaries and the lifecycle for day `d`, as the driver runs them."""
     from _util.store.cost_store import load_history
-    history = load_history(engine, METRIC, d - dt.timedelta(days=rules.lookback_days - 1), d)
+    history = load_history(engine, METRIC, procAmzAlerts.history_start(d, rules), d)
     report = Report(day=d, metric=METRIC, group_by="TAG:Name", rules=rules,
                     summary=procSummaries.summarise(history, d, rules.lookback_days),
                     alerts=procAmzAlerts.detect_alerts(history, d, rules))

@@ -13,20 +13,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from _util.detection.alert_rules import (
-    RECHECK_ELEMENTS,
+    LONG_MEAN_DAYS,
+    SHORT_MEAN_DAYS,
     TIE_EPS,
-    Firing,
-    SeriesStats,
-    alerts_of,
+    WEEKDAY_MIN_BASELINE,
     ewm_consts,
+    fired_alerts,
     macd_walk,
     rank_key,
-    rules_fire,
-    series_stats,
+    trend_moved,
+    window_stats,
     with_top_groups,
 )
 from _util.detection.series_matrix import SeriesMatrices
-from _util.report import Alert, Rules
+from _util.report import WEEKDAY, Alert, Rules
 
 # Error bounds below are multiplied by this: the screen may keep too many pairs (they are
 # re-checked), never too few.
@@ -42,6 +42,14 @@ def _take(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.take_along_axis(a, rows, axis=0)
 
 
+def _prefix(y: np.ndarray, step: int) -> np.ndarray:
+    """P[x] = the sum of y[r] over rows r < x with r = x (mod step), for x = 0..rows."""
+    n_rows, n = y.shape
+    padded = np.vstack([y, np.zeros((-n_rows % step, n))])
+    same_class = np.cumsum(padded.reshape(-1, step, n), axis=0).reshape(-1, n)[:n_rows]
+    return np.vstack([np.zeros((step, n)), same_class])[:n_rows + 1]
+
+
 def _screen_spikes(values: np.ndarray, start: np.ndarray, base_days: np.ndarray,
                    rules: Rules) -> np.ndarray:
     """Which (day, series) pairs could fire a spike: a superset of those that do.
@@ -50,20 +58,25 @@ def _screen_spikes(values: np.ndarray, start: np.ndarray, base_days: np.ndarray,
     O(days x lookback)); their rounding differs from the exact sums', so each comes with
     a bound on the difference, and a pair is dropped only if it cannot fire anywhere
     inside the bounds. `start`, `base_days` are per evaluated day t = L-1+i and series.
+    With weekday seasonality the prefix sums run over every 7th row.
     """
     n_rows, n = values.shape
     lb = rules.lookback_days
     nonzero = values != 0.0
     shift = values.sum(axis=0) / np.maximum(nonzero.sum(axis=0), 1)
     y = values - shift
-    p1 = np.vstack([np.zeros((1, n)), np.cumsum(y, axis=0)])
-    p2 = np.vstack([np.zeros((1, n)), np.cumsum(y * y, axis=0)])
+    weekday = rules.seasonality == WEEKDAY
+    step = 7 if weekday else 1
+    p1, p2 = _prefix(y, step), _prefix(y * y, step)
     y1_total = np.abs(y).sum(axis=0)
-    y2_total = p2[-1]
+    y2_total = (y * y).sum(axis=0)
     x1_total = np.abs(values).sum(axis=0)
-    rows = np.minimum(start, n_rows)
+    t = np.arange(lb - 1, n_rows)[:, None]
+    # The baseline's first row: the series' start, or its first day with D's weekday.
+    rows = np.minimum(start + (t - start) % step, n_rows)
+    baseline = np.maximum((t - rows) // step, 0) if weekday else base_days
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        nb = base_days.astype(float)
+        nb = baseline.astype(float)
         s1 = p1[lb - 1:n_rows] - _take(p1, rows)
         s2 = p2[lb - 1:n_rows] - _take(p2, rows)
         d_s1 = 4 * n_rows * EPS * y1_total + 4 * EPS * np.abs(s1)
@@ -95,7 +108,10 @@ def _screen_spikes(values: np.ndarray, start: np.ndarray, base_days: np.ndarray,
             down &= -lo >= pct_floor
         # NaN or infinite bounds (overflow on absurd amounts) keep the pair.
         unsure = ~(np.isfinite(hi) & np.isfinite(lo) & np.isfinite(std_lo))
-    return up | down | unsure
+    maybe = up | down | unsure
+    if weekday:
+        maybe &= baseline >= WEEKDAY_MIN_BASELINE
+    return maybe
 
 
 def _screen_trends(values: np.ndarray, start: np.ndarray, recent_mean: np.ndarray,
@@ -165,13 +181,21 @@ def _candidates(values: np.ndarray, rules: Rules) -> tuple[np.ndarray, np.ndarra
         history_ok = (start <= t) & (base_days >= rules.min_history_days)
         if not history_ok.any():
             continue
-        recent = min(rules.min_history_days, lb)
-        recent_mean = np.zeros(start.shape)
-        for r in range(lb - recent, lb):  # the order of row_sum in a normal run
-            recent_mean += block[r:r + start.shape[0]]
-        recent_mean /= max(recent, 1)
+
+        def window_means(days: int) -> np.ndarray:
+            """`recent_mean` of every window, in its order of additions (same bits)."""
+            days = min(days, lb)
+            acc = np.zeros(start.shape)
+            for r in range(lb - days, lb):
+                acc += block[r:r + start.shape[0]]
+            return acc / max(days, 1)
+
+        recent_mean = window_means(rules.min_history_days)
         maybe = _screen_spikes(block, start, base_days, rules)
         trend_ok = recent_mean >= rules.min_daily_usd - TIE_EPS
+        if trend_ok.any():
+            trend_ok &= trend_moved(window_means(SHORT_MEAN_DAYS), window_means(LONG_MEAN_DAYS),
+                                    rules)
         if trend_ok.any():
             maybe |= trend_ok & _screen_trends(block, start, recent_mean, rules)
         days, cols = np.nonzero(maybe & history_ok)
@@ -180,24 +204,6 @@ def _candidates(values: np.ndarray, rules: Rules) -> tuple[np.ndarray, np.ndarra
     if not days_out:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(days_out), np.concatenate(cols_out)
-
-
-def _recheck(values: np.ndarray, days: np.ndarray, cols: np.ndarray,
-             rules: Rules) -> tuple[SeriesStats, Firing]:
-    """The exact statistics of the candidate windows values[i:i+L, s], by series_stats:
-    the same arithmetic a normal run does, so the same numbers and decisions."""
-    lb = rules.lookback_days
-    width = max(1, RECHECK_ELEMENTS // lb)
-    offsets = np.arange(lb)[:, None]
-    parts = []
-    for lo in range(0, len(days), width):
-        windows = values[days[None, lo:lo + width] + offsets, cols[None, lo:lo + width]]
-        parts.append(series_stats(windows, rules))
-    if not parts:
-        parts.append(series_stats(np.zeros((lb, 0)), rules))
-    stats = SeriesStats(**{f: np.concatenate([getattr(p, f) for p in parts])
-                           for f in SeriesStats.__dataclass_fields__})
-    return stats, rules_fire(stats, rules)
 
 
 @dataclass(frozen=True)
@@ -209,8 +215,9 @@ class DayAlerts:
     rechecked: int
 
 
-def alerts_by_day(matrices: SeriesMatrices, rules: Rules) -> DayAlerts:
-    """`alerts_at` for every row from `lookback_days - 1` to the last, vectorised across
+def alerts_by_day(matrices: SeriesMatrices, rules: Rules, first_row: int) -> DayAlerts:
+    """`alerts_at` for every row from `first_row` (at least `lookback_days - 1`, and
+    `echo_days` more for the echoes of the first days) to the last, vectorised across
     days and series.
 
     A screen over all (day, series) pairs keeps those that might fire (prefix sums for
@@ -220,18 +227,22 @@ def alerts_by_day(matrices: SeriesMatrices, rules: Rules) -> DayAlerts:
     """
     lb = rules.lookback_days
     n_rows = len(matrices.service.days)
-    days = matrices.service.days[lb - 1:]
+    skip = first_row - (lb - 1)  # window i ends on row i + lb - 1
+    assert skip >= 0, "first_row must leave a whole window before it"
+    days = matrices.service.days[first_row:]
     found: dict[int, list[Alert]] = {i: [] for i in range(len(days))}
     pairs = rechecked = 0
     for matrix in (matrices.service, matrices.group):
         pairs += len(days) * matrix.values.shape[1]
         cand_days, cand_cols = _candidates(matrix.values, rules)
+        keep = cand_days >= skip
+        cand_days, cand_cols = cand_days[keep], cand_cols[keep]
         rechecked += len(cand_days)
-        stats, firing = _recheck(matrix.values, cand_days, cand_cols, rules)
-        fired = alerts_of(matrix, cand_cols, stats, firing)
-        for k, alert in with_top_groups(fired, matrices, cand_days, cand_cols, stats, lb):
-            found[int(cand_days[k])].append(alert)
+        stats, firing = window_stats(matrix.values, cand_days, cand_cols, rules)
+        fired = fired_alerts(matrix, cand_days, cand_cols, stats, firing, rules)
+        for k, alert in with_top_groups(fired, matrices, cand_days, cand_cols, stats, lb, rules):
+            found[int(cand_days[k]) - skip].append(alert)
     by_day = {days[i].date(): tuple(sorted(alerts, key=rank_key))
               for i, alerts in found.items()}
-    assert n_rows - lb + 1 == len(by_day)
+    assert n_rows - first_row == len(by_day)
     return DayAlerts(by_day=by_day, pairs=pairs, rechecked=rechecked)

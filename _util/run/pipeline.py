@@ -213,9 +213,10 @@ class DailyRun:
     # ---- one report -----------------------------------------------------------------
 
     def load(self, day: dt.date, record: RunRecord) -> pd.DataFrame:
-        """The history frame of the lookback window ending on `day`."""
+        """The history frame detection reads for `day` (its lookback window and the days
+        before it that echoes look back on)."""
         with record.stage("load") as stage:
-            start = day - dt.timedelta(days=self.settings.lookback_days - 1)
+            start = procAmzAlerts.history_start(day, self.settings.rules)
             history = load_history(self.engine, self.settings.metric, start, day)
             stage.counts["rows"] = len(history)
         record.report_day = day.isoformat()
