@@ -25,6 +25,7 @@ from markupsafe import Markup
 import procAmzAlerts
 from _util import paths
 from _util.alert_kinds import SPIKE_PLOT, kind_of, side
+from _util.alert_words import baseline_text
 from _util.paths import report_dir
 from _util.report import Alert, AlertKey, Report
 from _util.sections import report_json, report_page, site_parts
@@ -64,17 +65,20 @@ def alert_slugs(alerts: Sequence[Alert]) -> dict[AlertKey, str]:
     return unique_slugs(a.key for a in alerts)
 
 
-def _plot_title(alert: Alert, report: Report, baseline_days: int) -> str:
+def _plot_title(alert: Alert, report: Report, baseline: str) -> str:
     head = label(site_pages.alert_label(alert), TITLE_CHARS)
     day = report.day.isoformat()
     if kind_of(alert.kind, alert.direction).plot == SPIKE_PLOT:
         z = "—" if alert.zscore is None else f"{alert.zscore:.1f}"
         detail = (f"spike {alert.direction} on {day}: {money(alert.usd)}, z = {z}, "
-                  f"{signed_money(alert.delta_usd)} vs the {baseline_days}-day mean")
+                  f"{signed_money(alert.delta_usd)} vs the mean of {baseline}")
     else:
-        detail = (f"trend {alert.direction} on {day}: {money(alert.usd)}, MACD crossed "
-                  f"{side(alert.direction)} "
-                  f"its signal, {signed_money(alert.delta_usd)} vs the {baseline_days}-day mean")
+        moved = signed_money(alert.delta_usd) + " vs the mean"
+        if alert.mean7 is not None:
+            moved = (f"7-day average {money(alert.mean7)}/day, "
+                     f"{site_pages.percent(alert.move_pct)} against 28 days")
+        detail = (f"trend {alert.direction} on {day}: MACD crossed {side(alert.direction)} "
+                  f"its signal; {moved}")
     return f"{head}\n{label(detail, 200)}"
 
 
@@ -94,8 +98,8 @@ def _plan_alert(alert: Alert, slug: str, series: pd.Series, report: Report,
                 out: Path) -> _AlertPlan:
     """The plot job and page of one alert, drawn from the series detection evaluated."""
     rules = report.rules
-    baseline_days = max(len(series) - 1, 0)
-    title = _plot_title(alert, report, baseline_days)
+    baseline = baseline_text(rules, report.day, procAmzAlerts.baseline_days(series, rules))
+    title = _plot_title(alert, report, baseline)
     image = f"{slug}.png"
     recent = series.iloc[-RECENT_DAYS:]
     kind = kind_of(alert.kind, alert.direction)
@@ -106,11 +110,13 @@ def _plan_alert(alert: Alert, slug: str, series: pd.Series, report: Report,
         rows = [[d.date().isoformat(), money(v), signed_money(v - alert.baseline_mean)]
                 for d, v in recent.items()]
     else:
-        lines = procAmzAlerts.macd_lines(series, rules).iloc[-TREND_WINDOW_DAYS:]
+        lines = procAmzAlerts.macd_lines(series, rules).join(procAmzAlerts.moving_means(series))
+        lines = lines.iloc[-TREND_WINDOW_DAYS:]
         job = TrendPlot(out / image, title, _dates(lines.index), lines["cost"].to_numpy(float),
                         lines["ema_fast"].to_numpy(float), lines["ema_slow"].to_numpy(float),
                         lines["macd"].to_numpy(float), lines["signal"].to_numpy(float),
-                        (rules.ema_fast, rules.ema_slow, rules.signal_span), alert.direction)
+                        (rules.ema_fast, rules.ema_slow, rules.signal_span), alert.direction,
+                        lines["mean7"].to_numpy(float), lines["mean28"].to_numpy(float))
         headers = ["Date", "Cost", f"EMA{rules.ema_fast}", f"EMA{rules.ema_slow}", "MACD", "Signal"]
         rows = [[d.date().isoformat(), money(r.cost), money(r.ema_fast), money(r.ema_slow),
                  money(r.macd), money(r.signal)]
@@ -120,8 +126,8 @@ def _plan_alert(alert: Alert, slug: str, series: pd.Series, report: Report,
         day=report.day,
         image=image,
         alt=title.replace("\\$", "$"),
-        sentence=site_pages.alert_sentence(alert, report, baseline_days),
-        numbers=site_pages.alert_numbers(alert, report, baseline_days),
+        sentence=site_pages.alert_sentence(alert, report, baseline),
+        numbers=site_pages.alert_numbers(alert, report, baseline),
         recent_headers=headers,
         recent_rows=rows[::-1],
         recent_title=f"The last {len(rows)} days",

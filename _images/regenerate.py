@@ -72,19 +72,22 @@ def _alerts(report_json: Path) -> list[Alert]:
     data = json.loads(report_json.read_text(encoding="utf-8"))
     return [Alert(kind=a["kind"], direction=a["direction"], service=a["service"],
                   group=a["group"], usd=a["usd"], baseline_mean=a["baseline_mean"],
-                  baseline_std=a["baseline_std"], delta_usd=a["delta_usd"])
+                  baseline_std=a["baseline_std"], delta_usd=a["delta_usd"],
+                  echo_of=a.get("echo_of"))
             for a in data["alerts"]]
 
 
 def pick_samples(day_dir: Path) -> dict[str, Path]:
-    """The first (largest) service-level spike and trend, and the two summaries."""
+    """The first (largest) service-level spike and trend (not an echo of a spike when
+    there is another), and the two summaries."""
     alerts = _alerts(day_dir / "report.json")
     slugs = procPlotting.alert_slugs(alerts)
     samples = {"mtd_by_service.png": day_dir / "mtd-by-service.png",
                "daily_by_service.png": day_dir / "daily-by-service.png"}
     for kind in RULES:
-        chosen = next((a for a in alerts if a.kind == kind and a.group is None), None)
-        chosen = chosen or next((a for a in alerts if a.kind == kind), None)
+        ranked = sorted((a for a in alerts if a.kind == kind),
+                        key=lambda a: (a.echo_of is not None, a.group is not None))
+        chosen = ranked[0] if ranked else None
         if chosen is None:
             log.warning("no %s alert on this day: no %s sample", kind, kind)
             continue

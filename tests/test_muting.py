@@ -13,10 +13,12 @@ import pytest
 import procLifecycle
 import runCostReporting
 from _util.alert_kinds import SPIKE, TREND, UP
-from _util.report import Alert
+from _util.report import Alert, Rules
 from _util.settings import Mute
 from _util.slack.message import build_message
+from procAmzAlerts import detect_alerts
 from tests.ops_support import backfill
+from tests.test_alerts import SPIKE_DAY, _spike_then_crossings
 from tests.test_lifecycle import day, run_day, step_history, store
 from tests.test_slack_message import report as slack_report
 
@@ -125,11 +127,23 @@ def test_muted_alerts_are_absent_from_the_slack_payload():
     assert "Amazon Loud" not in payload
 
 
+def test_a_muted_spike_still_makes_its_crossings_echoes_and_both_leave_slack():
+    history = _spike_then_crossings()
+    alerts = detect_alerts(history, SPIKE_DAY, Rules(lookback_days=100))
+    muted = procLifecycle.apply_mutes(alerts, [Mute(service="S", reason="load test", kind=SPIKE)])
+    assert {(a.kind, a.muted, a.echo_of) for a in muted} == {
+        (SPIKE, True, None), (TREND, False, SPIKE_DAY)}
+    message = build_message(slack_report(muted))
+    assert "No unusual changes" in json.dumps(message.payload("C1"))
+    assert "(2 muted alerts and 2 echoes of spikes left out.)" in json.dumps(message.payload("C1"))
+
+
 # ---- end to end: the driver with a config file -----------------------------------------
 
 TODAY = dt.date(2026, 11, 23)
 RUN_DAY = "2026-11-22"
 ECS = "Amazon Elastic Container Service"
+RDS = "Amazon Relational Database Service"
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +159,7 @@ def test_muted_alerts_stay_in_report_json_and_on_the_site_and_leave_slack(tmp_pa
     config = tmp_path / "cost.toml"
     config.write_text(
         f'[[mute]]\nservice = "{ECS}"\nreason = "new cluster, expected"\nuntil = 2026-12-31\n\n'
-        f'[[mute]]\nservice = "AWS Backup"\nreason = "old entry"\nuntil = 2026-10-01\n\n'
+        f'[[mute]]\nservice = "{RDS}"\nreason = "old entry"\nuntil = 2026-10-01\n\n'
         f'[[mute]]\nservice = "Amazon Elastic Container Servce"\nreason = "typo"\n',
         encoding="utf-8")
     with pytest.MonkeyPatch.context() as mp:
@@ -158,18 +172,18 @@ def test_muted_alerts_stay_in_report_json_and_on_the_site_and_leave_slack(tmp_pa
     ecs = [a for a in alerts if a["service"] == ECS]
     assert ecs and all(a["muted"] and a["mute_reason"] == "new cluster, expected" for a in ecs)
     assert all(not a["muted"] for a in alerts if a["service"] != ECS)
-    assert any(a["service"] == "AWS Backup" for a in alerts)
+    assert any(a["service"] == RDS for a in alerts)
 
     payload = json.loads((tmp_path / "slack" / f"{RUN_DAY}.json").read_text())
     texts = [b["text"]["text"] for b in payload["blocks"] if b["type"] == "section"]
-    items = [t for t in texts if " vs usual " in t]  # the alert items
-    assert any(t.startswith("*AWS Backup*") for t in items)
+    items = [t for t in texts if "MACD crossed" in t or "z-score" in t]  # the alert items
+    assert any(t.startswith(f"*{RDS}*") for t in items)
     assert not any(ECS in t for t in items)   # (it may still top the spend summary)
-    assert "8 new alerts" in payload["text"]
+    assert "3 new alerts" in payload["text"]
 
     page = (tmp_path / "site" / "reports" / RUN_DAY / "index.html").read_text()
     assert ECS in page and "muted: new cluster, expected" in page
 
     log_text = (tmp_path / "logs" / "cost_tracking.log").read_text()
-    assert "service 'AWS Backup' (old entry) expired on 2026-10-01" in log_text
+    assert f"service '{RDS}' (old entry) expired on 2026-10-01" in log_text
     assert "WARNING procLifecycle: mute entry for service 'Amazon Elastic Container Servce'" in log_text

@@ -446,3 +446,26 @@ def test_without_links_gives_a_message_with_no_buttons_or_links():
     assert buttons(bare) == []
     assert "<" not in str(section_texts(bare))
     assert bare.blocks[-1]["text"]["text"].endswith("all are in the report on the site.")
+
+
+# ---- trend alerts in words, echoes left out (issue 13) --------------------------------
+
+def test_a_trend_item_says_how_far_the_week_moved_from_the_month():
+    trend = alert(TREND, UP, "Amazon RDS", delta=12.0, macd=1.0, signal=0.5,
+                  mean7=412.0, mean28=378.0)
+    [text] = [t for t in section_texts(build_message(report([trend]))) if "Amazon RDS" in t]
+    assert "7-day average $412.00/day, 9.0% above the 28-day average ($378.00/day)" in text
+    assert "MACD crossed above its 18-day signal" in text
+
+
+def test_echoes_are_left_out_of_the_digest_and_its_count_of_new_alerts():
+    spike = alert(SPIKE, UP, "Amazon EC2", delta=500.0)
+    echo = alert(TREND, UP, "Amazon EC2", delta=500.0, mean7=300.0, mean28=210.0,
+                 echo_of=DAY)
+    news = alert(TREND, DOWN, "Amazon S3", delta=-30.0, mean7=170.0, mean28=200.0)
+    message = build_message(report([spike, echo, news]))
+    texts = section_texts(message)
+    assert "2 new alerts" in message.payload("C1")["text"]
+    assert titles(message) == ["AWS Services Summary", "Downward Trending AWS Services",
+                               "Spike up in AWS Services"]
+    assert not any("Amazon EC2" in t and "MACD" in t for t in texts)

@@ -23,6 +23,7 @@ import math
 import pandas as pd
 
 from _util.alert_kinds import CONTINUING, SPIKE_PLOT, AlertKind, kind_of, side
+from _util.alert_words import move_text, usual_text
 from _util.report import Alert, Report
 from _util.sections.base import Section, SiteContext, SitePart, SlackPart, SlackUnit
 from _util.site import pages
@@ -70,15 +71,19 @@ def _alert_text(alert: Alert, report: Report, folded: list[Alert]) -> str:
     pct = alert.delta_pct
     change = signed_money(alert.delta_usd)
     change += f" ({pct:+.1f}%)" if pct is not None and math.isfinite(pct) else " (new spend)"
-    lines = [
-        _alert_title(alert, report.group_by),
-        f"{money(alert.usd)} on {day_label(report.day)}, {change} vs usual "
-        f"{money(alert.baseline_mean)}/day",
-    ]
+    lines = [_alert_title(alert, report.group_by)]
     measured_as_spike = kind_of(alert.kind, alert.direction).plot == SPIKE_PLOT
+    crossed = f"MACD crossed {side(alert.direction)} its {report.rules.signal_span}-day signal"
+    moved = None if measured_as_spike else move_text(alert, money)
+    if moved:
+        # A trend is a move over weeks: the averages say it, the day's cost is context.
+        lines += [moved, f"{money(alert.usd)} on {day_label(report.day)}; {crossed}"]
+    else:
+        lines.append(f"{money(alert.usd)} on {day_label(report.day)}, {change} vs "
+                     f"{usual_text(report.rules, report.day)} {money(alert.baseline_mean)}/day")
     if not measured_as_spike:
-        lines.append(f"MACD crossed {side(alert.direction)} its "
-                     f"{report.rules.signal_span}-day signal")
+        if not moved:
+            lines.append(crossed)
     else:
         detail = _zscore_text(alert.zscore)
         if alert.top_group is not None:
@@ -189,7 +194,20 @@ class NoAlertsSection(Section):
         if report.visible_alerts:
             return SlackPart()
         line = f"No unusual changes on {day_label(report.day)}: no spikes or trend reversals."
-        muted = len(report.alerts)
-        if muted:
-            line += f" ({muted} muted {'alert' if muted == 1 else 'alerts'} left out.)"
+        left_out = _left_out(report)
+        if left_out:
+            line += f" ({left_out} left out.)"
         return SlackPart(blocks=[section(line)])
+
+
+def _left_out(report: Report) -> str:
+    """'2 muted alerts and 1 echo of a spike': what the digest does not show."""
+    muted = sum(a.muted for a in report.alerts)
+    echoes = sum(a.is_echo and not a.muted for a in report.alerts)
+    parts = []
+    if muted:
+        parts.append(f"{muted} muted {'alert' if muted == 1 else 'alerts'}")
+    if echoes:
+        parts.append(f"{echoes} {'echo' if echoes == 1 else 'echoes'} of "
+                     f"{'a spike' if echoes == 1 else 'spikes'}")
+    return " and ".join(parts)

@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from _util.alert_kinds import SPIKE_PLOT, UP, AlertKind, kind_of, side
+from _util.alert_words import echo_text, move_text
 from _util.money import money as format_money
 from _util.money import signed_money as format_signed_money
 from _util.paths import SLACK_PREVIEW
@@ -104,8 +105,10 @@ def status_text(alert: Alert) -> str:
 def rule_text(alert: Alert) -> str:
     """What fired, as the report page's Rule column reads: the z-score or the crossing."""
     if kind_of(alert.kind, alert.direction).plot == SPIKE_PLOT:
-        return "—" if alert.zscore is None else f"z = {alert.zscore:.1f}"
-    return "MACD crossed " + side(alert.direction)
+        # No-break spaces: "z = 4.6" stays on one line in a narrow column.
+        return "—" if alert.zscore is None else f"z\u00a0=\u00a0{alert.zscore:.1f}"
+    moved = "" if alert.move_pct is None else f" (7-day average {percent(alert.move_pct)})"
+    return "MACD crossed " + side(alert.direction) + moved
 
 
 # ---------------------------------------------------------------- templates
@@ -173,13 +176,14 @@ def render_string(source: str, /, **context: object) -> Markup:
 # ---------------------------------------------------------------- alert pages
 
 
-def alert_sentence(alert: Alert, report: Report, baseline_days: int) -> str:
-    """What the alert means, in one plain sentence (text, not markup)."""
+def alert_sentence(alert: Alert, report: Report, baseline: str) -> str:
+    """What the alert means, in plain sentences (text, not markup). `baseline` names the
+    days a spike's mean is over ("364 days", "52 Mondays")."""
     day = report.day.isoformat()
     where = alert.service
     if alert.group is not None:
         where = f"{alert.service} ({group_label(alert.group)})"
-    base = f"its mean of {money(alert.baseline_mean)} over the {baseline_days} days before"
+    base = f"its mean of {money(alert.baseline_mean)} over the {baseline} before"
     if kind_of(alert.kind, alert.direction).plot == SPIKE_PLOT:
         z = "—" if alert.zscore is None else f"{alert.zscore:.1f}"
         return (
@@ -190,15 +194,20 @@ def alert_sentence(alert: Alert, report: Report, baseline_days: int) -> str:
     turn = "upward: spend has started to grow faster" if alert.direction == UP else (
         "downward: spend has started to fall or grow more slowly"
     )
-    return (
+    moved = move_text(alert, money)
+    sentence = (
         f"On {day}, the daily cost trend of {where} turned {turn}; its MACD "
         f"(EMA{report.rules.ema_fast} − EMA{report.rules.ema_slow}) crossed {side(alert.direction)} its "
-        f"{report.rules.signal_span}-day signal line. Cost on the day was {money(alert.usd)}, "
+        f"{report.rules.signal_span}-day signal line. "
+        f"{f'{moved[0].upper()}{moved[1:]}. ' if moved else ''}"
+        f"Cost on the day was {money(alert.usd)}, "
         f"{signed_money(alert.delta_usd)} against {base}."
     )
+    echo = echo_text(alert)
+    return f"{sentence} This is an {echo}." if echo else sentence
 
 
-def alert_numbers(alert: Alert, report: Report, baseline_days: int) -> list[tuple[str, str]]:
+def alert_numbers(alert: Alert, report: Report, baseline: str) -> list[tuple[str, str]]:
     """The key figures behind an alert, as (label, value) text pairs."""
     rows = [
         ("Date", report.day.isoformat()),
@@ -206,7 +215,7 @@ def alert_numbers(alert: Alert, report: Report, baseline_days: int) -> list[tupl
         ("Group" if alert.group is not None else "Level", group_label(alert.group)),
         ("Rule", f"{alert.kind} {alert.direction}"),
         ("Cost on the day", money(alert.usd)),
-        (f"Baseline mean ({baseline_days} days)", money(alert.baseline_mean)),
+        (f"Baseline mean ({baseline})", money(alert.baseline_mean)),
         ("Baseline standard deviation", money(alert.baseline_std)),
         ("Change against the mean",
          f"{signed_money(alert.delta_usd)} ({percent(alert.delta_pct)})"),
@@ -217,6 +226,14 @@ def alert_numbers(alert: Alert, report: Report, baseline_days: int) -> list[tupl
         rows.append(("MACD on the day", money(alert.macd)))
     if alert.signal is not None:
         rows.append(("Signal line on the day", money(alert.signal)))
+    if alert.mean7 is not None and alert.mean28 is not None:
+        rules = report.rules
+        rows.append(("7-day and 28-day average", f"{money(alert.mean7)}/day, "
+                     f"{money(alert.mean28)}/day ({percent(alert.move_pct)})"))
+        rows.append(("Move needed (gate)", f"{rules.trend_min_move_pct:g}% of the 28-day "
+                     f"average and {money(rules.trend_min_move_usd)}/day"))
+    if alert.echo_of is not None:
+        rows.append(("Echo of", f"the spike of {alert.echo_of.isoformat()}: not in Slack"))
     if alert.top_group is not None:
         rows.append(
             (

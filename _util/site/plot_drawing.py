@@ -53,6 +53,8 @@ UP_COLOUR = "#c0392b"
 DOWN_COLOUR = "#1e8449"
 FAST_COLOUR = "#1f77b4"
 SLOW_COLOUR = "#ff7f0e"
+MEAN7_COLOUR = "#6a3d9a"
+MEAN28_COLOUR = "#2c3e50"
 
 
 # ---------------------------------------------------------------- labels and colours
@@ -200,6 +202,8 @@ class TrendPlot:
     signal: np.ndarray
     spans: tuple[int, int, int]
     direction: str
+    mean7: np.ndarray | None = None
+    mean28: np.ndarray | None = None
 
     def draw(self) -> Figure:
         fast, slow, span = self.spans
@@ -213,6 +217,12 @@ class TrendPlot:
         _bars(top, x, self.cost, 1.0, bar_colours, label="daily cost")
         top.plot(x, self.ema_fast, color=FAST_COLOUR, linewidth=1.5, label=f"EMA{fast}")
         top.plot(x, self.ema_slow, color=SLOW_COLOUR, linewidth=1.5, label=f"EMA{slow}")
+        # The averages the materiality gate compares on the day.
+        if self.mean7 is not None and self.mean28 is not None:
+            top.plot(x, self.mean7, color=MEAN7_COLOUR, linewidth=1.2, linestyle="--",
+                     label="7-day average")
+            top.plot(x, self.mean28, color=MEAN28_COLOUR, linewidth=1.2, linestyle=":",
+                     label="28-day average")
         diff = self.macd - self.signal
         _bars(bottom, x, diff, 1.0, np.where(diff >= 0, DOWN_COLOUR, UP_COLOUR).tolist(),
               label="MACD − signal", alpha=0.45)

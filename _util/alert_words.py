@@ -1,0 +1,48 @@
+"""How an alert's numbers read in words: one wording for Slack, the pages and the plots.
+
+Plain text (the edges escape it for mrkdwn or HTML); `money` is the edge's formatter, which
+differs only in how it writes a minus and a missing number.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Callable
+
+from _util.money import money as plain_money
+from _util.report import WEEKDAY, Alert, Rules
+
+MoneyFormat = Callable[[float | None], str]
+
+
+def move_text(alert: Alert, money: MoneyFormat = plain_money) -> str | None:
+    """'7-day average $412.00/day, 9% above the 28-day average ($378.00/day)': the move a
+    trend alert's materiality gate measured; None for an alert without the averages."""
+    if alert.mean7 is None or alert.mean28 is None:
+        return None
+    head = f"7-day average {money(alert.mean7)}/day"
+    pct = alert.move_pct
+    if pct is None:
+        return f"{head}, against {money(alert.mean28)}/day over 28 days"
+    where = "above" if pct >= 0 else "below"
+    size = f"{abs(pct):.0f}%" if abs(pct) >= 10 else f"{abs(pct):.1f}%"
+    return f"{head}, {size} {where} the 28-day average ({money(alert.mean28)}/day)"
+
+
+def echo_text(alert: Alert) -> str | None:
+    """Why an echo is left out of the digest; None for an alert that is not one."""
+    if alert.echo_of is None:
+        return None
+    return (f"echo of the spike of {alert.echo_of.isoformat()} on the same series: a spike "
+            "moves the MACD both ways, so this crossing is left out of Slack")
+
+
+def baseline_text(rules: Rules, day: dt.date, days: int) -> str:
+    """'364 days', or '52 Mondays' with weekday seasonality: what a spike's mean is over."""
+    if rules.seasonality == WEEKDAY:
+        return f"{days} {day:%A}{'' if days == 1 else 's'}"
+    return f"{days} day{'' if days == 1 else 's'}"
+
+
+def usual_text(rules: Rules, day: dt.date) -> str:
+    """'usual', or 'usual Monday' with weekday seasonality (the Slack line's baseline)."""
+    return f"usual {day:%A}" if rules.seasonality == WEEKDAY else "usual"
