@@ -6,8 +6,11 @@ continuing, procLifecycle), so a user can see what a threshold (`--z`, the floor
 have cost them in attention before changing it. Nothing is fetched, posted or uploaded.
 
 Outputs: `<output>/backtest/<D1>_<D2>.csv` (one row per alert per day), monthly counts
-by kind and direction, new against continuing, printed on stdout, and a site page
-`<output>/site/backtest/<D1>_<D2>.html` with a timeline of alerts per day.
+by kind and direction, new against continuing (echoes of spikes apart), printed on
+stdout, and a site page `<output>/site/backtest/<D1>_<D2>.html` with a timeline of alerts
+per day. With `--labels FILE` (known incidents, `_util/detection/labels.py`) it also
+scores each rule against them: caught on the day, late, missed, and new alerts on no
+incident, in `<output>/backtest/<D1>_<D2>_labels.csv`, on stdout and on the page.
 
 Detection over the whole range is one vectorised pass (`detect_alerts_by_day`) that
 starts EPISODE_CAP_DAYS before D1, so the first days' statuses see the days before them
@@ -29,17 +32,27 @@ from matplotlib.figure import Figure
 from sqlalchemy.engine import Engine
 
 from _util.alert_kinds import ALERT_KINDS, CONTINUING, NEW, RULES
+from _util.detection.labels import (
+    LabelScore,
+    LabelSet,
+    check_services,
+    score,
+    score_table,
+    write_results,
+)
 from _util.paths import OutputPaths, backtest_dir
-from _util.report import Alert, Rules
+from _util.report import WEEKDAY, Alert, Rules
 from _util.run.run_record import RunRecord
 from _util.site import pages as site_pages
-from procAmzAlerts import detect_alerts_by_day
+from procAmzAlerts import detect_alerts_by_day, history_start
 from procLifecycle import EPISODE_CAP_DAYS, keys_by_day, with_episodes
 
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("date", "level", "kind", "direction", "service", "group", "status",
-               "delta_usd", "zscore")
+               "delta_usd", "zscore", "echo_of")
+# How the counts name echoes of spikes (not new alerts, whatever their episode's status).
+ECHO = "echo"
 # The table's columns: by rule, up before down.
 KINDS = tuple(sorted(ALERT_KINDS, key=lambda k: RULES.index(k.rule)))
 HistoryLoader = Callable[[Engine, str, dt.date, dt.date], pd.DataFrame]
@@ -66,12 +79,18 @@ def replay(history: pd.DataFrame, first_day: dt.date, last_day: dt.date, rules: 
 def csv_row(day: dt.date, alert: Alert) -> list[str]:
     return [day.isoformat(), alert.level, alert.kind, alert.direction, alert.service,
             alert.group or "", alert.status, f"{alert.delta_usd:.2f}",
-            "" if alert.zscore is None else f"{alert.zscore:.2f}"]
+            "" if alert.zscore is None else f"{alert.zscore:.2f}",
+            "" if alert.echo_of is None else alert.echo_of.isoformat()]
+
+
+def bucket(alert: Alert) -> str:
+    """new, continuing or echo: how the counts file an alert."""
+    return ECHO if alert.is_echo else alert.status
 
 
 @dataclass(frozen=True)
 class MonthCounts:
-    """Alerts of one month: (kind, direction, status) -> count."""
+    """Alerts of one month: (kind, direction, bucket) -> count."""
 
     month: str
     counts: Counter
@@ -80,13 +99,14 @@ class MonthCounts:
         new = self.counts[(kind, direction, NEW)]
         return f"{new}/{self.counts[(kind, direction, CONTINUING)]}"
 
-    @property
-    def new(self) -> int:
-        return sum(n for (_, _, status), n in self.counts.items() if status != CONTINUING)
+    def of(self, wanted: str) -> int:
+        return sum(n for (_, _, b), n in self.counts.items() if b == wanted)
 
     @property
-    def continuing(self) -> int:
-        return sum(n for (_, _, status), n in self.counts.items() if status == CONTINUING)
+    def row(self) -> list[str]:
+        new, continuing, echoes = self.of(NEW), self.of(CONTINUING), self.of(ECHO)
+        return [self.month, *(self.cell(*k.key) for k in KINDS), str(new), str(continuing),
+                str(echoes), str(new + continuing + echoes)]
 
 
 def monthly_counts(by_day: dict[dt.date, tuple[Alert, ...]]) -> list[MonthCounts]:
@@ -94,20 +114,17 @@ def monthly_counts(by_day: dict[dt.date, tuple[Alert, ...]]) -> list[MonthCounts
     months: dict[str, Counter] = {}
     for day, alerts in sorted(by_day.items()):
         counter = months.setdefault(f"{day:%Y-%m}", Counter())
-        counter.update((a.kind, a.direction, a.status) for a in alerts)
+        counter.update((a.kind, a.direction, bucket(a)) for a in alerts)
     return [MonthCounts(month, counts) for month, counts in months.items()]
 
 
 def monthly_table(months: list[MonthCounts]) -> list[list[str]]:
-    """Header and rows of the monthly counts; kind cells read new/continuing."""
-    rows = [["month", *(k.name for k in KINDS), NEW, CONTINUING, "total"]]
-    for m in months:
-        rows.append([m.month, *(m.cell(*k.key) for k in KINDS), str(m.new),
-                     str(m.continuing), str(m.new + m.continuing)])
+    """Header and rows of the monthly counts; kind cells read new/continuing (echoes of
+    spikes are counted apart)."""
+    rows = [["month", *(k.name for k in KINDS), NEW, CONTINUING, "echoes", "total"]]
+    rows += [m.row for m in months]
     if len(months) > 1:
-        total = MonthCounts("all", sum((m.counts for m in months), Counter()))
-        rows.append([total.month, *(total.cell(*k.key) for k in KINDS), str(total.new),
-                     str(total.continuing), str(total.new + total.continuing)])
+        rows.append(MonthCounts("all", sum((m.counts for m in months), Counter())).row)
     return rows
 
 
@@ -119,20 +136,25 @@ def format_table(rows: list[list[str]]) -> str:
 
 
 def describe_rules(rules: Rules) -> str:
+    gate = (f"trends moving {rules.trend_min_move_pct:g}% and "
+            f"${rules.trend_min_move_usd:,.2f}/day (7 against 28 days)"
+            if rules.trend_min_move_pct or rules.trend_min_move_usd else "no trend gate")
     return (f"Z {rules.z:g}, min change ${rules.min_delta_usd:,.2f}"
             f"{f' and {rules.min_delta_pct:g}% of the baseline' if rules.min_delta_pct else ''}, "
+            f"{'weekday' if rules.seasonality == WEEKDAY else 'no'} seasonality, "
             f"lookback {rules.lookback_days} days, min history {rules.min_history_days} days, "
-            f"trends from ${rules.min_daily_usd:,.2f}/day")
+            f"trends from ${rules.min_daily_usd:,.2f}/day, {gate}, "
+            f"{f'echoes within {rules.echo_days} days' if rules.echo_days else 'no echoes'}")
 
 
 def summary_line(by_day: dict[dt.date, tuple[Alert, ...]], metric: str, rules: Rules) -> str:
     alerts = [a for day_alerts in by_day.values() for a in day_alerts]
-    new = sum(a.status != CONTINUING for a in alerts)
+    counts = Counter(bucket(a) for a in alerts)
     days = len(by_day)
     first, last = min(by_day), max(by_day)
     return (f"Backtest {first}..{last} ({days} days, {metric}; {describe_rules(rules)}): "
-            f"{len(alerts)} alerts, {new} new and {len(alerts) - new} continuing; "
-            f"{new / max(days, 1):.1f} new alerts a day")
+            f"{len(alerts)} alerts, {counts[NEW]} new, {counts[CONTINUING]} continuing and "
+            f"{counts[ECHO]} echoes of spikes; {counts[NEW] / max(days, 1):.1f} new alerts a day")
 
 
 # ---- IO ----------------------------------------------------------------------------------
@@ -152,15 +174,19 @@ def write_csv(path: Path, by_day: dict[dt.date, tuple[Alert, ...]]) -> int:
 
 
 def write_timeline(path: Path, by_day: dict[dt.date, tuple[Alert, ...]], title: str) -> None:
-    """Stacked bars per day: new alerts, and continuing ones above them."""
+    """Stacked bars per day: new alerts, continuing ones above them, echoes on top."""
     days = sorted(by_day)
-    new = [sum(a.status != CONTINUING for a in by_day[d]) for d in days]
-    continuing = [len(by_day[d]) - n for d, n in zip(days, new)]
+    counts = [Counter(bucket(a) for a in by_day[d]) for d in days]
+    new = [c[NEW] for c in counts]
+    continuing = [c[CONTINUING] for c in counts]
+    echoes = [c[ECHO] for c in counts]
     fig = Figure(figsize=(10, 3.6), dpi=100)
     ax = fig.add_subplot()
     x = pd.to_datetime(days)
     ax.bar(x, new, width=0.9, color="#b42318", label=NEW)
     ax.bar(x, continuing, width=0.9, bottom=new, color="#f4a99f", label=CONTINUING)
+    ax.bar(x, echoes, width=0.9, bottom=[n + c for n, c in zip(new, continuing)],
+           color="#c9d1db", label="echo of a spike")
     ax.set_title(title, fontsize=10, loc="left")
     ax.set_ylabel("alerts")
     ax.legend(loc="upper left", frameon=False, fontsize=9)
@@ -175,7 +201,8 @@ def write_timeline(path: Path, by_day: dict[dt.date, tuple[Alert, ...]], title: 
 
 
 def write_page(site_dir: Path, name: str, by_day: dict[dt.date, tuple[Alert, ...]],
-               metric: str, rules: Rules, months: list[MonthCounts], csv_path: Path) -> Path:
+               metric: str, rules: Rules, months: list[MonthCounts], csv_path: Path,
+               scored: ScoredLabels | None = None) -> Path:
     folder = backtest_dir(site_dir)
     image = f"{name}.png"
     first, last = min(by_day), max(by_day)
@@ -184,16 +211,35 @@ def write_page(site_dir: Path, name: str, by_day: dict[dt.date, tuple[Alert, ...
     path = folder / f"{name}.html"
     path.write_text(site_pages.render_template(
         "backtest.html", first=first, last=last, summary=summary_line(by_day, metric, rules),
-        image=image, rows=monthly_table(months), csv_path=csv_path), encoding="utf-8")
+        image=image, rows=monthly_table(months), csv_path=csv_path,
+        label_rows=None if scored is None else score_table(scored.score),
+        labels=scored), encoding="utf-8")
     return path
+
+
+@dataclass(frozen=True)
+class ScoredLabels:
+    """A labels file and how the backtest scored against it."""
+
+    labels: LabelSet
+    score: LabelScore
+    csv_path: Path
+
+
+def check_labels(labels: LabelSet, history: pd.DataFrame) -> None:
+    """Refuse a labels file naming a service without stored costs, before anything is
+    written (it would be scored as missed)."""
+    stored = set(history["service"].astype(str).unique()) if len(history) else set()
+    check_services(labels.incidents, stored, labels.path)
 
 
 def run_backtest(engine: Engine, first_day: dt.date, last_day: dt.date, rules: Rules,
                  metric: str, paths: OutputPaths, history_loader: HistoryLoader,
-                 record: RunRecord) -> None:
-    """The `--backtest-from` run: replay, write the CSV and the page, print the counts."""
+                 record: RunRecord, labels: LabelSet | None = None) -> None:
+    """The `--backtest-from` run: replay, write the CSV and the page, print the counts;
+    with `labels`, score the rules against them too."""
     with record.stage("backtest") as stage:
-        lead = first_day - dt.timedelta(days=EPISODE_CAP_DAYS + rules.lookback_days - 1)
+        lead = history_start(first_day - dt.timedelta(days=EPISODE_CAP_DAYS), rules)
         history = history_loader(engine, metric, lead, last_day)
         if history.empty:
             log.warning("no stored costs for %s..%s: run without --backtest-from first to "
@@ -203,16 +249,36 @@ def run_backtest(engine: Engine, first_day: dt.date, last_day: dt.date, rules: R
             if stored_from > first_day - dt.timedelta(days=rules.lookback_days - 1):
                 log.info("stored costs start on %s: earlier days count as no cost, as in a "
                          "normal run", stored_from)
+        if labels is not None:
+            check_labels(labels, history)
         by_day = replay(history, first_day, last_day, rules)
         name = f"{first_day.isoformat()}_{last_day.isoformat()}"
+        scored = None
+        if labels is not None:
+            scored = ScoredLabels(labels, score(labels.incidents, by_day, labels.window_days),
+                                  paths.backtest_csv(f"{name}_labels"))
+            if scored.score.outside:
+                log.info("%d incident(s) of %s fall outside %s..%s and are not scored",
+                         scored.score.outside, labels.path, first_day, last_day)
+            write_results(scored.csv_path, scored.score)
         csv_path = paths.backtest_csv(name)
         rows = write_csv(csv_path, by_day)
         months = monthly_counts(by_day)
-        page = write_page(paths.site, name, by_day, metric, rules, months, csv_path)
-        new = sum(a.status != CONTINUING for alerts in by_day.values() for a in alerts)
-        stage.counts.update(days=len(by_day), history_rows=len(history), alerts=rows, new=new,
-                            continuing=rows - new, csv=str(csv_path), page=str(page))
+        page = write_page(paths.site, name, by_day, metric, rules, months, csv_path, scored)
+        counts = Counter(bucket(a) for alerts in by_day.values() for a in alerts)
+        stage.counts.update(days=len(by_day), history_rows=len(history), alerts=rows,
+                            new=counts[NEW], continuing=counts[CONTINUING], echoes=counts[ECHO],
+                            csv=str(csv_path), page=str(page))
+        if scored is not None:
+            stage.counts.update(incidents=len(scored.score.results),
+                                caught=sum(r.first_alert is not None for r in scored.score.results),
+                                labels_csv=str(scored.csv_path))
     log.info("backtest written: %s and %s", csv_path, page)
     print(summary_line(by_day, metric, rules))
     print(format_table(monthly_table(months)))
+    if scored is not None:
+        print(f"\nAgainst {len(scored.score.results)} known incidents ({labels.path}; caught "
+              f"by an alert within {labels.window_days} days):")
+        print(format_table(score_table(scored.score)))
+        print(f"incidents: {scored.csv_path}")
     print(f"alerts: {csv_path}\npage: {page}")

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 import procBacktest
+from _util.detection.labels import write_labels
 from _util.errors import (
     EXIT_OK,
     EXIT_PARTIAL,
@@ -36,6 +37,7 @@ from _util.settings import ENV_PREFIX, SETTINGS, Settings, load_settings
 from _util.site.publish import make_s3_client
 from _util.slack.delivery import make_slack_client
 from _util.sources import SOURCES
+from _util.sources.demo_account import DEMO_LABEL_DAYS, planted_incidents
 from _util.store.cost_store import load_history
 from _util.store.database import create_tables, make_engine, mask_url
 
@@ -97,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backtest-from", type=_date, metavar="YYYY-MM-DD",
                         help="replay the rules for every day from this date to --date over the "
                              "stored history (no fetch, no Slack, no upload)")
+    parser.add_argument("--labels", metavar="FILE",
+                        help="with --backtest-from: a CSV of known incidents "
+                             "(date,service[,group][,kind][,direction]) to score the rules against")
+    parser.add_argument("--write-demo-labels", metavar="FILE",
+                        help="with --demo: write the demo account's planted spikes and turns "
+                             "from --backtest-from (default: 180 days before --date) to --date "
+                             "as a labels file, and exit")
     parser.add_argument("--verbose", action="store_true", help="debug logging on stderr")
     return parser
 
@@ -122,10 +131,21 @@ def _run(settings: Settings, record: RunRecord, today: dt.date, outcome: Outcome
     if settings.backtest_from is not None:
         # No fetch, no Slack, no upload: the backtest reads what the database holds.
         procBacktest.run_backtest(engine, settings.backtest_from, settings.day, settings.rules,
-                                  settings.metric, settings.paths, load_history, record)
+                                  settings.metric, settings.paths, load_history, record,
+                                  settings.labels)
         return
     clients = make_clients(settings, today)
     DailyRun(settings, engine, clients, today, outcome).run(record)
+
+
+def _write_demo_labels(settings: Settings) -> int:
+    """--write-demo-labels: the demo's planted events as a labels file (nothing else runs)."""
+    last = settings.day
+    first = settings.backtest_from or last - dt.timedelta(days=DEMO_LABEL_DAYS - 1)
+    incidents = planted_incidents(first, last, settings.demo_scale)
+    rows = write_labels(settings.write_demo_labels, incidents)
+    print(f"ok: {rows} planted events of {first}..{last} in {settings.write_demo_labels}")
+    return EXIT_OK
 
 
 def _check_slack_settings(settings: Settings) -> None:
@@ -168,6 +188,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         setup_logging(None)
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    if settings.write_demo_labels is not None:
+        return _write_demo_labels(settings)
 
     setup_logging(settings.paths.logs, settings.log_max_bytes,
                   extra_secrets=_secrets(settings), verbose=args.verbose)

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from _util.alert_kinds import RULES
+from _util.detection.labels import LabelSet, read_labels
 from _util.errors import ConfigError
 from _util.paths import OutputPaths
-from _util.report import Rules
+from _util.report import SEASONALITIES, Rules
 from _util.sources import SOURCES
 from _util.sources.cost_explorer import CE_DAILY_RETENTION_DAYS
 
@@ -79,6 +80,9 @@ class Settings:
     force: bool = False
     skip_fetch: bool = False
     backtest_from: dt.date | None = None
+    labels: LabelSet | None = None
+    label_window_days: int = 7
+    write_demo_labels: Path | None = None
 
     @property
     def demo(self) -> bool:
@@ -243,9 +247,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("min_delta_pct", _float_between(0, 10000), "A spike must move the cost by at least this percentage of its baseline mean (default 0, off)."),
     SettingSpec("min_history_days", _int_between(7, 365), "Baseline days a series needs before it can alert (default 28)."),
     SettingSpec("min_daily_usd", _float_between(0, 1e9), "Trend alerts need a 28-day mean daily cost of at least this (default 1.00)."),
+    SettingSpec("trend_min_move_pct", _float_between(0, 10000), "A trend crossing fires only if the 7-day mean daily cost is at least this percentage of the 28-day mean away from it (default 5; with TREND_MIN_MOVE_USD 0, 0 turns the gate off)."),
+    SettingSpec("trend_min_move_usd", _float_between(0, 1e9), "A trend crossing also needs the 7-day mean daily cost to be at least this many dollars away from the 28-day mean (default 1.00)."),
+    SettingSpec("echo_days", _int_between(0, 28), "A trend alert on a series that had a spike alert on one of the last N days or on the day itself is the spike's echo: on the site, not in Slack (default 7; 0: no echoes)."),
+    SettingSpec("seasonality", _choice(SEASONALITIES), "A spike's baseline: none (every earlier day, the default) or weekday (the earlier days with the same day of the week, at least 8 of them)."),
     SettingSpec("ema_fast", _int_between(2, 100), "Span of the fast EMA of the MACD (default 12)."),
     SettingSpec("ema_slow", _int_between(3, 200), "Span of the slow EMA of the MACD (default 26)."),
     SettingSpec("signal_span", _int_between(2, 100), "Span of the EWM signal line of the MACD (default 18)."),
+    SettingSpec("label_window_days", _int_between(0, 90), "With --labels: an alert up to this many days after a known incident catches it (default 7)."),
     SettingSpec("s3_bucket", _text, "S3 bucket to mirror the site to (default none: local only)."),
     SettingSpec("s3_prefix", _prefix, "Key prefix inside the bucket (default empty)."),
     SettingSpec("site_url", _url, "Public base URL of the site; derived from the bucket's website endpoint when unset."),
@@ -390,6 +399,12 @@ def load_settings(flags: Mapping[str, Any], environ: Mapping[str, str], today: d
     check_day(day, today, skip_fetch or backtest_from is not None)
     if backtest_from is not None and backtest_from > day:
         raise ConfigError(f"--backtest-from {backtest_from} is after --date {day}")
+    labels_file = Path(flags["labels"]) if flags.get("labels") else None
+    if labels_file is not None and backtest_from is None:
+        raise ConfigError("--labels scores a backtest: add --backtest-from YYYY-MM-DD")
+    write_demo_labels = Path(flags["write_demo_labels"]) if flags.get("write_demo_labels") else None
+    if write_demo_labels is not None and values.get("source") != "demo":
+        raise ConfigError("--write-demo-labels writes the demo account's planted events: add --demo")
 
     return Settings(
         day=day,
@@ -402,5 +417,8 @@ def load_settings(flags: Mapping[str, Any], environ: Mapping[str, str], today: d
         force=bool(flags.get("force")),
         skip_fetch=skip_fetch,
         backtest_from=backtest_from,
+        labels=None if labels_file is None else LabelSet(
+            labels_file, read_labels(labels_file), values.get("label_window_days", 7)),
+        write_demo_labels=write_demo_labels,
         **values,
     )

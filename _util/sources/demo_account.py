@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from _util.alert_kinds import DOWN, SPIKE, TREND, UP
+from _util.detection.labels import Incident
 from _util.sources.cost_explorer import CostExplorerSource
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ SPIKE_EVERY = 3
 TREND_PERIOD = 56
 EPOCH = dt.date(2020, 1, 1)
 DEFAULT_PAGE_GROUPS = 2000
+# --write-demo-labels without --backtest-from: the half year the README scores.
+DEMO_LABEL_DAYS = 180
 
 _GROUP_DIMENSIONS = {"LINKED_ACCOUNT", "REGION", "USAGE_TYPE"}
 
@@ -424,6 +427,16 @@ def demo_source(settings: "Settings", today: dt.date) -> CostExplorerSource:
 def planted_events(run_day: dt.date, days: int = 90) -> list[PlantedEvent]:
     """The default demo account's planted events up to `run_day`."""
     return DemoAccount().planted_events(run_day, days)
+
+
+def planted_incidents(first: dt.date, last: dt.date,
+                      scale: tuple[int, int] | None = None) -> list[Incident]:
+    """The planted events of first..last as known incidents (a labels file's rows): a
+    spike on the group it was planted in, a turn on its service."""
+    events = scaled_account(scale).planted_events(last, (last - first).days + 1)
+    return [Incident(day=e.day, service=e.service, group=e.group, kind=e.kind,
+                     direction=e.direction)
+            for e in events if e.kind != SPIKE or e.group is not None]
 
 
 def demo_history(run_day: dt.date, lookback_days: int = 365) -> pd.DataFrame:
