@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+import sqlalchemy as sa
 from matplotlib.figure import Figure
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from _util.alert_kinds import ALERT_KINDS, CONTINUING, NEW, RULES
 from _util.detection.labels import (
@@ -44,6 +45,8 @@ from _util.paths import OutputPaths, backtest_dir
 from _util.report import WEEKDAY, Alert, Rules
 from _util.run.run_record import RunRecord
 from _util.site import pages as site_pages
+from _util.store.cost_store import cost_daily, stored_names
+from _util.store.database import make_engine
 from procAmzAlerts import detect_alerts_by_day, history_start
 from procLifecycle import EPISODE_CAP_DAYS, keys_by_day, with_episodes
 
@@ -226,11 +229,31 @@ class ScoredLabels:
     csv_path: Path
 
 
-def check_labels(labels: LabelSet, history: pd.DataFrame) -> None:
-    """Refuse a labels file naming a service without stored costs, before anything is
-    written (it would be scored as missed)."""
-    stored = set(history["service"].astype(str).unique()) if len(history) else set()
-    check_services(labels.incidents, stored, labels.path)
+def check_labels_stored(labels: LabelSet, db_url: str, metric: str, first_day: dt.date,
+                        last_day: dt.date, rules: Rules) -> None:
+    """Refuse a labels file naming, inside first_day..last_day, a service without stored
+    costs (it would be scored as missed). Run before the run writes anything: the
+    database is only read, and a missing SQLite file is not created."""
+    inside = [i for i in labels.incidents if first_day <= i.day <= last_day]
+    if not inside:
+        return
+    start = history_start(first_day - dt.timedelta(days=EPISODE_CAP_DAYS), rules)
+    check_services(inside, stored_services(db_url, metric, start, last_day), labels.path)
+
+
+def stored_services(db_url: str, metric: str, start: dt.date, end: dt.date) -> set[str]:
+    """The services with stored costs for days start..end; none when there is no
+    database yet (and none is made)."""
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
+        return set()
+    engine = make_engine(db_url)
+    try:
+        if not sa.inspect(engine).has_table(cost_daily.name):
+            return set()
+        return {service for service, _ in stored_names(engine, metric, start, end)}
+    finally:
+        engine.dispose()
 
 
 def run_backtest(engine: Engine, first_day: dt.date, last_day: dt.date, rules: Rules,
@@ -246,11 +269,9 @@ def run_backtest(engine: Engine, first_day: dt.date, last_day: dt.date, rules: R
                         "fetch them", lead, last_day)
         else:
             stored_from = history["usage_date"].min().date()
-            if stored_from > first_day - dt.timedelta(days=rules.lookback_days - 1):
+            if stored_from > history_start(first_day, rules):
                 log.info("stored costs start on %s: earlier days count as no cost, as in a "
                          "normal run", stored_from)
-        if labels is not None:
-            check_labels(labels, history)
         by_day = replay(history, first_day, last_day, rules)
         name = f"{first_day.isoformat()}_{last_day.isoformat()}"
         scored = None

@@ -237,8 +237,9 @@ def apply(report: Report, engine: Engine, metric: str, mutes: tuple[Mute, ...],
                          "" if alert.group is None else f" / {alert.group!r}",
                          EPISODE_CAP_DAYS + 1, alert.episode_start, EPISODE_CAP_DAYS)
         continuing = sum(a.status == CONTINUING for a in alerts)
-        log.info("%d alerts: %d new, %d continuing", len(alerts), len(alerts) - continuing,
-                 continuing)
+        echoes = sum(a.is_echo for a in alerts)
+        log.info("%d alerts: %d new, %d continuing, %d echoes of spikes", len(alerts),
+                 sum(a.counts_as_new for a in alerts), continuing, echoes)
     if mutes:
         active, expired = split_mutes(mutes, report.day)
         for mute in expired:

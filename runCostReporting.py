@@ -184,7 +184,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         settings = load_settings(flags, environ, today)
         _check_slack_settings(settings)
-    except ConfigError as exc:
+        if settings.labels is not None and settings.backtest_from is not None:
+            procBacktest.check_labels_stored(settings.labels, settings.db_url, settings.metric,
+                                             settings.backtest_from, settings.day, settings.rules)
+    except CostTrackingError as exc:  # settings, or the labels: nothing written yet
         setup_logging(None)
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

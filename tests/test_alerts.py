@@ -508,6 +508,13 @@ def test_crossings_within_a_week_of_a_spike_are_its_echoes_at_each_level():
     assert [a.kind for a in by_day[SPIKE_DAY] if a.echo_of is None] == [SPIKE, SPIKE]
 
 
+def test_a_crossing_exactly_echo_days_after_the_spike_is_an_echo():
+    rules = Rules(lookback_days=100, echo_days=5)
+    day = SPIKE_DAY + dt.timedelta(days=5)
+    trends = find(detect_alerts(_spike_then_crossings(), day, rules), TREND)
+    assert [a.echo_of for a in trends] == [SPIKE_DAY]
+
+
 def test_a_crossing_further_from_the_spike_than_echo_days_is_not_an_echo():
     rules = Rules(lookback_days=100, echo_days=4)
     day = SPIKE_DAY + dt.timedelta(days=5)

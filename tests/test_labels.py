@@ -119,6 +119,11 @@ def test_a_group_incident_is_caught_by_its_group_or_by_a_service_alert_naming_it
     ("date,service,direction\n2024-05-12,S,sideways\n", "row 2: direction 'sideways'"),
     ("date,service\n2024-05-12,\n", "row 2: the service is empty"),
     ("date,service\n2024-05-12,S,extra\n", "row 2: 3 cells for 2 columns"),
+    ("date,service,group\n2024-05-12,S\n", "row 2: 2 cells for 3 columns"),
+    ("date,service\n20240512,S\n", "row 2: date '20240512' is not YYYY-MM-DD"),
+    ('date,service\n2024-05-12,"S\nwith a line break"\n2024-05-40,S\n',
+     "row 4: date '2024-05-40' is not YYYY-MM-DD"),
+    ("date,service\n", "has a header and no incidents"),
     ("# nothing but a comment\n", "is empty"),
 ])
 def test_a_bad_labels_file_is_one_line_naming_the_row_exit_2_and_nothing_written(
@@ -131,19 +136,34 @@ def test_a_bad_labels_file_is_one_line_naming_the_row_exit_2_and_nothing_written
     assert code == 2
     assert err.startswith(f"error: --labels file {labels}") and message in err
     assert len(err.splitlines()) == 1
-    assert not (out / "backtest").exists() and not (out / "site").exists()
+    assert_nothing_written(out)
+
+
+def assert_nothing_written(out) -> None:
+    """Only what the test put there: the database and the labels file."""
+    assert sorted(p.name for p in out.iterdir()) == ["cost_tracking.db", "incidents.csv"]
 
 
 def test_a_labelled_service_without_stored_costs_is_refused_before_anything_is_written(out, capsys):
     labels = out / "incidents.csv"
-    labels.write_text("date,service\n2024-05-12,S\n2024-05-13,Amazon Nothing\n", encoding="utf-8")
+    labels.write_text("date,service\n2024-05-12,S\n2024-05-13,Amazon Nothing\n"
+                      "2022-01-01,Retired Service\n", encoding="utf-8")  # outside: not checked
     code = run(out, "--backtest-from", FIRST.isoformat(), "--date", D.isoformat(),
                "--labels", str(labels))
-    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the log's lines
+    err = capsys.readouterr().err.strip()
     assert code == 2
     assert err == (f"error: --labels file {labels} row 3: service 'Amazon Nothing' has no "
                    "stored costs (names are case-sensitive, as Cost Explorer spells them)")
-    assert not (out / "backtest").exists() and not (out / "site").exists()
+    assert_nothing_written(out)
+
+
+def test_labels_without_a_database_are_refused_and_no_database_is_made(tmp_path, clean_env, capsys):
+    labels = tmp_path / "incidents.csv"
+    labels.write_text("date,service\n2024-05-12,S\n", encoding="utf-8")
+    code = run(tmp_path, "--backtest-from", FIRST.isoformat(), "--date", D.isoformat(),
+               "--labels", str(labels))
+    assert code == 2 and "service 'S' has no stored costs" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["incidents.csv"]
 
 
 def test_labels_need_a_backtest_and_a_missing_file_is_named(out, capsys):
@@ -182,10 +202,15 @@ def test_demo_labels_need_the_demo(tmp_path, clean_env, capsys):
 
 def test_reading_a_file_gives_the_rows_incidents_with_any_for_empty_cells(tmp_path):
     path = tmp_path / "l.csv"
-    path.write_text("\ufeffDate, Service ,Group\n2024-05-12,S,\n\n2024-05-13,S,\"web, eu\"\n",
+    path.write_text("\ufeffDate, Service ,Group,Kind,\n2024-05-12,S,,,\n\n# known: ETL\n"
+                    "2024-05-13,S,\"web, eu\",Spike,\n2024-05-14,S,(untagged),TREND\n",
                     encoding="utf-8")
     assert read_labels(path) == (
-        Incident(day=dt.date(2024, 5, 12), service="S", row=2),
-        Incident(day=dt.date(2024, 5, 13), service="S", group="web, eu", row=4))
-    with pytest.raises(ConfigError):
+        Incident(day=dt.date(2024, 5, 12), service="S"),
+        Incident(day=dt.date(2024, 5, 13), service="S", group="web, eu", kind=SPIKE),
+        Incident(day=dt.date(2024, 5, 14), service="S", group="", kind=TREND))
+    assert [i.row for i in read_labels(path)] == [2, 5, 6]
+    with pytest.raises(ConfigError, match="not found"):
         read_labels(tmp_path / "none.csv")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        read_labels(tmp_path)

@@ -2,7 +2,8 @@
 
 A labels file is a CSV with a header: `date,service` and optionally `group`, `kind`
 (spike or trend) and `direction` (up or down), one incident per row. An empty group, kind
-or direction means "any"; the group `(untagged)` is the untagged group. An incident is caught by a rule when an alert of that rule (of
+or direction means "any"; the group `(untagged)` is the untagged group. Blank lines and
+lines starting with `#` are skipped. An incident is caught by a rule when an alert of that rule (of
 the incident's service; of its group if given, a service-level alert counting when its top
 group is that group; of its direction if given) fires on the incident's day or within the
 window of days after it. Echoes of spikes are not alerts a reader sees, so they catch
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ RESULT_COLUMNS = ("date", "service", "group", "kind", "direction", "caught", "fi
 ANY_RULE = "any"
 # How a labels file names the untagged group (an empty cell means any group).
 UNTAGGED = "(untagged)"
+ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(frozen=True)
@@ -67,21 +70,34 @@ class LabelSet:
 
 
 def read_labels(path: Path) -> tuple[Incident, ...]:
-    """The incidents of a labels file; a ConfigError naming the row for anything wrong."""
+    """The incidents of a labels file; a ConfigError naming the line for anything wrong.
+
+    Blank lines and lines starting with `#` are skipped; kind and direction are read in
+    any case; empty cells at the end of the header (a spreadsheet's trailing comma) are
+    not columns."""
     where = f"--labels file {path}"
+    rows: list[tuple[int, list[str]]] = []
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            lines = [(n, row) for n, row in enumerate(csv.reader(fh), start=1)
-                     if row and any(c.strip() for c in row) and not row[0].startswith("#")]
+            reader = csv.reader(fh)
+            line = 1
+            for row in reader:
+                if row and any(c.strip() for c in row) and not row[0].lstrip().startswith("#"):
+                    rows.append((line, row))
+                line = reader.line_num + 1
     except FileNotFoundError:
         raise ConfigError(f"{where} not found") from None
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"{where} is not a UTF-8 CSV file: {exc}") from None
-    if not lines:
+    except OSError as exc:
+        raise ConfigError(f"{where} cannot be read: {exc.strerror or exc}") from None
+    if not rows:
         raise ConfigError(f"{where} is empty: it needs a header (date,service[,group][,kind]"
                           "[,direction]) and one incident per row")
-    header_line, header = lines[0]
+    header_line, header = rows[0]
     header = [h.strip().lower() for h in header]
+    while header and not header[-1]:
+        header.pop()
     unknown = [h for h in header if h not in COLUMNS]
     missing = [c for c in REQUIRED if c not in header]
     if unknown or missing or len(set(header)) != len(header):
@@ -89,28 +105,35 @@ def read_labels(path: Path) -> tuple[Incident, ...]:
                    f"no {', '.join(missing)} column" if missing else "a column named twice")
         raise ConfigError(f"{where} row {header_line}: {problem}; the header is "
                           "date,service and optionally group, kind, direction")
+    if len(rows) == 1:
+        raise ConfigError(f"{where} has a header and no incidents")
     incidents = []
-    for n, row in lines[1:]:
-        if len(row) > len(header):
-            raise ConfigError(f"{where} row {n}: {len(row)} cells for {len(header)} columns")
-        cells = dict(zip(header, (c.strip() for c in row)))
-        incidents.append(_incident(cells, n, where))
+    for n, row in rows[1:]:
+        cells = [c.strip() for c in row]
+        while len(cells) > len(header) and not cells[-1]:
+            cells.pop()
+        if len(cells) != len(header):
+            raise ConfigError(f"{where} row {n}: {len(cells)} cells for {len(header)} columns "
+                              f"({','.join(header)})")
+        incidents.append(_incident(dict(zip(header, cells)), n, where))
     return tuple(incidents)
 
 
 def _incident(cells: Mapping[str, str], n: int, where: str) -> Incident:
     text = cells.get("date", "")
     try:
+        if not ISO_DAY.fullmatch(text):
+            raise ValueError
         day = dt.date.fromisoformat(text)
     except ValueError:
         raise ConfigError(f"{where} row {n}: date {text!r} is not YYYY-MM-DD") from None
     service = cells.get("service", "")
     if not service:
         raise ConfigError(f"{where} row {n}: the service is empty")
-    kind = cells.get("kind") or None
+    kind = cells.get("kind", "").lower() or None
     if kind is not None and kind not in RULES:
         raise ConfigError(f"{where} row {n}: kind {kind!r}; allowed: {', '.join(RULES)} or empty")
-    direction = cells.get("direction") or None
+    direction = cells.get("direction", "").lower() or None
     if direction is not None and direction not in (UP, DOWN):
         raise ConfigError(f"{where} row {n}: direction {direction!r}; allowed: {UP}, {DOWN} "
                           "or empty")

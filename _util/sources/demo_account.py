@@ -439,8 +439,9 @@ def planted_incidents(first: dt.date, last: dt.date,
             for e in events if e.kind != SPIKE or e.group is not None]
 
 
-def demo_history(run_day: dt.date, lookback_days: int = 365) -> pd.DataFrame:
-    """The history frame a fresh demo database would hold for `run_day` (for tests)."""
+def demo_history(run_day: dt.date, lookback_days: int = 365 + 7) -> pd.DataFrame:
+    """The history frame a fresh demo database would hold for `run_day` (for tests): the
+    default rules' lookback and the echo days before it."""
     account = DemoAccount()
     start = run_day - dt.timedelta(days=lookback_days - 1)
     frame = account.frame(start, run_day + dt.timedelta(days=1))
