@@ -1,8 +1,11 @@
 """A local stand-in for Slack's Web API, for pointing a real WebClient at.
 
 It listens on 127.0.0.1 on a free port in a background thread, records every request
-(path, headers, form or JSON body) and answers each from a script of responses; once the
-script runs out it answers like a successful chat.postMessage with a fresh `ts`.
+(path, headers, form or JSON body) and answers each chat.postMessage from a script of
+responses; once the script runs out it answers like a successful chat.postMessage with a
+fresh `ts`. Messages it accepts are kept per channel, with their metadata, and
+conversations.history returns them as Slack does (newest first, from `oldest` on,
+metadata only with `include_all_metadata`; a channel that is not an ID is not found).
 
     with running_standin() as slack:
         slack.script(StandInResponse(429, {"ok": False, "error": "ratelimited"},
@@ -13,12 +16,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
+
+from tests.background_server import BackgroundServer, running
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,10 @@ class StandInResponse:
     status: int = 200
     body: dict[str, Any] | str = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    # Slack posted the message although it answers an error (a 5xx after posting).
+    posted: bool = False
+    # Seconds to wait before answering, after the message is kept.
+    delay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -56,24 +65,24 @@ def error(code: str, status: int = 200, **headers: str) -> StandInResponse:
     return StandInResponse(status, {"ok": False, "error": code}, dict(headers))
 
 
-class SlackStandIn:
+@dataclass(frozen=True)
+class KeptMessage:
+    channel: str
+    ts: str
+    text: str
+    metadata: dict[str, Any] | None
+
+
+class SlackStandIn(BackgroundServer):
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
         self.answers: list[StandInResponse] = []  # answers[i] went to requests[i]
+        self.messages: list[KeptMessage] = []  # what the channels hold, oldest first
+        self.history_error: str | None = None  # e.g. "missing_scope"
         self._script: list[StandInResponse] = []
         self._lock = threading.Lock()
         self._count = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.02}, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
+        self._serve(ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class()))
 
     def script(self, *responses: StandInResponse) -> None:
         """Answer the next requests with these, in order."""
@@ -90,18 +99,53 @@ class SlackStandIn:
                 if r.method == "chat.postMessage" and a.status == 200
                 and isinstance(a.body, dict) and a.body.get("ok")]
 
+    def in_channel(self, channel: str) -> list[KeptMessage]:
+        return [m for m in self.messages if m.channel == channel]
+
     def _next_response(self, request: RecordedRequest) -> StandInResponse:
         with self._lock:
             self.requests.append(request)
             self._count += 1
-            if self._script:
+            if request.method == "conversations.history":
+                answer = self._history(request.fields)
+            elif self._script:
                 answer = self._script.pop(0)
             else:
                 answer = StandInResponse(200, {"ok": True,
                                                "channel": request.fields.get("channel", ""),
-                                               "ts": f"{1715700000 + self._count}.000100"})
+                                               "ts": f"{time.time() + self._count:.6f}"})
+            if request.method == "chat.postMessage" and (
+                    answer.posted or (isinstance(answer.body, dict) and answer.body.get("ok"))):
+                fields = request.fields
+                metadata = fields.get("metadata")
+                ts = answer.body.get("ts") if isinstance(answer.body, dict) else None
+                self.messages.append(KeptMessage(
+                    channel=str(fields.get("channel", "")),
+                    ts=str(ts or f"{time.time() + self._count:.6f}"),
+                    text=str(fields.get("text", "")),
+                    metadata=json.loads(metadata) if isinstance(metadata, str) else metadata))
             self.answers.append(answer)
             return answer
+
+    def _history(self, fields: dict[str, Any]) -> StandInResponse:
+        """conversations.history over the kept messages (one page)."""
+        channel = str(fields.get("channel", ""))
+        if self.history_error:
+            return error(self.history_error)
+        if not channel[:1] in ("C", "G", "D") or "#" in channel:
+            return error("channel_not_found")
+        oldest = float(fields.get("oldest") or 0)
+        with_metadata = str(fields.get("include_all_metadata", "")).lower() in ("1", "true")
+        found = []
+        for m in reversed(self.in_channel(channel)):
+            if float(m.ts) <= oldest:
+                continue
+            message = {"type": "message", "ts": m.ts, "text": m.text}
+            if with_metadata and m.metadata is not None:
+                message["metadata"] = m.metadata
+            found.append(message)
+        return StandInResponse(200, {"ok": True, "messages": found, "has_more": False,
+                                     "response_metadata": {"next_cursor": ""}})
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         standin = self
@@ -119,38 +163,30 @@ class SlackStandIn:
                     form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
                 request = RecordedRequest(self.path, dict(self.headers.items()), form, body_json)
                 response = standin._next_response(request)
+                if response.delay:
+                    time.sleep(response.delay)
                 body = (response.body if isinstance(response.body, str)
                         else json.dumps(response.body))
                 payload = body.encode("utf-8")
-                self.send_response(response.status)
                 is_json = not isinstance(response.body, str)
-                self.send_header("Content-Type", "application/json; charset=utf-8" if is_json
-                                 else "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in response.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(response.status)
+                    self.send_header("Content-Type", "application/json; charset=utf-8"
+                                     if is_json else "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(payload)))
+                    for name, value in response.headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client went away (a killed run): nobody to answer
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass  # keep test output quiet
 
         return Handler
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
-@contextmanager
-def running_standin() -> Iterator[SlackStandIn]:
-    standin = SlackStandIn()
-    standin.start()
-    try:
-        yield standin
-    finally:
-        standin.stop()
+def running_standin() -> AbstractContextManager[SlackStandIn]:
+    return running(SlackStandIn())

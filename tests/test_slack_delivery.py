@@ -1,6 +1,7 @@
 """Posting to Slack through a real WebClient pointed at a local stand-in of the Web API."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import socket
 import time
@@ -9,7 +10,12 @@ import pytest
 
 from _util.errors import EXIT_PARTIAL, DeliveryError
 from _util.settings import SLACK_DEFAULT_API_URL
-from _util.slack.delivery import make_slack_client, post_message
+from _util.slack.delivery import (
+    make_slack_client,
+    post_digest,
+    post_message,
+    with_metadata,
+)
 from tests.slack_standin import StandInResponse, error
 
 TOKEN = "xoxb-111-222-secretsecretsecret"
@@ -19,6 +25,7 @@ PAYLOAD = {
     "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "*Amazon EC2* &amp; co"}}],
 }
 RETRIES = 2
+DAY = dt.date(2024, 5, 14)
 
 
 @pytest.fixture
@@ -47,17 +54,35 @@ def test_a_429_with_retry_after_is_waited_out_and_retried(slack, client):
     assert ts == slack.answers[1].body["ts"]
 
 
+def post(client, payload=PAYLOAD) -> str:
+    """A digest's post with its retries, as delivery makes it (fast backoff)."""
+    return post_digest(client, with_metadata(payload, DAY, payload["channel"]), DAY, since(),
+                       retries=RETRIES, backoff_seconds=0.01)
+
+
+def since() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
-def test_a_server_error_is_retried(slack, client, status):
+def test_a_server_error_is_retried_after_looking_for_the_post(slack, client, status):
     slack.script(StandInResponse(status, "<html>upstream trouble</html>"))
-    post_message(client, PAYLOAD)
+    post(client)
     assert len(slack.delivered()) == 1 and len(slack.posted()) == 2
+    assert [r.method for r in slack.requests] == [
+        "chat.postMessage", "conversations.history", "chat.postMessage"]
+
+
+def test_a_server_error_after_slack_posted_is_not_posted_again(slack, client):
+    slack.script(StandInResponse(503, "<html>slow upstream</html>", posted=True))
+    ts = post(client)
+    assert len(slack.posted()) == 1 and [m.ts for m in slack.messages] == [ts]
 
 
 def test_slack_down_after_all_retries_is_one_line_and_exit_code_3(slack, client):
     slack.script(*[StandInResponse(503, "<html>down</html>")] * (RETRIES + 1))
     with pytest.raises(DeliveryError) as caught:
-        post_message(client, PAYLOAD)
+        post(client)
     assert str(caught.value) == ("Slack is unavailable (HTTP 503) after retries: the message "
                                  "stays recorded and the next run delivers it")
     assert caught.value.exit_code == EXIT_PARTIAL
@@ -121,7 +146,7 @@ def test_an_unreachable_api_url_is_one_line_after_retries():
     client = make_slack_client(TOKEN, f"http://127.0.0.1:{port}/api/", retries=RETRIES,
                                backoff_seconds=0.01)
     with pytest.raises(DeliveryError) as caught:
-        post_message(client, PAYLOAD)
+        post(client)
     message = str(caught.value)
     assert message.startswith(f"cannot reach Slack at 127.0.0.1:{port} (")
     assert message.endswith("after retries: check the network or COST_TRACKING_SLACK_API_URL; "

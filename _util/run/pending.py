@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from _util.settings import SLACK_DEFAULT_MAX_RETRIES
 from _util.store import delivery_log
 
 log = logging.getLogger(__name__)
@@ -16,9 +17,11 @@ log = logging.getLogger(__name__)
 PENDING_MAX_AGE_DAYS = 7
 
 
-def deliver_pending(engine: Engine, client: Any, channel: str, day: dt.date) -> None:
+def deliver_pending(engine: Engine, client: Any, channel: str, day: dt.date,
+                    retries: int = SLACK_DEFAULT_MAX_RETRIES) -> None:
     """Post the pending digests of `channel` from days before `day`, oldest first, each
-    once; older than PENDING_MAX_AGE_DAYS they stay unsent, with a warning."""
+    once (one a run left 'posting' only if the channel does not have it); older than
+    PENDING_MAX_AGE_DAYS they stay unsent, with a warning."""
     for pending in delivery_log.pending_deliveries(engine, exclude_day=day):
         if pending.channel != channel:
             continue
@@ -27,6 +30,7 @@ def deliver_pending(engine: Engine, client: Any, channel: str, day: dt.date) -> 
                         "%d days and stays unsent (re-run with --date %s --force to send it)",
                         pending.day, pending.channel, PENDING_MAX_AGE_DAYS, pending.day)
             continue
-        delivery_log.deliver_once(engine, client, pending.day, pending.channel,
-                                  pending.payload, force=False)
-        log.info("delivered the pending digest of %s", pending.day)
+        outcome = delivery_log.deliver_once(engine, client, pending.day, pending.channel,
+                                            pending.payload, force=False, retries=retries)
+        if outcome.posted:
+            log.info("delivered the pending digest of %s", pending.day)

@@ -5,13 +5,27 @@ Retry-After, connection failures and 5xx answers with exponential backoff and ji
 What is still failing after that becomes a `DeliveryError` whose message names the
 setting or Slack app option to fix, so the driver can print it as is (exit code 3).
 
+Except for chat.postMessage after an answer that is not clear (a dropped connection, a
+read timeout, a 5xx): Slack may have posted the message, so posting again could show the
+digest twice. Every digest carries message metadata (`cost_digest`, with its day and
+channel), and before posting again `post_digest` looks for it in the channel's history
+since the post began (`conversations.history`, scope channels:history or groups:history);
+found means delivered. Without the scope (or with a channel name instead of an ID) it
+cannot look, says so in the log, and posts again as before.
+
 The token never appears in anything this module logs or raises; slack_sdk itself redacts
 the Authorization header in its debug log.
 """
 from __future__ import annotations
 
+import datetime as dt
+import http.client
 import logging
 import random
+import socket
+import ssl
+import time
+import uuid
 from typing import Any
 from urllib.error import URLError
 from urllib.parse import urlsplit
@@ -37,6 +51,13 @@ log = logging.getLogger(__name__)
 # Slack's Retry-After asks, up to 4 times.
 BACKOFF_SECONDS = 2.0
 TIMEOUT_SECONDS = 30
+# The metadata event type every digest carries, so a run can find its own message.
+DIGEST_EVENT = "cost_digest"
+# Looking for a digest: history since the post began (less this, for clock skew), at
+# most this many pages of 200 messages.
+HISTORY_MARGIN_SECONDS = 300
+HISTORY_PAGES = 5
+POST_METHOD = "chat.postMessage"
 
 _TOKEN_ERRORS = {"invalid_auth", "not_authed", "token_expired", "not_allowed_token_type",
                  "invalid_token", "two_factor_setup_required"}
@@ -53,10 +74,34 @@ class _ProportionalJitter(Jitter):
 
 
 class _GatewayErrorRetryHandler(ServerErrorRetryHandler):
-    """slack_sdk's handler retries 500 and 503; a proxy in front of Slack adds 502, 504."""
+    """slack_sdk's handler retries 500 and 503; a proxy in front of Slack adds 502, 504.
+    Not for chat.postMessage: Slack may have posted it (`post_digest` looks first)."""
 
     def _can_retry(self, *, state, request, response=None, error=None) -> bool:  # noqa: ANN001
+        if request.url.endswith(POST_METHOD):
+            return False
         return response is not None and response.status_code in (500, 502, 503, 504)
+
+
+class _ConnectionRetryHandler(ConnectionErrorRetryHandler):
+    """Connection errors are retried, except a post's: the request may have arrived."""
+
+    def _can_retry(self, *, state, request, response=None, error=None) -> bool:  # noqa: ANN001
+        if request.url.endswith(POST_METHOD):
+            return False
+        return super()._can_retry(state=state, request=request, response=response, error=error)
+
+
+class UnclearDelivery(DeliveryError):
+    """The post went out and no clear answer came back: Slack may have the message."""
+
+
+class NotSent(DeliveryError):
+    """The post could not leave (connection refused, no such host, TLS): safe to retry."""
+
+
+class HistoryUnavailable(DeliveryError):
+    """The channel's history cannot be read (a missing scope, a channel name)."""
 
 
 def make_slack_client(token: str, base_url: str | None = None, *,
@@ -70,7 +115,7 @@ def make_slack_client(token: str, base_url: str | None = None, *,
                                               jitter=_ProportionalJitter())
     handlers: list[RetryHandler] = [
         RateLimitErrorRetryHandler(max_retry_count=retries),
-        ConnectionErrorRetryHandler(max_retry_count=retries, interval_calculator=interval),
+        _ConnectionRetryHandler(max_retry_count=retries, interval_calculator=interval),
         _GatewayErrorRetryHandler(max_retry_count=retries, interval_calculator=interval),
     ]
     url = base_url or SLACK_DEFAULT_API_URL
@@ -80,24 +125,43 @@ def make_slack_client(token: str, base_url: str | None = None, *,
                      retry_handlers=handlers)
 
 
+def digest_metadata(day: dt.date, channel: str) -> dict[str, Any]:
+    """The metadata a digest carries: what a run looks for before it posts again."""
+    digest_id = uuid.uuid5(uuid.NAMESPACE_URL, f"cost-digest:{day.isoformat()}:{channel}")
+    return {"event_type": DIGEST_EVENT,
+            "event_payload": {"day": day.isoformat(), "channel": channel,
+                              "digest_id": str(digest_id)}}
+
+
+def with_metadata(payload: dict[str, Any], day: dt.date, channel: str) -> dict[str, Any]:
+    return {**payload, "channel": channel, "metadata": digest_metadata(day, channel)}
+
+
 def post_message(client: WebClient, payload: dict[str, Any]) -> str:
     """Post one chat.postMessage payload; return Slack's message `ts`.
 
-    Raises DeliveryError with one line saying what to fix when Slack refuses the message
-    or cannot be reached after the client's retries.
+    Raises DeliveryError with one line saying what to fix when Slack refuses the message,
+    and UnclearDelivery when the request may have reached Slack without a clear answer
+    (a dropped connection, a read timeout, a 5xx).
     """
     channel = str(payload.get("channel") or "")
     try:
         response = client.chat_postMessage(**payload)
     except SlackApiError as exc:
-        raise DeliveryError(_api_error_line(exc, channel, client.base_url)) from exc
-    except (URLError, OSError) as exc:  # connection refused, DNS, TLS, read timeout
+        line = _api_error_line(exc, channel, client.base_url)
+        status = getattr(exc.response, "status_code", None)
+        if status is not None and status >= 500:
+            raise UnclearDelivery(line) from exc
+        raise DeliveryError(line) from exc
+    except (URLError, OSError, http.client.HTTPException) as exc:
+        # Connection refused, DNS, TLS: never sent; reset, timeout: perhaps received.
         reason = getattr(exc, "reason", None) or exc
-        raise DeliveryError(
-            f"cannot reach Slack at {_host(client.base_url)} ({reason}) after retries: "
-            "check the network or COST_TRACKING_SLACK_API_URL; the message stays recorded "
-            "and the next run delivers it"
-        ) from exc
+        line = (f"cannot reach Slack at {_host(client.base_url)} ({reason}) after retries: "
+                "check the network or COST_TRACKING_SLACK_API_URL; the message stays "
+                "recorded and the next run delivers it")
+        if _never_sent(exc):
+            raise NotSent(line) from exc
+        raise UnclearDelivery(line) from exc
     except SlackClientError as exc:
         raise DeliveryError(f"the Slack client refused the message: {exc}") from exc
     ts = response.get("ts")
@@ -106,6 +170,13 @@ def post_message(client: WebClient, payload: dict[str, Any]) -> str:
                             f"(HTTP {response.status_code})")
     log.info("posted the digest to %s (ts %s)", channel, ts)
     return str(ts)
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """A failure before the request could reach Slack: refused, no such host, TLS."""
+    reason = getattr(exc, "reason", None)
+    return any(isinstance(e, (ConnectionRefusedError, socket.gaierror, ssl.SSLError))
+               for e in (exc, reason))
 
 
 def _host(url: str) -> str:
@@ -159,3 +230,82 @@ def _api_error_line(exc: SlackApiError, channel: str, base_url: str) -> str:
                 "is in the output folder's slack/<date>.json, please report it")
     shown = code.splitlines()[0][:200] if code else "no error code"
     return f"Slack refused chat.postMessage ({shown})"
+
+
+def find_digest(client: WebClient, channel: str, day: dt.date, since: dt.datetime) -> str | None:
+    """The `ts` of this day's digest in `channel` posted since `since` (UTC), or None.
+
+    Raises HistoryUnavailable when the history cannot be read (the scope is missing, the
+    channel is a name, not an ID)."""
+    oldest = since.replace(tzinfo=dt.timezone.utc).timestamp() - HISTORY_MARGIN_SECONDS
+    cursor = None
+    for _ in range(HISTORY_PAGES):
+        try:
+            response = client.conversations_history(
+                channel=channel, oldest=f"{oldest:.6f}", include_all_metadata=True,
+                limit=200, cursor=cursor)
+        except SlackApiError as exc:
+            code = exc.response.data.get("error") if isinstance(exc.response.data, dict) else ""
+            raise HistoryUnavailable(_history_error_line(code or "no error code", channel)) from exc
+        except (URLError, OSError, http.client.HTTPException) as exc:
+            raise HistoryUnavailable(f"cannot read the history of {channel} ({exc})") from exc
+        for message in response.get("messages") or []:
+            event = message.get("metadata") or {}
+            found = event.get("event_payload") or {}
+            if (event.get("event_type") == DIGEST_EVENT and found.get("day") == day.isoformat()
+                    and found.get("channel") == channel):
+                return str(message.get("ts"))
+        cursor = (response.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            return None
+    return None
+
+
+def _history_error_line(code: str, channel: str) -> str:
+    if code == "missing_scope":
+        return ("the Slack app cannot read channel history (missing_scope): add the "
+                "channels:history scope (groups:history for a private channel) so a run can "
+                "check whether Slack already has a digest before posting it again")
+    if code == "channel_not_found":
+        return (f"cannot read the history of {channel} (channel_not_found): set "
+                "COST_TRACKING_SLACK_CHANNEL to the channel's ID (C0123456789) so a run can "
+                "check whether Slack already has a digest before posting it again")
+    return f"cannot read the history of {channel} ({code})"
+
+
+def post_digest(client: WebClient, payload: dict[str, Any], day: dt.date, since: dt.datetime,
+                retries: int = SLACK_DEFAULT_MAX_RETRIES,
+                backoff_seconds: float = BACKOFF_SECONDS) -> str:
+    """Post the digest of `day` (a payload `with_metadata`) and return its ts, posting
+    again after an unclear answer only when the channel does not have it already.
+
+    `since` is when the delivery began (UTC): the history is searched from then on."""
+    channel = str(payload["channel"])
+    for attempt in range(retries + 1):
+        try:
+            return post_message(client, payload)
+        except NotSent:
+            if attempt == retries:
+                raise
+            _pause(backoff_seconds, attempt)
+        except UnclearDelivery as exc:
+            log.warning("no clear answer from Slack to the digest of %s (%s): looking for it "
+                        "in %s before posting again", day, exc.__cause__ or exc, channel)
+            try:
+                ts = find_digest(client, channel, day, since)
+            except HistoryUnavailable as unavailable:
+                log.warning("%s; posting again may show the digest twice", unavailable)
+                ts = None
+            if ts is not None:
+                log.info("Slack has the digest of %s already (ts %s): not posting it again",
+                         day, ts)
+                return ts
+            if attempt == retries:
+                raise
+            _pause(backoff_seconds, attempt)
+    raise AssertionError("unreachable")
+
+
+def _pause(backoff_seconds: float, attempt: int) -> None:
+    """The client's backoff for the retries it leaves to `post_digest`: 2, 4, 8, ... s."""
+    time.sleep(backoff_seconds * 2 ** attempt * (1.0 + 0.5 * random.random()))

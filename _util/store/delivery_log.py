@@ -1,12 +1,13 @@
 """The `slack_delivery` table: each day's digest per channel, and whether Slack has it.
 
 This is what makes delivery happen once per day and channel. The payload is recorded as
-'pending' before it is posted and marked 'delivered' with Slack's message `ts` after, so:
+'posting' before it is sent and marked 'delivered' with Slack's message `ts` after, so:
 - a re-run for a delivered day posts nothing (unless forced);
-- a post that failed leaves its exact payload pending, and a later run delivers it once.
-
-The one gap no table can close: if Slack takes the message and the process dies before
-`record_delivered`, the next run posts it again. That window is a single UPDATE.
+- a post Slack refused leaves its exact payload 'pending', and a later run delivers it;
+- a post without a clear answer (a lost reply, a timeout, a process killed while it
+  waited) stays 'posting': Slack may have it. The run, or a later one, first looks for
+  the digest's metadata in the channel's history since the post began (`created_at`) and
+  records it delivered when found (`_util/slack/delivery.py`).
 """
 from __future__ import annotations
 
@@ -23,12 +24,21 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from _util.errors import DeliveryError, StoreError
-from _util.slack.delivery import post_message
+from _util.settings import SLACK_DEFAULT_MAX_RETRIES
+from _util.slack.delivery import (
+    BACKOFF_SECONDS,
+    HistoryUnavailable,
+    UnclearDelivery,
+    find_digest,
+    post_digest,
+    with_metadata,
+)
 from _util.store.database import NameText, mask_url, metadata
 
 log = logging.getLogger(__name__)
 
 PENDING = "pending"
+POSTING = "posting"
 DELIVERED = "delivered"
 
 slack_delivery = sa.Table(
@@ -41,6 +51,7 @@ slack_delivery = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("ts", sa.String(32), nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False),
+    # When the payload was last recorded: for 'posting', when that post began (UTC).
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("delivered_at", sa.DateTime, nullable=True),
     mysql_charset="utf8mb4",
@@ -114,13 +125,16 @@ def _upsert(engine: Engine, values: dict[str, Any], update: dict[str, Any]) -> s
     raise StoreError(f"the Slack delivery log supports SQLite and MySQL/MariaDB, not {name}")
 
 
-def record_pending(engine: Engine, day: dt.date, channel: str, payload: dict[str, Any]) -> None:
-    """Record (or replace) the payload for `day` and `channel` as not yet delivered."""
+def record_pending(engine: Engine, day: dt.date, channel: str, payload: dict[str, Any],
+                   status: str = PENDING, now: dt.datetime | None = None) -> None:
+    """Record (or replace) the payload for `day` and `channel` as not yet delivered:
+    'pending', or 'posting' when it is about to be sent (`now`: when the post begins)."""
     text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
-    values = dict(report_date=day, channel=channel, payload=text, status=PENDING, ts=None,
-                  attempts=0, created_at=_now(), delivered_at=None)
-    stmt = _upsert(engine, values, {"payload": text, "status": PENDING, "ts": None,
-                                    "delivered_at": None})
+    now = now or _now()
+    values = dict(report_date=day, channel=channel, payload=text, status=status, ts=None,
+                  attempts=0, created_at=now, delivered_at=None)
+    stmt = _upsert(engine, values, {"payload": text, "status": status, "ts": None,
+                                    "created_at": now, "delivered_at": None})
     try:
         with engine.begin() as conn:
             conn.execute(stmt)
@@ -139,6 +153,17 @@ def _count_attempt(engine: Engine, day: dt.date, channel: str) -> None:
         raise _store_error(engine, "count a Slack delivery attempt", exc) from exc
 
 
+def _set_status(engine: Engine, day: dt.date, channel: str, status: str) -> None:
+    stmt = (sa.update(slack_delivery)
+            .where(slack_delivery.c.report_date == day, slack_delivery.c.channel == channel)
+            .values(status=status))
+    try:
+        with engine.begin() as conn:
+            conn.execute(stmt)
+    except SQLAlchemyError as exc:
+        raise _store_error(engine, "record the Slack delivery's status", exc) from exc
+
+
 def record_delivered(engine: Engine, day: dt.date, channel: str, ts: str) -> None:
     """Mark the day's payload for `channel` as delivered, with Slack's message ts."""
     stmt = (sa.update(slack_delivery)
@@ -152,10 +177,11 @@ def record_delivered(engine: Engine, day: dt.date, channel: str, ts: str) -> Non
 
 
 def pending_deliveries(engine: Engine, exclude_day: dt.date | None = None) -> list[DeliveryRecord]:
-    """Payloads recorded but never delivered, oldest first; `exclude_day` is the run's own
-    day, which the run delivers with its fresh payload instead."""
+    """Payloads recorded but never delivered (pending, or posting without an answer),
+    oldest first; `exclude_day` is the run's own day, which the run delivers with its
+    fresh payload instead."""
     query = (sa.select(slack_delivery)
-             .where(slack_delivery.c.status == PENDING)
+             .where(slack_delivery.c.status.in_([PENDING, POSTING]))
              .order_by(slack_delivery.c.report_date, slack_delivery.c.channel))
     if exclude_day is not None:
         query = query.where(slack_delivery.c.report_date != exclude_day)
@@ -168,27 +194,56 @@ def pending_deliveries(engine: Engine, exclude_day: dt.date | None = None) -> li
 
 
 def deliver_once(engine: Engine, client: WebClient, day: dt.date, channel: str,
-                 payload: dict[str, Any], force: bool = False) -> DeliveryOutcome:
+                 payload: dict[str, Any], force: bool = False,
+                 retries: int = SLACK_DEFAULT_MAX_RETRIES,
+                 backoff_seconds: float = BACKOFF_SECONDS) -> DeliveryOutcome:
     """Post `payload` for `day` to `channel` unless that was done already.
 
-    Already delivered and not `force`: nothing is posted. Otherwise the payload is
-    recorded as pending (replacing an older one), posted, and marked delivered. If the
-    post fails the record stays pending and the DeliveryError propagates.
+    Already delivered and not `force`: nothing is posted. Left 'posting' by a run that
+    got no answer: the channel is searched first, and a digest found there is recorded
+    as delivered. Otherwise the payload (with the digest's metadata) is recorded as
+    'posting', posted, and marked delivered. A post Slack refused leaves it 'pending';
+    one without a clear answer, 'posting'; either way the DeliveryError propagates.
     """
-    payload = {**payload, "channel": channel}
+    payload = with_metadata(payload, day, channel)
     existing = delivery_status(engine, day, channel)
     if existing is not None and existing.delivered and not force:
         reason = (f"the digest for {day.isoformat()} was already delivered to {channel} "
                   f"(ts {existing.ts}); --force posts it again")
         log.info("%s", reason)
         return DeliveryOutcome(posted=False, ts=existing.ts, skipped_reason=reason)
-    record_pending(engine, day, channel, payload)
+    if existing is not None and existing.status == POSTING and not force:
+        ts = _already_in_channel(client, day, channel, existing.created_at)
+        if ts is not None:
+            record_delivered(engine, day, channel, ts)
+            reason = (f"an earlier run's digest for {day.isoformat()} is in {channel} "
+                      f"(ts {ts}) though it got no answer; recorded as delivered")
+            log.info("%s", reason)
+            return DeliveryOutcome(posted=False, ts=ts, skipped_reason=reason)
+    since = _now()
+    record_pending(engine, day, channel, payload, status=POSTING, now=since)
     _count_attempt(engine, day, channel)
     try:
-        ts = post_message(client, payload)
+        ts = post_digest(client, payload, day, since, retries, backoff_seconds)
+    except UnclearDelivery:
+        log.warning("the digest for %s to %s may or may not be in Slack: the next run looks "
+                    "for it before posting", day.isoformat(), channel)
+        raise
     except DeliveryError:
+        _set_status(engine, day, channel, PENDING)
         log.warning("the digest for %s to %s stays pending for the next run",
                     day.isoformat(), channel)
         raise
     record_delivered(engine, day, channel, ts)
     return DeliveryOutcome(posted=True, ts=ts)
+
+
+def _already_in_channel(client: WebClient, day: dt.date, channel: str,
+                        since: dt.datetime) -> str | None:
+    """The ts of the digest a run left 'posting', if the channel has it."""
+    try:
+        return find_digest(client, channel, day, since)
+    except HistoryUnavailable as exc:
+        log.warning("a run left the digest for %s 'posting' and %s; posting it again may "
+                    "show it twice", day.isoformat(), exc)
+        return None
