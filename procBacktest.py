@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from sqlalchemy.engine import Engine, make_url
 
 from _util.alert_kinds import ALERT_KINDS, CONTINUING, NEW, RULES
+from _util.csv_cells import safe_cell
 from _util.detection.labels import (
     LabelScore,
     LabelSet,
@@ -80,8 +81,8 @@ def replay(history: pd.DataFrame, first_day: dt.date, last_day: dt.date, rules: 
 
 
 def csv_row(day: dt.date, alert: Alert) -> list[str]:
-    return [day.isoformat(), alert.level, alert.kind, alert.direction, alert.service,
-            alert.group or "", alert.status, f"{alert.delta_usd:.2f}",
+    return [day.isoformat(), alert.level, alert.kind, alert.direction, safe_cell(alert.service),
+            safe_cell(alert.group or ""), alert.status, f"{alert.delta_usd:.2f}",
             "" if alert.zscore is None else f"{alert.zscore:.2f}",
             "" if alert.echo_of is None else alert.echo_of.isoformat()]
 

@@ -66,7 +66,7 @@ def alert_slugs(alerts: Sequence[Alert]) -> dict[AlertKey, str]:
 
 
 def _plot_title(alert: Alert, report: Report, baseline: str) -> str:
-    head = label(site_pages.alert_label(alert), TITLE_CHARS)
+    head = label(site_pages.alert_label(alert, isolate=False), TITLE_CHARS)
     day = report.day.isoformat()
     if kind_of(alert.kind, alert.direction).plot == SPIKE_PLOT:
         z = "—" if alert.zscore is None else f"{alert.zscore:.1f}"

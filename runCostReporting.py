@@ -39,6 +39,7 @@ from _util.slack.delivery import make_slack_client
 from _util.sources import SOURCES
 from _util.sources.demo_account import DEMO_LABEL_DAYS, planted_incidents
 from _util.store.cost_store import load_history
+from _util.store.database_lock import database_lock
 from _util.store.database import create_tables, make_engine, mask_url
 
 log = logging.getLogger("runCostReporting")
@@ -205,7 +206,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
              SOURCE_NAMES.get(settings.source, settings.source), mask_url(settings.db_url),
              settings.output_dir, ", dry run" if settings.dry_run else "")
     try:
-        with run_lock(settings.paths.lock, settings.lock_timeout_seconds):
+        with (run_lock(settings.paths.lock, settings.lock_timeout_seconds),
+              database_lock(settings.db_url, settings.lock_timeout_seconds)):
             try:
                 _run(settings, record, today, outcome)
             finally:

@@ -59,6 +59,6 @@ class DeliveryError(CostTrackingError):
 
 
 class LockedError(CostTrackingError):
-    """Another run holds the lock for this output folder."""
+    """Another run holds the lock for this output folder or this database."""
 
     exit_code = EXIT_LOCKED

@@ -5,6 +5,7 @@ import logging
 import logging.handlers
 import os
 import re
+import time
 from pathlib import Path
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -51,7 +52,19 @@ class SecretMask(logging.Filter):
         return True
 
 
-class _OneLineFormatter(logging.Formatter):
+class UtcFormatter(logging.Formatter):
+    """Timestamps in UTC with a Z, like every other date the bot writes:
+    2026-11-23T06:15:02.123Z (a local time without an offset is ambiguous twice a year
+    and on a host whose zone nobody set)."""
+
+    converter = time.gmtime
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + \
+            f".{int(record.msecs):03d}Z"
+
+
+class _OneLineFormatter(UtcFormatter):
     """stderr (which cron mails) gets each message without its traceback; the log file
     keeps the traceback."""
 
@@ -80,7 +93,7 @@ def setup_logging(log_dir: Path | None, max_bytes: int = 5_000_000,
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     mask = SecretMask(extra_secrets)
     stderr = logging.StreamHandler()
-    stderr.setFormatter(logging.Formatter(LOG_FORMAT) if verbose else _OneLineFormatter(LOG_FORMAT))
+    stderr.setFormatter(UtcFormatter(LOG_FORMAT) if verbose else _OneLineFormatter(LOG_FORMAT))
     stderr.addFilter(mask)
     stderr.addFilter(_not_file_only)
     root.addHandler(stderr)
@@ -89,7 +102,7 @@ def setup_logging(log_dir: Path | None, max_bytes: int = 5_000_000,
         rotating = logging.handlers.RotatingFileHandler(
             log_dir / LOG_FILE_NAME, maxBytes=max_bytes, backupCount=LOG_BACKUPS,
             encoding="utf-8")
-        rotating.setFormatter(logging.Formatter(FILE_FORMAT))
+        rotating.setFormatter(UtcFormatter(FILE_FORMAT))
         rotating.addFilter(mask)
         root.addHandler(rotating)
     for noisy in ("botocore", "boto3", "urllib3", "matplotlib", "PIL", "s3transfer"):

@@ -175,11 +175,19 @@ _text.allowed = "text"  # type: ignore[attr-defined]
 
 
 def _prefix(raw: Any) -> str:
-    value = str(raw).strip().strip("/")
+    """A key prefix inside the bucket. A leading '/' or a '..' segment would make the
+    pages' relative links point outside the site: refused, not silently mended."""
+    value = str(raw).strip()
+    if value.startswith("/"):
+        raise ValueError
+    value = value.rstrip("/")
+    if value and any(part in ("", ".", "..") for part in value.split("/")):
+        raise ValueError
     return f"{value}/" if value else ""
 
 
-_prefix.allowed = "a key prefix such as reports/cost"  # type: ignore[attr-defined]
+_prefix.allowed = ("a key prefix such as reports/cost (no leading /, no empty, . or .. "  # type: ignore[attr-defined]
+                   "segments)")
 
 
 def _url(raw: Any) -> str | None:

@@ -352,3 +352,14 @@ def test_percentage_floor_leaves_trend_reversals_alone():
     assert trends
     assert [a.key for a in detect_alerts(flat_then_up, D, Rules(min_delta_pct=500.0))] == trends
     assert spikes(frame({("S", ""): UNIT_STD + [13.0]}), Rules(min_delta_pct=500.0)) == []
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_written_as_text(tmp_path):
+    a = Alert(kind=SPIKE, direction=DOWN, service="=cmd|' /C calc'!A0", group="@evil",
+              usd=1.0, baseline_mean=9.0, baseline_std=1.0, delta_usd=-8.0, zscore=-8.0)
+    path = tmp_path / "out.csv"
+    procBacktest.write_csv(path, {dt.date(2024, 3, 2): (a,)})
+    with path.open(newline="", encoding="utf-8") as fh:
+        [_, row] = list(csv.reader(fh))
+    assert row[4:6] == ["'=cmd|' /C calc'!A0", "'@evil"]
+    assert row[7:9] == ["-8.00", "-8.00"]  # numbers stay numbers

@@ -16,6 +16,7 @@ import sqlite3
 
 import pytest
 
+from _util.names import visible_controls
 from _util.slack.blocks import mrkdwn_name
 from tests.ce_standin import CostExplorerStandIn
 from tests.ops_support import (
@@ -60,6 +61,9 @@ def _config(tmp_path, text: str) -> str:
     ([], {"COST_TRACKING_GROUP_BY": "SERVICE"}, None, "COST_TRACKING_GROUP_BY is 'SERVICE'; allowed: TAG:<tag key>"),
     ([], {"COST_TRACKING_GROUP_BY": "AZ"}, None, "COST_TRACKING_GROUP_BY is 'AZ'"),
     ([], {"SLACK_BOT_TOKEN": "xoxb-1-2-abc"}, None, "SLACK_BOT_TOKEN is set but COST_TRACKING_SLACK_CHANNEL is not"),
+    ([], {"COST_TRACKING_S3_PREFIX": "../../x"}, None, "COST_TRACKING_S3_PREFIX is '../../x'; allowed: a key prefix such as reports/cost (no leading /, no empty, . or .. segments)"),
+    ([], {"COST_TRACKING_S3_PREFIX": "/reports"}, None, "COST_TRACKING_S3_PREFIX is '/reports'"),
+    ([], {}, 's3_prefix = "reports/../../x"\n', "s3_prefix in {config} is 'reports/../../x'"),
 ], ids=lambda v: None)
 def test_bad_settings_exit_2_with_one_line_and_write_nothing(tmp_path, clean_env, capsys, args, env,
                                                              toml, expected):
@@ -191,7 +195,7 @@ SERVICE_NAMES = {
 }
 TAG_VALUES = {
     "web-prod": 'web/prod <i>&"quoted"',
-    "api-prod": "api 🚀 ü/ß",
+    "api-prod": "api 🚀 ü/ß \u202eright-to-left\x00nul\x01soh",  # ECS's spike group on DAY
     "data-lake": "d" * 256,
     "static-site": "static\nsite",
 }
@@ -243,7 +247,7 @@ def test_names_with_any_characters_reach_the_database_site_and_slack_intact_and_
     for alert in hostile:
         plot_page = (report_dir / alert["plot_url"].rsplit("/", 1)[1]).read_text()
         name = alert["group"] if alert["group"] in TAG_VALUES.values() else alert["service"]
-        assert html.escape(name) in plot_page
+        assert html.escape(visible_controls(name)) in plot_page
 
     # Slack: delivered once; names escaped for mrkdwn, no mention or link injected.
     assert len(delivered) == 1
@@ -256,3 +260,34 @@ def test_names_with_any_characters_reach_the_database_site_and_slack_intact_and_
         assert mrkdwn_name(alert["service"])[:40] in texts
     urls = [e["url"] for b in blocks for e in ([b.get("accessory")] + b.get("elements", [])) if isinstance(e, dict) and "url" in e]
     assert urls and all(u.startswith("https://costs.example.com/site/reports/2026-11-22/") for u in urls)
+
+    # Control characters inert: a right-to-left override isolated on pages and shown as a
+    # marker in Slack; NUL and SOH as visible pictures, never raw bytes (stored exactly).
+    bidi_group = TAG_VALUES["api-prod"]
+    assert bidi_group in groups
+    assert any(a["group"] == bidi_group or a["top_group"] == bidi_group for a in hostile)
+    assert "\x00" not in site_html and "\x01" not in site_html
+    assert "<bdi>api 🚀 ü/ß \u202eright-to-left␀nul␁soh</bdi>" in page
+    shown_text = "".join(b["text"]["text"] for b in blocks if b["type"] == "section")
+    assert "\u202e" not in shown_text and "api 🚀 ü/ß \\u202eright-to-left" in shown_text
+
+
+# ---------------------------------------------------------------- days not stored
+
+@pytest.mark.parametrize("template,line", [
+    ("aws", "error: --skip-fetch: the database holds no costs for 2026-11-24 (it holds "
+            "2025-11-23..2026-11-22; the newest stored day is 2026-11-22): run without "
+            "--skip-fetch to fetch it, or use --date 2026-11-22"),
+    (None, "error: --skip-fetch: the database holds no costs yet; run without --skip-fetch "
+           "first to fetch them"),
+], ids=["after-the-newest-day", "empty-database"])
+def test_skip_fetch_for_a_day_the_database_does_not_hold_is_refused_and_nothing_is_made(
+        tmp_path, tmp_path_factory, clean_env, capsys, template, line):
+    if template:
+        copy_template(tmp_path_factory, template, tmp_path)
+    with running_standin() as slack:
+        code = run_bot(["--skip-fetch"], tmp_path, dt.date(2026, 11, 25), **slack_env(slack))
+        assert slack.requests == []
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == line
+    assert not (tmp_path / "site").exists() and not (tmp_path / "slack").exists()

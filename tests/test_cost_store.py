@@ -194,3 +194,27 @@ def test_without_the_alter_privilege_the_upgrade_is_logged_and_the_run_goes_on(m
             conn.execute(sa.text("DROP USER IF EXISTS 'costbot_test'@'%'"))
     assert "run as an administrator: ALTER TABLE cost_daily MODIFY group_value" in caplog.text
     assert _stored(mariadb_engine) == {(D(2026, 1, 1), "EC2", "web"): 1.0}
+
+
+def test_a_table_of_ours_with_another_shape_is_named_before_any_table_is_made(db_engine):
+    import sqlalchemy as sa
+
+    from _util.store.database import create_tables, metadata
+
+    metadata.drop_all(db_engine)
+    with db_engine.begin() as conn:  # a cost_daily made by something else
+        conn.execute(sa.text("CREATE TABLE cost_daily (id INTEGER PRIMARY KEY, amount FLOAT)"))
+    try:
+        with pytest.raises(StoreError) as caught:
+            create_tables(db_engine)
+        line = str(caught.value)
+        assert line.startswith("table cost_daily in ") and "exists but has no column(s) " \
+            "usage_date, metric, service, group_value" in line
+        assert line.endswith("rename or drop it, or set COST_TRACKING_DB_URL to a database of "
+                             "the bot's own")
+        assert caught.value.exit_code == 2
+        assert sa.inspect(db_engine).get_table_names() == ["cost_daily"]
+    finally:
+        with db_engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE cost_daily"))
+        create_tables(db_engine)

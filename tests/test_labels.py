@@ -214,3 +214,19 @@ def test_reading_a_file_gives_the_rows_incidents_with_any_for_empty_cells(tmp_pa
         read_labels(tmp_path / "none.csv")
     with pytest.raises(ConfigError, match="cannot be read"):
         read_labels(tmp_path)
+
+
+def test_names_a_spreadsheet_would_run_are_written_as_text_and_read_back(tmp_path):
+    from _util.detection.labels import write_labels
+
+    hostile = [Incident(day=dt.date(2024, 5, 12), service='=HYPERLINK("http://x","y")',
+                        group="+cmd", kind=SPIKE, direction=UP),
+               Incident(day=dt.date(2024, 5, 13), service="@SUM(A1)", group="-2+3"),
+               Incident(day=dt.date(2024, 5, 14), service="\tTab", group="web-prod")]
+    path = tmp_path / "hostile.csv"
+    write_labels(path, hostile)
+    with path.open(newline="", encoding="utf-8") as fh:
+        cells = [row[1:3] for row in csv.reader(fh)][1:]
+    assert cells == [["'=HYPERLINK(\"http://x\",\"y\")", "'+cmd"], ["'@SUM(A1)", "'-2+3"],
+                     ["'\tTab", "web-prod"]]
+    assert read_labels(path) == tuple(hostile)

@@ -133,3 +133,30 @@ def test_the_log_rotates_at_log_max_bytes_and_keeps_five_old_files(tmp_path, tmp
     assert f"run for {DAY}" in current
     assert all(p.stat().st_size <= 10_000 + 1_000 for p in logs.iterdir())
 
+
+
+def test_log_timestamps_are_utc_with_a_z(tmp_path, monkeypatch):
+    import datetime as dt
+    import logging
+    import re
+
+    from _util.logging_setup import LOG_FILE_NAME, setup_logging
+
+    monkeypatch.setenv("TZ", "America/Los_Angeles")  # a local zone far from UTC
+    import time
+    time.tzset()
+    try:
+        setup_logging(tmp_path)
+        before = dt.datetime.now(dt.timezone.utc)
+        logging.getLogger("t").info("hello")
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        line = (tmp_path / LOG_FILE_NAME).read_text().splitlines()[-1]
+    finally:
+        logging.getLogger().handlers.clear()
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    stamp = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z \[\d+\] INFO t: hello$", line)
+    assert stamp, line
+    logged = dt.datetime.fromisoformat(stamp.group(1)).replace(tzinfo=dt.timezone.utc)
+    assert abs((logged - before).total_seconds()) < 5

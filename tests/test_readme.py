@@ -62,3 +62,53 @@ def test_the_exit_code_table_lists_exactly_the_codes_the_bot_exits_with():
     documented = [int(row.split("|")[1]) for row in table[2:]]
     codes = sorted(value for name, value in vars(errors).items() if name.startswith("EXIT_"))
     assert documented == codes
+
+
+def _cron_command() -> str:
+    """The command of the README's crontab line (after the five time fields)."""
+    block = README.split("```cron", 1)[1].split("```", 1)[0]
+    [line] = [ln for ln in block.splitlines() if re.match(r"^[\d*]", ln)]
+    assert "%" not in line  # cron would turn it into a newline
+    return line.split(None, 5)[5]
+
+
+def _fresh_install(tmp_path: Path, env_lines: list[str]) -> Path:
+    """An empty /opt/cost-bot stand-in: the bot, a .venv/bin/python and bot.env, no output/."""
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    home = tmp_path / "cost-bot"
+    (home / ".venv" / "bin").mkdir(parents=True)
+    python = home / ".venv" / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={root} exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    (home / "runCostReporting.py").symlink_to(root / "runCostReporting.py")
+    (home / "bot.env").write_text("\n".join(env_lines) + "\n")
+    return home
+
+
+def _run_cron_line(home: Path):
+    import os
+    import subprocess
+
+    command = _cron_command().replace("/opt/cost-bot", str(home))
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("COST_TRACKING_", "SLACK_", "AWS_"))}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    return subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_the_crontab_line_works_as_written_on_a_fresh_install_and_is_silent(tmp_path):
+    home = _fresh_install(tmp_path, ["COST_TRACKING_SOURCE=demo",
+                                     f"COST_TRACKING_OUTPUT_DIR={tmp_path / 'cost-bot' / 'output'}"])
+    done = _run_cron_line(home)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert (home / "output" / "logs" / "cost_tracking.log").stat().st_size > 0
+    assert list((home / "output" / "site" / "reports").glob("*/report.json"))
+
+
+def test_the_crontab_line_prints_the_error_when_the_run_fails(tmp_path):
+    home = _fresh_install(tmp_path, ["COST_TRACKING_SOURCE=demo", "COST_TRACKING_Z=loud"])
+    done = _run_cron_line(home)
+    assert done.stdout.strip() == "error: COST_TRACKING_Z is 'loud'; allowed: a number from 0.5 to 50"

@@ -219,16 +219,32 @@ def test_missed_days_are_recent_days_whose_fetch_failed_and_that_are_stored_now(
             text or json.dumps({"stages": stages, "report_day": report_day}))
 
     record(8, "failed")                    # older than the 7 days a digest is news
+    # 7: no record while the bot ran the day before: the box was down, missed
     record(6, "failed", report_back=6)     # a stored day re-run while CE was down: its own report
     record(5, "failed", report_back=7)     # reported an earlier day: missed
     record(4, "ok", report_back=4)
     record(3, None, report_back=3)         # --skip-fetch: nothing was fetched
     record(2, "failed", text="{not json")
     record(1, "failed")                    # no report at all (exit 2); not stored yet below
-    assert list(missed_days(tmp_path, day, today, day - dt.timedelta(days=2))) == [day - dt.timedelta(days=5)]
-    assert list(missed_days(tmp_path, day, today, day)) == [day - dt.timedelta(days=5),
-                                                      day - dt.timedelta(days=1)]
+    assert list(missed_days(tmp_path, day, today, day - dt.timedelta(days=2))) == [
+        day - dt.timedelta(days=7), day - dt.timedelta(days=5)]
+    assert list(missed_days(tmp_path, day, today, day)) == [
+        day - dt.timedelta(days=7), day - dt.timedelta(days=5), day - dt.timedelta(days=1)]
+    assert missed_days(tmp_path, day, today, day)[day - dt.timedelta(days=7)] is None
     assert list(missed_days(tmp_path, day, today, None)) == []
     # A --date re-run of an old day never catches up days older than a week before yesterday.
     assert list(missed_days(tmp_path, day, today + dt.timedelta(days=5), day)) == [day - dt.timedelta(days=1)]
     assert list(missed_days(tmp_path, day, today + dt.timedelta(days=30), day)) == []
+
+
+def test_days_before_the_bots_first_run_are_not_missed_days_it_was_down_are(tmp_path):
+    from _util.run.catch_up import missed_days
+
+    day = dt.date(2026, 11, 20)
+    (tmp_path / f"{day - dt.timedelta(days=3)}.json").write_text(json.dumps({"stages": []}))
+    (tmp_path / "backtest-2026-01-01_2026-02-01.json").write_text("{}")
+    # The first run was 3 days ago; the two days since left no record.
+    assert list(missed_days(tmp_path, day, day + dt.timedelta(days=1), day)) == [
+        day - dt.timedelta(days=2), day - dt.timedelta(days=1)]
+    # A fresh install: nothing before its first run is missed.
+    assert missed_days(tmp_path / "none", day, day + dt.timedelta(days=1), day) == {}

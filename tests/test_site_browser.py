@@ -128,3 +128,46 @@ def test_report_page_fits_a_phone_screen_without_sideways_scrolling(site_server,
     image_width = page.eval_on_selector("img", "i => i.getBoundingClientRect().width")
     assert image_width <= 390
     page.close()
+
+
+CHAR_LEFTS = """(needle) => {
+  const p = [...document.querySelectorAll('p')].find(e => e.textContent.includes(needle));
+  const walker = document.createTreeWalker(p, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const at = node.data.indexOf(needle);
+    if (at < 0) continue;
+    const lefts = [];
+    for (let k = 0; k < needle.length; k++) {
+      const range = document.createRange();
+      range.setStart(node, at + k);
+      range.setEnd(node, at + k + 1);
+      lefts.push(range.getBoundingClientRect().left);
+    }
+    return lefts;
+  }
+  return null;
+}"""
+
+
+def test_browser_a_right_to_left_override_in_a_name_reverses_nothing_after_it(tmp_path, browser):
+    # A service whose name holds U+202E (RIGHT-TO-LEFT OVERRIDE) spikes to $94.42: the
+    # sentence of its plot page, drawn by Chromium, must still read "$94.42" left to right.
+    import pandas as pd
+
+    from tests.test_alerts import frame
+
+    name = "Evil \u202eService"
+    history = frame({(name, ""): [50.0 + (i % 3) for i in range(60)] + [94.42]}, day=DAY)
+    rules = Rules()
+    report = Report(day=DAY, metric="UnblendedCost", group_by="TAG:team", rules=rules,
+                    summary=procSummaries.summarise(history, DAY),
+                    alerts=procAmzAlerts.detect_alerts(history, DAY, rules))
+    assert report.alerts and isinstance(history, pd.DataFrame)
+    site = tmp_path / "site"
+    procPlotting.render(report, history, site, None, workers=1)
+    [plot_page] = [p for p in procPlotting.report_dir(site, DAY).glob("spike-*.html")][:1]
+    page = browser.new_page()
+    page.goto(plot_page.as_uri())
+    lefts = page.evaluate(CHAR_LEFTS, "$94.42")
+    page.close()
+    assert lefts is not None and lefts == sorted(lefts) and len(set(lefts)) == 6, lefts

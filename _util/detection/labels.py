@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from _util.alert_kinds import DOWN, RULES, UP
+from _util.csv_cells import read_cell, safe_cell
 from _util.errors import ConfigError
 from _util.report import Alert
 
@@ -109,7 +110,7 @@ def read_labels(path: Path) -> tuple[Incident, ...]:
         raise ConfigError(f"{where} has a header and no incidents")
     incidents = []
     for n, row in rows[1:]:
-        cells = [c.strip() for c in row]
+        cells = [read_cell(c.strip()) for c in row]
         while len(cells) > len(header) and not cells[-1]:
             cells.pop()
         if len(cells) != len(header):
@@ -274,14 +275,14 @@ def write_results(path: Path, label_score: LabelScore) -> None:
         writer.writerow(RESULT_COLUMNS)
         for r in label_score.results:
             i = r.incident
-            writer.writerow([i.day.isoformat(), i.service, _group_cell(i.group), i.kind or "",
-                             i.direction or "", "yes" if r.first_alert else "no",
+            writer.writerow([i.day.isoformat(), safe_cell(i.service), _group_cell(i.group),
+                             i.kind or "", i.direction or "", "yes" if r.first_alert else "no",
                              r.first_alert.isoformat() if r.first_alert else "",
                              "" if r.lag_days is None else r.lag_days, r.caught_by or ""])
 
 
 def _group_cell(group: str | None) -> str:
-    return UNTAGGED if group == "" else group or ""
+    return UNTAGGED if group == "" else safe_cell(group or "")
 
 
 def write_labels(path: Path, incidents: Iterable[Incident]) -> int:
@@ -292,7 +293,7 @@ def write_labels(path: Path, incidents: Iterable[Incident]) -> int:
         writer = csv.writer(fh)
         writer.writerow(COLUMNS)
         for i in incidents:
-            writer.writerow([i.day.isoformat(), i.service, _group_cell(i.group), i.kind or "",
-                             i.direction or ""])
+            writer.writerow([i.day.isoformat(), safe_cell(i.service), _group_cell(i.group),
+                             i.kind or "", i.direction or ""])
             rows += 1
     return rows

@@ -1,5 +1,6 @@
-"""Catching up: days whose own run could not fetch their costs, reported once they are
-stored, so a one-day spike on a missed day is never lost."""
+"""Catching up: days whose own run could not fetch their costs, or never started (the
+box was down), reported once they are stored, so a one-day spike on a missed day is
+never lost."""
 from __future__ import annotations
 
 import datetime as dt
@@ -16,26 +17,36 @@ class CatchUpPlan:
     """Missed days to report (oldest first, each with its failed run's record), and the
     days whose folders stale runs wrote into, to be made again without posting."""
 
-    missed: dict[dt.date, dict[str, Any]] = field(default_factory=dict)
+    missed: dict[dt.date, dict[str, Any] | None] = field(default_factory=dict)
     remake: tuple[dt.date, ...] = ()
 
 
 def missed_days(runs_dir: Path, day: dt.date, today: dt.date,
-                stored_until: dt.date | None) -> dict[dt.date, dict]:
-    """Days before `day`, and no more than PENDING_MAX_AGE_DAYS before yesterday, whose
-    own run could not fetch them and so reported an earlier day or nothing (its record:
-    the ingest stage failed, `report_day` is not the record's day), and that the database
-    now holds (up to `stored_until`), oldest first, each with that failed run's record.
+                stored_until: dt.date | None) -> dict[dt.date, dict | None]:
+    """Days before `day`, and no more than PENDING_MAX_AGE_DAYS before yesterday, that
+    the database now holds (up to `stored_until`) and whose own run missed them, oldest
+    first: each with that failed run's record, or None for a run that never started.
 
-    A run that reported its own day from stored data (a re-run of a stored day while the
-    source was down) missed nothing."""
+    A run missed its day when it could not fetch it and so reported an earlier day or
+    nothing (its record: the ingest stage failed, `report_day` is not the record's day),
+    or when it left no record at all while the bot was running in the week before (the
+    box was down; days before the bot's first run are not missed). A run that reported
+    its own day from stored data (a re-run of a stored day while the source was down)
+    missed nothing."""
     if stored_until is None:
         return {}
     oldest = max(day, today - dt.timedelta(days=1)) - dt.timedelta(days=PENDING_MAX_AGE_DAYS)
-    missed = {}
+    ran = _days_with_records(runs_dir)
+    missed: dict[dt.date, dict | None] = {}
     for back in range((day - oldest).days, 0, -1):
         candidate = day - dt.timedelta(days=back)
         if candidate > stored_until:
+            continue
+        if candidate not in ran:
+            week_before = {candidate - dt.timedelta(days=n)
+                           for n in range(1, PENDING_MAX_AGE_DAYS + 1)}
+            if ran & week_before:
+                missed[candidate] = None
             continue
         record = read_record(runs_dir / f"{candidate.isoformat()}.json")
         if record is None:
@@ -45,10 +56,21 @@ def missed_days(runs_dir: Path, day: dt.date, today: dt.date,
     return missed
 
 
+def _days_with_records(runs_dir: Path) -> set[dt.date]:
+    """The days a run left its record for (runs/<YYYY-MM-DD>.json), readable or not."""
+    days = set()
+    for path in runs_dir.glob("????-??-??.json"):
+        try:
+            days.add(dt.date.fromisoformat(path.stem))
+        except ValueError:
+            continue
+    return days
+
+
 def plan_catch_up(runs_dir: Path, day: dt.date, today: dt.date,
                   stored_until: dt.date | None) -> CatchUpPlan:
     """What to report again before the run's own day."""
     missed = missed_days(runs_dir, day, today, stored_until)
     stale = {dt.date.fromisoformat(r["report_day"]) for r in missed.values()
-             if r.get("report_day")}
+             if r and r.get("report_day")}
     return CatchUpPlan(missed, tuple(sorted(stale - set(missed))))

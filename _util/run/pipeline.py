@@ -41,11 +41,12 @@ from _util.run.catch_up import plan_catch_up
 from _util.run.job import Clients, RunJob
 from _util.run.pending import deliver_pending
 from _util.run.run_record import FAILED, INGEST_STAGE, RunRecord, StageRecord, replaced
-from _util.run.stale_day import stale_report_day
+from _util.run.stale_day import require_stored, stale_report_day
 from _util.sections.base import DayContext
 from _util.settings import Settings
 from _util.site.publish import publish, website_url
 from _util.slack import message as slack_message
+from _util.slack.delivery import with_metadata
 from _util.slack.preview import preview_page
 from _util.sources.base import CostQuery
 from _util.store import delivery_log
@@ -107,6 +108,8 @@ class DailyRun:
             failure = self.ingest(record)
             if failure is None:
                 self.catch_up(record)
+        else:
+            require_stored(read_source_state(self.engine, self.settings.metric), day)
         if failure is not None:
             job = replace(job, report_day=self.stale_day(failure), stale=True)
         self.report(job, record)
@@ -181,9 +184,10 @@ class DailyRun:
         with record.stage("catch_up") as stage:
             stage.counts["days"] = [d.isoformat() for d in plan.missed]
             for missed, failed in plan.missed.items():
-                log.info("catching up on %s: its run could not fetch it; reporting it now",
-                         missed)
-                day_record = RunRecord(date=missed.isoformat(), replaces=replaced(failed))
+                log.info("catching up on %s: its run %s; reporting it now", missed,
+                         "could not fetch it" if failed else "never started")
+                day_record = RunRecord(date=missed.isoformat(),
+                                       replaces=replaced(failed) if failed else None)
                 problems = self.report_again(RunJob(missed, missed, force=True), day_record)
                 # Written either way: a caught-up day, failed or not, is not tried again.
                 day_record.write(self.paths.runs)
@@ -227,14 +231,15 @@ class DailyRun:
         day = job.report_day
         with record.stage("detect") as stage:
             alerts = procAmzAlerts.detect_alerts(history, day, s.rules)
-            stage.counts["alerts"] = len(alerts)
+            stage.counts.update(alerts=len(alerts), echoes=sum(a.is_echo for a in alerts))
         with record.stage("summarise"):
             summary = procSummaries.summarise(history, day, s.lookback_days)
         report = Report(day=day, metric=s.metric, group_by=s.group_by, rules=s.rules,
                         summary=summary, alerts=alerts, stale=job.stale)
         with record.stage("lifecycle") as stage:
             report = procLifecycle.apply(report, self.engine, s.metric, s.mutes, history)
-            stage.counts.update(continuing=sum(a.status == CONTINUING for a in report.alerts),
+            stage.counts.update(new=sum(a.counts_as_new for a in report.alerts),
+                                continuing=sum(a.status == CONTINUING for a in report.alerts),
                                 muted=sum(a.muted for a in report.alerts))
         if not sections.analysing():
             return report
@@ -281,7 +286,8 @@ class DailyRun:
         """Write the exact payload (slack/<run day>.json) and its preview page (in the
         report's folder); returns the site files written."""
         s = self.settings
-        payload = message.payload(s.slack_channel or "")
+        payload = with_metadata(message.payload(s.slack_channel or ""), job.run_day,
+                                s.slack_channel or "")
         path = self.paths.slack_payload(job.run_day)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n",
@@ -318,10 +324,12 @@ class DailyRun:
             return
         with record.stage("deliver") as stage:
             try:
-                deliver_pending(self.engine, self.clients.slack, s.slack_channel, job.run_day)
+                deliver_pending(self.engine, self.clients.slack, s.slack_channel, job.run_day,
+                                s.slack_max_retries)
                 result = delivery_log.deliver_once(
                     self.engine, self.clients.slack, job.run_day, s.slack_channel,
-                    message.payload(s.slack_channel), force=job.force)
+                    message.payload(s.slack_channel), force=job.force,
+                    retries=s.slack_max_retries)
             except DeliveryError as exc:
                 self.partly_failed(stage, exc)
                 return

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from _util.errors import ConfigError
 from _util.store.cost_store import SourceState
 
 log = logging.getLogger(__name__)
@@ -29,3 +30,16 @@ def stale_report_day(state: SourceState | None, stored_as: tuple[str, str, str],
             f"{state.last_day}, the newest stored day")
     log.warning("%s", note)
     return state.last_day, note
+
+
+def require_stored(state: SourceState | None, day: dt.date) -> None:
+    """Without a fetch (--skip-fetch) a report can only be about a stored day: an
+    unstored one would read every service as $0 and alert a spike down on each."""
+    if state is None:
+        raise ConfigError("--skip-fetch: the database holds no costs yet; run without "
+                          "--skip-fetch first to fetch them")
+    if not state.first_day <= day <= state.last_day:
+        raise ConfigError(
+            f"--skip-fetch: the database holds no costs for {day} (it holds "
+            f"{state.first_day}..{state.last_day}; the newest stored day is {state.last_day}): "
+            f"run without --skip-fetch to fetch it, or use --date {state.last_day}")

@@ -23,6 +23,7 @@ from _util.alert_kinds import SPIKE_PLOT, UP, AlertKind, kind_of, side
 from _util.alert_words import echo_text, move_text
 from _util.money import money as format_money
 from _util.money import signed_money as format_signed_money
+from _util.names import has_bidi_controls, isolated, visible_controls
 from _util.paths import SLACK_PREVIEW
 from _util.report import Alert, Report
 
@@ -89,10 +90,13 @@ def group_label(group: str | None) -> str:
     return group if group else "(untagged)"
 
 
-def alert_label(alert: Alert) -> str:
+def alert_label(alert: Alert, isolate: bool = True) -> str:
+    """'Amazon EC2 · web-prod'; names with bidirectional controls isolated for a page
+    (`isolate`; a plot marks them instead)."""
+    name = isolated if isolate else str
     if alert.group is None:
-        return alert.service
-    return f"{alert.service} · {group_label(alert.group)}"
+        return name(alert.service)
+    return f"{name(alert.service)} · {name(group_label(alert.group))}"
 
 
 def status_text(alert: Alert) -> str:
@@ -122,7 +126,16 @@ def escape(value: object) -> Markup:
     so the pages keep the entities they always had rather than markupsafe's `&#34;`."""
     if hasattr(value, "__html__"):
         return Markup(value.__html__())
-    return Markup(html.escape(str(value)))
+    text = visible_controls(str(value))
+    escaped = html.escape(text)
+    # A name with bidirectional controls must not reorder what follows it (_util/names.py).
+    return Markup(f"<bdi>{escaped}</bdi>" if has_bidi_controls(text) else escaped)
+
+
+def attribute(value: object) -> Markup:
+    """Text for an attribute value (an image's alt text): as `escape`, isolated with
+    Unicode's marks instead of <bdi>, which an attribute cannot hold."""
+    return Markup(html.escape(isolated(visible_controls(str(value)))))
 
 
 def _stylesheet(name: str) -> Markup:
@@ -143,7 +156,7 @@ environment = Environment(
 )
 environment.filters.update(money=money, signed_money=signed_money, percent=percent,
                            group_label=group_label, status_text=status_text,
-                           rule_text=rule_text)
+                           rule_text=rule_text, attribute=attribute)
 environment.globals.update(stylesheet=_stylesheet, SLACK_PREVIEW=SLACK_PREVIEW)
 
 
@@ -180,9 +193,9 @@ def alert_sentence(alert: Alert, report: Report, baseline: str) -> str:
     """What the alert means, in plain sentences (text, not markup). `baseline` names the
     days a spike's mean is over ("364 days", "52 Mondays")."""
     day = report.day.isoformat()
-    where = alert.service
+    where = isolated(alert.service)
     if alert.group is not None:
-        where = f"{alert.service} ({group_label(alert.group)})"
+        where = f"{isolated(alert.service)} ({isolated(group_label(alert.group))})"
     base = f"its mean of {money(alert.baseline_mean)} over the {baseline} before"
     if kind_of(alert.kind, alert.direction).plot == SPIKE_PLOT:
         z = "—" if alert.zscore is None else f"{alert.zscore:.1f}"
@@ -238,7 +251,8 @@ def alert_numbers(alert: Alert, report: Report, baseline: str) -> list[tuple[str
         rows.append(
             (
                 f"Group that moved most ({report.group_by})",
-                f"{group_label(alert.top_group)}: {signed_money(alert.top_group_delta_usd)}",
+                f"{isolated(group_label(alert.top_group))}: "
+                f"{signed_money(alert.top_group_delta_usd)}",
             )
         )
     rows.append(("Status", status_text(alert)))

@@ -31,6 +31,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from _util.alert_kinds import DOWN, UP  # noqa: E402
+from _util.names import marked_bidi  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,9 @@ MEAN28_COLOUR = "#2c3e50"
 
 
 def label(text: str, limit: int = LABEL_CHARS) -> str:
-    """A name as a plot shows it: one line, at most `limit` characters, '$' kept literal."""
-    flat = _CONTROL.sub(" ", text).strip() or "(untagged)"
+    """A name as a plot shows it: one line, at most `limit` characters, '$' kept literal,
+    bidirectional controls as visible markers (`_util/names.py`)."""
+    flat = _CONTROL.sub(" ", marked_bidi(text)).strip() or "(untagged)"
     if len(flat) > limit:
         flat = flat[: limit - 1].rstrip() + "…"
     return flat.replace("$", r"\$")

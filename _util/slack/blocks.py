@@ -22,6 +22,7 @@ from slack_sdk.models.blocks import (
 )
 
 from _util.money import money, signed_money
+from _util.names import marked_bidi
 
 MAX_BLOCKS = 50
 HEADER_CHARS = 150
@@ -42,8 +43,9 @@ __all__ = ["money", "signed_money"]  # re-exported: the digest's formatters
 # ---- text at Slack's edge -------------------------------------------------------------
 
 def one_line(text: str) -> str:
-    """Newlines, tabs and other control characters as single spaces."""
-    return _CONTROL.sub(" ", text).strip()
+    """Newlines, tabs and other control characters as single spaces; bidirectional
+    controls as visible markers (`_util/names.py`: Slack cannot isolate a name)."""
+    return _CONTROL.sub(" ", marked_bidi(text)).strip()
 
 
 def clip(text: str, limit: int) -> str:

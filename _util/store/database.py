@@ -101,12 +101,35 @@ def create_tables(engine: Engine) -> None:
     # Import the owners so their tables are on `metadata` before create_all.
     import _util.store.cost_store  # noqa: F401
     import _util.store.delivery_log  # noqa: F401
+    check_existing_tables(engine)
     try:
         metadata.create_all(engine)
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot create tables in {mask_url(str(engine.url))}: {exc}") from exc
     if engine.dialect.name in ("mysql", "mariadb"):
         upgrade_name_collations(engine)
+
+
+def check_existing_tables(engine: Engine) -> None:
+    """A table of ours that already exists with another shape (made by something else
+    sharing the database, or by hand) is one line naming it and what to do, before any
+    table is created: otherwise the first query fails with "Unknown column ..." deep in
+    a stage."""
+    try:
+        inspector = sa.inspect(engine)
+        existing = set(inspector.get_table_names())
+        for table in metadata.sorted_tables:
+            if table.name not in existing:
+                continue
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            missing = [c.name for c in table.columns if c.name not in have]
+            if missing:
+                raise StoreError(
+                    f"table {table.name} in {mask_url(str(engine.url))} exists but has no "
+                    f"column(s) {', '.join(missing)}: it was not made by this bot; rename "
+                    f"or drop it, or set COST_TRACKING_DB_URL to a database of the bot's own")
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read the tables of {mask_url(str(engine.url))}: {exc}") from exc
 
 
 def upgrade_name_collations(engine: Engine) -> None:
