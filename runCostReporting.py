@@ -39,8 +39,8 @@ from _util.slack.delivery import make_slack_client
 from _util.sources import SOURCES
 from _util.sources.demo_account import DEMO_LABEL_DAYS, planted_incidents
 from _util.store.cost_store import load_history
-from _util.store.database_lock import database_lock
 from _util.store.database import create_tables, make_engine, mask_url
+from _util.store.database_lock import database_lock
 
 log = logging.getLogger("runCostReporting")
 
