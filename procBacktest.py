@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from sqlalchemy.engine import Engine, make_url
 
 from _util.alert_kinds import ALERT_KINDS, CONTINUING, NEW, RULES
+from _util.atomic_files import replacing, write_text
 from _util.csv_cells import safe_cell
 from _util.detection.labels import (
     LabelScore,
@@ -167,7 +168,7 @@ def write_csv(path: Path, by_day: dict[dt.date, tuple[Alert, ...]]) -> int:
     """One row per alert per day, days in order, each day's alerts in report order."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with replacing(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
         for day in sorted(by_day):
@@ -201,7 +202,8 @@ def write_timeline(path: Path, by_day: dict[dt.date, tuple[Alert, ...]], title: 
     fig.autofmt_xdate()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with replacing(path, "wb") as fh:
+        fig.savefig(fh, format="png")
 
 
 def write_page(site_dir: Path, name: str, by_day: dict[dt.date, tuple[Alert, ...]],
@@ -213,11 +215,11 @@ def write_page(site_dir: Path, name: str, by_day: dict[dt.date, tuple[Alert, ...
     title = f"Alerts per day, {first} to {last} (Z {rules.z:g}, min change ${rules.min_delta_usd:,.2f})"
     write_timeline(folder / image, by_day, title.replace("$", r"\$"))  # not mathtext
     path = folder / f"{name}.html"
-    path.write_text(site_pages.render_template(
+    write_text(path, site_pages.render_template(
         "backtest.html", first=first, last=last, summary=summary_line(by_day, metric, rules),
         image=image, rows=monthly_table(months), csv_path=csv_path,
         label_rows=None if scored is None else score_table(scored.score),
-        labels=scored), encoding="utf-8")
+        labels=scored))
     return path
 
 

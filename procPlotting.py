@@ -26,6 +26,7 @@ import procAmzAlerts
 from _util import paths
 from _util.alert_kinds import SPIKE_PLOT, kind_of, side
 from _util.alert_words import baseline_text
+from _util.atomic_files import write_text
 from _util.paths import report_dir
 from _util.report import Alert, AlertKey, Report
 from _util.sections import report_json, report_page, site_parts
@@ -158,7 +159,7 @@ def _index_entries(site_dir: Path) -> list[IndexEntry]:
 def write_site_index(site_dir: Path) -> Path:
     """Rebuild site_dir/index.html from the report folders present, latest first."""
     path = paths.site_index(site_dir)
-    path.write_text(site_pages.site_index(_index_entries(Path(site_dir))), encoding="utf-8")
+    write_text(path, site_pages.site_index(_index_entries(Path(site_dir))))
     return path
 
 
@@ -263,5 +264,4 @@ def write_report_json(site_dir: Path, report: Report,
 
 
 def _write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_text(path, text)

@@ -13,12 +13,14 @@ import logging
 import os
 import sys
 from functools import partial
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 import procBacktest
+from _util.atomic_files import check_writable
 from _util.detection.labels import write_labels
 from _util.errors import (
     EXIT_OK,
@@ -27,6 +29,7 @@ from _util.errors import (
     ConfigError,
     CostTrackingError,
     LockedError,
+    OutputError,
 )
 from _util.logging_setup import FILE_ONLY, LOG_FILE_NAME, setup_logging
 from _util.run.job import Clients
@@ -51,11 +54,12 @@ EXIT_CODES_HELP = """exit codes:
   0  everything delivered (or nothing to deliver: --dry-run, no Slack token)
   1  unexpected error (traceback in <output>/logs/cost_tracking.log)
   2  settings, usage, credentials, permissions or database problem (nothing was
-     analysed), or Cost Explorer failed and the database holds nothing to report
+     analysed), or Cost Explorer failed and the database holds nothing to report,
+     or --skip-fetch for an unstored day, or the output folder cannot be written
   3  delivery partial: Slack or S3 failed after retries, or Cost Explorer failed
      (down, or an answer that cannot be stored) and the report was made from stored,
      possibly stale, data (about the newest stored day when the run's day is missing)
-  4  another run holds the lock for this output folder
+  4  another run holds the lock for this output folder or this database
      (waited COST_TRACKING_LOCK_TIMEOUT_SECONDS)
 """
 
@@ -166,6 +170,15 @@ def _warn_unknown_environment(environ: Mapping[str, str]) -> None:
                     "(--help lists them)", ", ".join(unknown))
 
 
+def _write_record(record: RunRecord, runs_dir: Path) -> None:
+    """The run record, unless the disk refuses it too: then the log says so and the run's
+    own error (the same full disk, say) stays the one line it ends with."""
+    try:
+        record.write(runs_dir)
+    except OutputError as exc:
+        log.error("run record not written: %s", exc, extra=FILE_ONLY)
+
+
 def _secrets(settings: Settings) -> tuple[str, ...]:
     """Values the logs must never show, beyond those SecretMask finds in the environment."""
     secrets = [settings.slack_token]
@@ -185,6 +198,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         settings = load_settings(flags, environ, today)
         _check_slack_settings(settings)
+        if settings.write_demo_labels is None:
+            check_writable(settings.output_dir)
         if settings.labels is not None and settings.backtest_from is not None:
             procBacktest.check_labels_stored(settings.labels, settings.db_url, settings.metric,
                                              settings.backtest_from, settings.day, settings.rules)
@@ -212,7 +227,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 _run(settings, record, today, outcome)
             finally:
                 record.finish_with(outcome.problems)
-                record.write(runs_dir)
+                _write_record(record, runs_dir)
     except LockedError as exc:
         # The run holding the lock owns runs/<date>.json: leave it alone.
         log.error("%s", exc, extra=FILE_ONLY)
@@ -224,14 +239,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         log.error("%s", exc, extra=FILE_ONLY)
         log.debug("traceback", exc_info=True, extra=FILE_ONLY)
         record.finish(exc.exit_code, FAILED, str(exc))
-        record.write(runs_dir)
+        _write_record(record, runs_dir)
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - the last line of defence: log and exit 1
         summary = f"unexpected {type(exc).__name__}: {first_line(exc)}"
         log.error("%s", summary, exc_info=True, extra=FILE_ONLY)
         record.finish(EXIT_UNEXPECTED, FAILED, summary)
-        record.write(runs_dir)
+        _write_record(record, runs_dir)
         print(f"error: {summary} (traceback in {settings.paths.logs / LOG_FILE_NAME})",
               file=sys.stderr)
         return EXIT_UNEXPECTED

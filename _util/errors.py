@@ -58,6 +58,12 @@ class DeliveryError(CostTrackingError):
     exit_code = EXIT_PARTIAL
 
 
+class OutputError(CostTrackingError):
+    """A file of the output folder cannot be written (no space, no permission)."""
+
+    exit_code = EXIT_USAGE
+
+
 class LockedError(CostTrackingError):
     """Another run holds the lock for this output folder or this database."""
 

@@ -86,6 +86,9 @@ def setup_logging(log_dir: Path | None, max_bytes: int = 5_000_000,
     """stderr gets INFO (DEBUG with verbose) without tracebacks (with verbose: with them);
     logs/cost_tracking.log gets the same plus tracebacks, and rotates at max_bytes,
     keeping LOG_BACKUPS old files (cost_tracking.log.1 is the newest of them)."""
+    # A log line that cannot be written (a full disk) is dropped, not followed by
+    # logging's own traceback on stderr: the run's one-line error says what happened.
+    logging.raiseExceptions = False
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

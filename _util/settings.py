@@ -298,6 +298,13 @@ def read_toml(path: Path) -> dict[str, Any]:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"--config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"--config {path} is a folder: name the TOML file in it") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--config file {path} is not UTF-8 text (byte {exc.start}): "
+                          "save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"--config file {path} cannot be read ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"--config file {path} is not valid TOML: {exc}") from None
     unknown = sorted(set(data) - set(SPEC_BY_NAME) - TOML_ONLY_KEYS)
@@ -349,8 +356,15 @@ def _parse_mutes(raw: Any, path: Path | None) -> tuple[Mute, ...]:
     return tuple(mutes)
 
 
-def check_day(day: dt.date, today: dt.date, skip_fetch: bool) -> None:
+# No AWS bill is older; a day much earlier would only overflow the date arithmetic.
+OLDEST_DATE = dt.date(2006, 1, 1)
+
+
+def check_day(day: dt.date, today: dt.date, skip_fetch: bool, flag: str = "--date") -> None:
     """The run's day must have complete data and, when fetched, still be in Cost Explorer."""
+    if day < OLDEST_DATE:
+        raise ConfigError(f"{flag} {day} is before AWS billed anything; the oldest day "
+                          f"allowed is {OLDEST_DATE}")
     latest = today - dt.timedelta(days=1)
     if day > latest:
         raise ConfigError(
@@ -407,6 +421,9 @@ def load_settings(flags: Mapping[str, Any], environ: Mapping[str, str], today: d
     check_day(day, today, skip_fetch or backtest_from is not None)
     if backtest_from is not None and backtest_from > day:
         raise ConfigError(f"--backtest-from {backtest_from} is after --date {day}")
+    if backtest_from is not None and backtest_from < OLDEST_DATE:
+        raise ConfigError(f"--backtest-from {backtest_from} is before AWS billed anything; "
+                          f"the oldest day allowed is {OLDEST_DATE}")
     labels_file = Path(flags["labels"]) if flags.get("labels") else None
     if labels_file is not None and backtest_from is None:
         raise ConfigError("--labels scores a backtest: add --backtest-from YYYY-MM-DD")

@@ -291,3 +291,70 @@ def test_skip_fetch_for_a_day_the_database_does_not_hold_is_refused_and_nothing_
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == line
     assert not (tmp_path / "site").exists() and not (tmp_path / "slack").exists()
+
+
+# ---------------------------------------------------------------- operator mistakes
+
+@pytest.mark.parametrize("setup,out,args,line", [
+    (lambda p: (p / "afile").write_text("x"), "afile", ["--demo", "--dry-run"],
+     "error: cannot write {tmp}/afile (File exists): a file stands where a folder should be "
+     "(or the reverse): move it"),
+    (lambda p: (p / "conf").mkdir(), "out", ["--demo", "--dry-run", "--config", "{tmp}/conf"],
+     "error: --config {tmp}/conf is a folder: name the TOML file in it"),
+    (lambda p: (p / "bad.toml").write_bytes(b"z = 3\n\xff\xfe\n"), "out",
+     ["--demo", "--dry-run", "--config", "{tmp}/bad.toml"],
+     "error: --config file {tmp}/bad.toml is not UTF-8 text (byte 6): save it as UTF-8"),
+    (None, "out", ["--demo", "--dry-run", "--skip-fetch", "--date", "0001-01-01"],
+     "error: --date 0001-01-01 is before AWS billed anything; the oldest day allowed is "
+     "2006-01-01"),
+    (None, "out", ["--demo", "--backtest-from", "1999-12-31", "--date", "2026-11-01"],
+     "error: --backtest-from 1999-12-31 is before AWS billed anything; the oldest day "
+     "allowed is 2006-01-01"),
+], ids=["output-is-a-file", "config-is-a-folder", "config-not-utf8", "date-year-1",
+        "backtest-before-aws"])
+def test_each_operator_mistake_is_one_line_and_exit_2(tmp_path, clean_env, capsys, setup, out,
+                                                      args, line):
+    if setup:
+        setup(tmp_path)
+    code = run_bot([a.format(tmp=tmp_path) for a in args], tmp_path / out, TODAY)
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [line.format(tmp=tmp_path)]
+
+
+def _mount_tiny_disk(path, size: str) -> bool:
+    import subprocess
+
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True)
+    return done.returncode == 0
+
+
+def test_a_full_disk_while_writing_pages_is_one_line_and_leaves_no_half_file(
+        tmp_path, tmp_path_factory, clean_env, capsys):
+    import subprocess
+
+    disk = tmp_path / "disk"
+    if not _mount_tiny_disk(disk, "400k"):
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        db = copy_template(tmp_path_factory, "demo", tmp_path / "db")
+        code = run_bot(["--demo", "--dry-run", "--skip-fetch"], disk / "out", TODAY,
+                       COST_TRACKING_DB_URL=f"sqlite:///{db}")
+        err = capsys.readouterr().err
+        last = err.strip().splitlines()[-1]
+        assert code == 2, err[-2000:]
+        assert last.startswith(f"error: cannot write {disk / 'out'}/")
+        assert last.endswith("(No space left on device): free space on that disk (or set "
+                             "COST_TRACKING_OUTPUT_DIR to another one)")
+        assert "Logging error" not in err and "Traceback" not in err
+        files = [p for p in (disk / "out").rglob("*") if p.is_file()]
+        assert not [p for p in files if p.name.endswith(".tmp")]
+        assert not [p for p in files if p.suffix in (".png", ".html", ".json") and p.stat().st_size == 0]
+    finally:
+        import logging
+
+        for handler in logging.getLogger().handlers:  # the log file is on the small disk
+            handler.close()
+        logging.getLogger().handlers.clear()
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

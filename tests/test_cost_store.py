@@ -218,3 +218,46 @@ def test_a_table_of_ours_with_another_shape_is_named_before_any_table_is_made(db
         with db_engine.begin() as conn:
             conn.execute(sa.text("DROP TABLE cost_daily"))
         create_tables(db_engine)
+
+
+def test_a_bill_beyond_1e14_a_day_and_the_longest_tag_value_are_stored_on_both(db_engine):
+    # DECIMAL(24,10) held less than 1e14: MariaDB refused such a backfill whole.
+    big, tag = 1_234_567_890_123_456.5, "t" * cost_store.GROUP_CHARS
+    rows = [CostRow(D(2026, 1, 1), "EC2", tag, big, "USD", False),
+            CostRow(D(2026, 1, 1), "EC2", "", -big, "USD", False)]
+    replace_days(db_engine, METRIC, D(2026, 1, 1), D(2026, 1, 1), rows, _state(last=D(2026, 1, 1)))
+    stored = _stored(db_engine)
+    assert stored[(D(2026, 1, 1), "EC2", tag)] == pytest.approx(big, rel=1e-15)
+    assert stored[(D(2026, 1, 1), "EC2", "")] == pytest.approx(-big, rel=1e-15)
+
+
+def test_a_value_beyond_the_columns_is_one_line_naming_day_service_and_group(mariadb_engine):
+    replace_days(mariadb_engine, METRIC, D(2026, 1, 1), D(2026, 1, 3), _rows(), _state())
+    long_group = "g" * (cost_store.GROUP_CHARS + 1)
+    bad = [*_rows(), CostRow(D(2026, 1, 2), "S3", long_group, 5.0, "USD", False)]
+    with pytest.raises(StoreError) as caught:
+        replace_days(mariadb_engine, METRIC, D(2026, 1, 1), D(2026, 1, 3), bad, _state())
+    assert str(caught.value).startswith(
+        f"cannot store the cost of 2026-01-02, service 'S3', group '{'g' * 80}': a group value "
+        f"of 257 characters (the column holds 256, AWS's limit for a tag value); nothing of "
+        "the fetch was stored")
+    assert count_rows(mariadb_engine) == 12  # the earlier fetch, untouched
+    huge = [CostRow(D(2026, 1, 2), "S3", "web", 1e30, "USD", False)]
+    with pytest.raises(StoreError, match=r"an amount of 1e\+30 \(the column holds less than 1e\+28\)"):
+        replace_days(mariadb_engine, METRIC, D(2026, 1, 2), D(2026, 1, 2), huge, _state())
+
+
+def test_an_amount_column_made_narrower_by_an_earlier_version_is_widened_once(mariadb_engine):
+    import sqlalchemy as sa
+
+    from _util.store.database import create_tables
+
+    precision = sa.text("SELECT NUMERIC_PRECISION FROM information_schema.COLUMNS WHERE "
+                        "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'cost_daily' AND "
+                        "COLUMN_NAME = 'amount'")
+    with mariadb_engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE cost_daily MODIFY amount DECIMAL(24,10) NOT NULL"))
+        assert conn.execute(precision).scalar() == 24
+    create_tables(mariadb_engine)
+    with mariadb_engine.connect() as conn:
+        assert conn.execute(precision).scalar() == 38

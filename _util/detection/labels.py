@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from _util.alert_kinds import DOWN, RULES, UP
+from _util.atomic_files import replacing
 from _util.csv_cells import read_cell, safe_cell
 from _util.errors import ConfigError
 from _util.report import Alert
@@ -270,7 +271,7 @@ def score_table(label_score: LabelScore) -> list[list[str]]:
 def write_results(path: Path, label_score: LabelScore) -> None:
     """One row per incident: caught or not, the first alert's day and the lag."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with replacing(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(RESULT_COLUMNS)
         for r in label_score.results:
@@ -289,7 +290,7 @@ def write_labels(path: Path, incidents: Iterable[Incident]) -> int:
     """A labels file of `incidents` (what --write-demo-labels writes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with replacing(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(COLUMNS)
         for i in incidents:

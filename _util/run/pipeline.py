@@ -27,6 +27,7 @@ import procPlotting
 import procSummaries
 from _util import sections
 from _util.alert_kinds import CONTINUING
+from _util.atomic_files import write_text
 from _util.errors import (
     EXIT_UNEXPECTED,
     DeliveryError,
@@ -288,14 +289,11 @@ class DailyRun:
         s = self.settings
         payload = with_metadata(message.payload(s.slack_channel or ""), job.run_day,
                                 s.slack_channel or "")
-        path = self.paths.slack_payload(job.run_day)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n",
-                        encoding="utf-8")
+        write_text(self.paths.slack_payload(job.run_day),
+                   json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         preview = self.paths.slack_preview(job.report_day)
-        preview.parent.mkdir(parents=True, exist_ok=True)
         posted = None if self.clients.posts else False  # None: not known yet
-        preview.write_text(preview_page(payload, job.report_day, posted), encoding="utf-8")
+        write_text(preview, preview_page(payload, job.report_day, posted))
         return [preview]
 
     def publish(self, files: list[Path], record: RunRecord) -> bool:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from _util.atomic_files import write_text
 from _util.errors import EXIT_OK, EXIT_PARTIAL
 
 # Statuses of a run and of its stages.
@@ -80,12 +81,8 @@ class RunRecord:
                     "; ".join(problems) or None)
 
     def write(self, runs_dir: Path) -> Path:
-        runs_dir.mkdir(parents=True, exist_ok=True)
-        path = runs_dir / f"{self.date}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2, default=str) + "\n", encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return write_text(runs_dir / f"{self.date}.json",
+                          json.dumps(asdict(self), indent=2, default=str) + "\n")
 
 
 # What a late report keeps of the failed run it replaces (its record's keys).

@@ -31,6 +31,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from _util.alert_kinds import DOWN, UP  # noqa: E402
+from _util.atomic_files import replacing  # noqa: E402
 from _util.names import marked_bidi  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -328,8 +329,9 @@ def draw_and_save(job: PlotJob) -> float:
         warnings.filterwarnings("ignore", message="Glyph .* missing")
         fig = job.draw()
         tight = isinstance(job, (MtdPlot, DailyPlot))
-        fig.savefig(job.path, dpi=DPI, bbox_inches="tight" if tight else None,
-                    metadata={"Software": None})
+        with replacing(job.path, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=DPI, bbox_inches="tight" if tight else None,
+                        metadata={"Software": None})
     return (time.perf_counter() - start) * 1000.0
 
 

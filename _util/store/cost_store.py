@@ -18,19 +18,29 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from _util.errors import StoreError
 from _util.store.database import NameText, mask_url, metadata
+
+# What the columns hold: AWS allows tag values of 256 characters; service names are far
+# shorter. On MySQL/MariaDB amounts are exact decimals with Cost Explorer's 10 places and
+# 28 digits before the point (any bill); SQLite stores float64.
+SERVICE_CHARS = 320
+GROUP_CHARS = 256
+AMOUNT_DIGITS = 38
+AMOUNT_PLACES = 10
+AMOUNT_LIMIT = 10.0 ** (AMOUNT_DIGITS - AMOUNT_PLACES)
 
 cost_daily = sa.Table(
     "cost_daily", metadata,
     sa.Column("usage_date", sa.Date, primary_key=True),
     sa.Column("metric", sa.String(32), primary_key=True),
-    sa.Column("service", NameText(320), primary_key=True),
-    sa.Column("group_value", NameText(256), primary_key=True),
+    sa.Column("service", NameText(SERVICE_CHARS), primary_key=True),
+    sa.Column("group_value", NameText(GROUP_CHARS), primary_key=True),
     sa.Column("amount", sa.Float(asdecimal=False).with_variant(
-        mysql.DECIMAL(24, 10, asdecimal=False), "mysql", "mariadb"), nullable=False),
+        mysql.DECIMAL(AMOUNT_DIGITS, AMOUNT_PLACES, asdecimal=False), "mysql", "mariadb"),
+        nullable=False),
     sa.Column("unit", sa.String(8), nullable=False),
     sa.Column("estimated", sa.Boolean, nullable=False),
     sa.Column("fetched_at", sa.DateTime, nullable=False),
@@ -112,9 +122,14 @@ def replace_days(engine: Engine, metric: str, start: dt.date, end: dt.date,
             conn.execute(delete)
             insert = _BulkInsert(conn, metric, fetched_at)
             for batch in insert.batches(rows):
-                insert.execute(batch)
+                try:
+                    insert.execute(batch)
+                except DataError as exc:
+                    raise _out_of_range(batch, insert.names) or exc
                 written += len(batch)
             _write_state(conn, metric, state() if callable(state) else state, fetched_at)
+    except StoreError:
+        raise
     except SQLAlchemyError as exc:
         raise StoreError(
             f"cannot write costs to {mask_url(str(engine.url))}: {str(exc).splitlines()[0]}"
@@ -207,6 +222,28 @@ def _dict_batches(rows: Iterable[CostRow], metric: str,
             batch = []
     if batch:
         yield batch
+
+
+def _out_of_range(batch: list, names: list[str]) -> StoreError | None:
+    """The row of a batch the database refused as too long or too large, as one line
+    naming its day, service and group (None if no row is out of the columns' range)."""
+    for values in batch:
+        row = values if isinstance(values, dict) else dict(zip(names, values))
+        service, group, amount = row["service"], row["group_value"], float(row["amount"])
+        if len(service) > SERVICE_CHARS:
+            what = f"a service name of {len(service)} characters (the column holds {SERVICE_CHARS})"
+        elif len(group) > GROUP_CHARS:
+            what = (f"a group value of {len(group)} characters (the column holds "
+                    f"{GROUP_CHARS}, AWS's limit for a tag value)")
+        elif not abs(amount) < AMOUNT_LIMIT:
+            what = f"an amount of {amount:g} (the column holds less than {AMOUNT_LIMIT:g})"
+        else:
+            continue
+        return StoreError(
+            f"cannot store the cost of {row['usage_date']}, service {service[:80]!r}, group "
+            f"{group[:80]!r}: {what}; nothing of the fetch was stored. Check the source's "
+            "answer (or group by another key with COST_TRACKING_GROUP_BY)")
+    return None
 
 
 def _write_state(conn: Connection, metric: str, state: SourceState, now: dt.datetime) -> None:

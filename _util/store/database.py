@@ -108,6 +108,37 @@ def create_tables(engine: Engine) -> None:
         raise StoreError(f"cannot create tables in {mask_url(str(engine.url))}: {exc}") from exc
     if engine.dialect.name in ("mysql", "mariadb"):
         upgrade_name_collations(engine)
+        upgrade_decimal_precision(engine)
+
+
+def upgrade_decimal_precision(engine: Engine) -> None:
+    """Widen DECIMAL columns made narrower by an earlier version (cost_daily.amount was
+    DECIMAL(24,10): a bill beyond 1e14 stopped a whole backfill): one ALTER TABLE per
+    table, once. Without the ALTER privilege the log says what to run."""
+    quote = engine.dialect.identifier_preparer.quote
+    current = sa.text("SELECT COLUMN_NAME, NUMERIC_PRECISION FROM information_schema.COLUMNS "
+                      "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table")
+    for table in metadata.sorted_tables:
+        columns = [c for c in table.columns
+                   if isinstance(c.type.dialect_impl(engine.dialect), mysql.DECIMAL)]
+        if not columns:
+            continue
+        with engine.connect() as conn:
+            precision = dict(conn.execute(current, {"table": table.name}).tuples().all())
+        narrow = [c for c in columns
+                  if (precision.get(c.name) or 0) < c.type.dialect_impl(engine.dialect).precision]
+        if not narrow:
+            continue
+        alter = f"ALTER TABLE {quote(table.name)} " + ", ".join(
+            f"MODIFY {quote(c.name)} {c.type.dialect_impl(engine.dialect).compile(dialect=engine.dialect)}"
+            f"{'' if c.nullable else ' NOT NULL'}" for c in narrow)
+        log.info("widening %s.%s (once)", table.name, ", ".join(c.name for c in narrow))
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(alter))
+        except SQLAlchemyError as exc:
+            log.warning("could not widen %s (%s); run as an administrator: %s", table.name,
+                        str(getattr(exc, "orig", exc)).splitlines()[0], alter)
 
 
 def check_existing_tables(engine: Engine) -> None:
