@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from _util.errors import CostTrackingError
 from _util.sources.base import CostQuery, CostSource
 from _util.sources.cost_explorer import CE_DAILY_RETENTION_DAYS
+from _util.sources.progress import with_progress
 from _util.store.cost_store import SourceState, read_source_state, replace_days
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,8 @@ def ingest(engine: Engine, source: CostSource, query: CostQuery, *, day: dt.date
     # millions of rows); an unusable page or an outage mid-way rolls the whole fetch back.
     try:
         written = replace_days(
-            engine, query.metric, plan.start, plan.end, fetch,
+            engine, query.metric, plan.start, plan.end,
+            with_progress(fetch, fetch, plan.start, plan.end),
             lambda: state_after(state, plan, fetch.unsettled_days, source.account,
                                 query.group_by, query.record_types),
             wipe_metric=plan.wipe)
