@@ -358,3 +358,21 @@ def test_a_full_disk_while_writing_pages_is_one_line_and_leaves_no_half_file(
             handler.close()
         logging.getLogger().handlers.clear()
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_read_only_output_folder_is_one_line_before_the_run_starts(tmp_path, clean_env, capsys):
+    import subprocess
+
+    disk = tmp_path / "ro"
+    if not _mount_tiny_disk(disk, "100k"):
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True, capture_output=True)
+        code = run_bot(["--demo", "--dry-run"], disk / "out", TODAY)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2
+        assert err == [f"error: cannot write {disk / 'out'} (Read-only file system): let the "
+                       "bot's user write there, or set COST_TRACKING_OUTPUT_DIR to a folder it "
+                       "can write"]
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
