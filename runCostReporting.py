@@ -214,7 +214,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                   extra_secrets=_secrets(settings), verbose=args.verbose)
     _warn_unknown_environment(environ)
     record = RunRecord(date=settings.day.isoformat() if settings.backtest_from is None
-                       else f"backtest-{settings.backtest_from}_{settings.day}")
+                       else f"backtest-{settings.backtest_from}_{settings.day}",
+                       scheduled=(not flags.get("date") and not settings.dry_run
+                                  and not settings.skip_fetch and settings.backtest_from is None))
     runs_dir = settings.paths.runs
     outcome = Outcome()
     log.info("run for %s (%s, db %s, output %s%s)", settings.day,

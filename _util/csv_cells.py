@@ -12,18 +12,19 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def safe_cell(text: str) -> str:
-    """`text` as a spreadsheet shows it without running it.
+    """`text` as a spreadsheet shows it without running it (a name that starts with an
+    apostrophe gets one more, so reading it back gives it whole).
 
-    >>> safe_cell("=1+1"), safe_cell("web-prod"), safe_cell("-x")
-    ("'=1+1", 'web-prod', "'-x")
+    >>> safe_cell("=1+1"), safe_cell("web-prod"), safe_cell("-x"), safe_cell("'q")
+    ("'=1+1", 'web-prod', "'-x", "''q")
     """
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return "'" + text if text.startswith((*FORMULA_STARTS, "'")) else text
 
 
 def read_cell(text: str) -> str:
-    """A cell `safe_cell` wrote, as it was before.
+    """A cell `safe_cell` wrote, as it was before: a leading apostrophe is the marker.
 
-    >>> read_cell("'=1+1"), read_cell("'quoted")
-    ('=1+1', "'quoted")
+    >>> read_cell("'=1+1"), read_cell("''q"), read_cell("plain")
+    ('=1+1', "'q", 'plain')
     """
-    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) else text
+    return text[1:] if text.startswith("'") else text

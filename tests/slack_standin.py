@@ -128,24 +128,39 @@ class SlackStandIn(BackgroundServer):
             return answer
 
     def _history(self, fields: dict[str, Any]) -> StandInResponse:
-        """conversations.history over the kept messages (one page)."""
+        """conversations.history over the kept messages: newest first, between `oldest` and
+        `latest` (inclusive when asked), `limit` a page, a cursor for the next."""
         channel = str(fields.get("channel", ""))
         if self.history_error:
             return error(self.history_error)
         if not channel[:1] in ("C", "G", "D") or "#" in channel:
             return error("channel_not_found")
         oldest = float(fields.get("oldest") or 0)
+        latest = float(fields.get("latest") or "inf")
+        inclusive = str(fields.get("inclusive", "")).lower() in ("1", "true")
         with_metadata = str(fields.get("include_all_metadata", "")).lower() in ("1", "true")
+        limit = int(fields.get("limit") or 100)
+        start = int(fields.get("cursor") or 0)
         found = []
         for m in reversed(self.in_channel(channel)):
-            if float(m.ts) <= oldest:
+            ts = float(m.ts)
+            if not (oldest <= ts <= latest if inclusive else oldest < ts < latest):
                 continue
             message = {"type": "message", "ts": m.ts, "text": m.text}
             if with_metadata and m.metadata is not None:
                 message["metadata"] = m.metadata
             found.append(message)
-        return StandInResponse(200, {"ok": True, "messages": found, "has_more": False,
-                                     "response_metadata": {"next_cursor": ""}})
+        page = found[start:start + limit]
+        more = start + limit < len(found)
+        return StandInResponse(200, {"ok": True, "messages": page, "has_more": more,
+                                     "response_metadata": {
+                                         "next_cursor": str(start + limit) if more else ""}})
+
+    def keep(self, channel: str, ts: float, text: str = "",
+             metadata: dict[str, Any] | None = None) -> None:
+        """A message already in the channel (another person's, another bot's)."""
+        with self._lock:
+            self.messages.append(KeptMessage(channel, f"{ts:.6f}", text, metadata))
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         standin = self

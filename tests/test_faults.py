@@ -191,10 +191,15 @@ def test_the_day_cost_explorer_was_down_is_reported_by_the_next_run_that_can_rea
 
 def test_a_day_whose_run_never_started_is_caught_up_like_a_failed_one(
         tmp_path, tmp_path_factory, clean_env):
-    """The box was down on NEXT_TODAY: no run, no record for NEXT_DAY. The next run
-    reports NEXT_DAY first, then its own day; a fresh install would not."""
+    """The bot runs daily from cron; the box was down on NEXT_TODAY: no run, no record for
+    NEXT_DAY. The next run reports NEXT_DAY first, then its own day."""
     copy_template(tmp_path_factory, "aws", tmp_path)
     third_today = NEXT_TODAY + dt.timedelta(days=1)
+    (tmp_path / "runs").mkdir(exist_ok=True)
+    for back in range(1, 15):  # the records of two weeks of scheduled daily runs
+        earlier = DAY - dt.timedelta(days=back)
+        (tmp_path / "runs" / f"{earlier}.json").write_text(json.dumps(
+            {"date": earlier.isoformat(), "scheduled": True, "stages": [], "status": "ok"}))
     with CostExplorerStandIn(TODAY) as ce, running_standin() as slack:
         assert run_bot([], tmp_path, TODAY, AWS_ENDPOINT_URL_COST_EXPLORER=ce.url,
                        **CATCH_UP_ENV, **slack_env(slack)) == 0
@@ -206,6 +211,7 @@ def test_a_day_whose_run_never_started_is_caught_up_like_a_failed_one(
                                                  f"AWS costs {NEXT_TODAY}"]
     caught_up = _record(tmp_path, NEXT_DAY)
     assert caught_up["status"] == "ok" and caught_up["replaces"] is None
+    assert _record(tmp_path, DAY)["scheduled"] is True  # the cron run before the outage
     stages = {s["name"]: s for s in _record(tmp_path, NEXT_TODAY)["stages"]}
     assert stages["catch_up"]["counts"]["days"] == [NEXT_DAY.isoformat()]
 

@@ -139,3 +139,62 @@ def test_a_run_killed_while_waiting_for_the_answer_is_not_posted_twice(tmp_path,
     assert not outcome.posted and outcome.ts == message.ts
     assert delivery_status(engine, DAY, CHANNEL).ts == message.ts
     assert json.loads(json.dumps(message.metadata))["event_payload"]["day"] == "2024-05-14"
+
+
+def test_a_clear_failure_after_an_unclear_answer_still_leaves_it_posting(db_engine, slack):
+    from tests.slack_standin import error
+
+    slack.script(StandInResponse(503, "<html>busy</html>", posted=True), error("fatal_error"),
+                 error("channel_not_found"))
+    slack.history_error = "missing_scope"  # cannot look: the first 503 may have posted
+    with pytest.raises(DeliveryError):
+        deliver(db_engine, make_slack_client("xoxb-test", slack.base_url))
+    assert delivery_status(db_engine, DAY, CHANNEL).status == POSTING
+
+
+def test_slack_answering_fatal_error_after_posting_is_found_not_posted_again(db_engine, slack):
+    from tests.slack_standin import error
+
+    slack.script(StandInResponse(200, {"ok": False, "error": "fatal_error"}, posted=True))
+    outcome = deliver(db_engine, make_slack_client("xoxb-test", slack.base_url))
+    assert len(slack.in_channel(CHANNEL)) == 1 and outcome.ts == slack.messages[0].ts
+    assert error("fatal_error").body["error"] == "fatal_error"
+
+
+def test_the_digest_is_found_past_the_first_page_of_a_busy_channel(db_engine, slack):
+    with running_proxy(slack.base_url) as proxy:
+        proxy.drop(1, "chat.postMessage")
+        client = make_slack_client("xoxb-test", proxy.base_url, retries=2, backoff_seconds=0.01)
+        # 450 messages by people right after the digest arrives: it is on the third page.
+        import threading
+
+        def chatter():
+            while not slack.in_channel(CHANNEL):
+                time.sleep(0.005)
+            first = float(slack.messages[0].ts)
+            for n in range(450):
+                slack.keep(CHANNEL, first + 0.001 * (n + 1), f"chat {n}")
+
+        talker = threading.Thread(target=chatter)
+        talker.start()
+        outcome = deliver(db_engine, client)
+        talker.join()
+    digests = [m for m in slack.in_channel(CHANNEL) if m.metadata]
+    assert len(digests) == 1 and outcome.ts == digests[0].ts
+    assert sum(r.method == "conversations.history" for r in slack.requests) >= 3
+
+
+def test_another_bots_digest_of_the_same_day_is_not_taken_for_this_ones(db_engine, slack):
+    from _util.slack.delivery import digest_metadata
+
+    # Another installation (another database) posts its digest of the day to the channel;
+    # ours gets a 503 without being posted: it must be posted, not "found".
+    other = digest_metadata(DAY, CHANNEL, origin="mysql+pymysql://other-bot@db/costs")
+    slack.keep(CHANNEL, time.time(), "the other bot's digest", other)
+    slack.script(StandInResponse(503, "<html>busy</html>"))
+    outcome = deliver_once(db_engine, make_slack_client("xoxb-test", slack.base_url), DAY,
+                           CHANNEL, payload(), retries=1, backoff_seconds=0.01,
+                           origin="sqlite:///ours.db")
+    theirs, ours = slack.in_channel(CHANNEL)
+    assert outcome.posted and outcome.ts == ours.ts != theirs.ts
+    assert ours.metadata["event_payload"]["digest_id"] != other["event_payload"]["digest_id"]

@@ -138,12 +138,14 @@ def test_the_log_rotates_at_log_max_bytes_and_keeps_five_old_files(tmp_path, tmp
 def test_log_timestamps_are_utc_with_a_z(tmp_path, monkeypatch):
     import datetime as dt
     import logging
+    import os
     import re
+    import time
 
     from _util.logging_setup import LOG_FILE_NAME, setup_logging
 
-    monkeypatch.setenv("TZ", "America/Los_Angeles")  # a local zone far from UTC
-    import time
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "America/Los_Angeles"  # a local zone far from UTC
     time.tzset()
     try:
         setup_logging(tmp_path)
@@ -154,7 +156,10 @@ def test_log_timestamps_are_utc_with_a_z(tmp_path, monkeypatch):
         line = (tmp_path / LOG_FILE_NAME).read_text().splitlines()[-1]
     finally:
         logging.getLogger().handlers.clear()
-        monkeypatch.delenv("TZ")
+        if saved is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = saved
         time.tzset()
     stamp = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z \[\d+\] INFO t: hello$", line)
     assert stamp, line

@@ -81,7 +81,10 @@ def test_demo_run_writes_the_same_report_json_slack_payload_and_pages(tmp_path, 
                                                                        monkeypatch):
     config = tmp_path / "config.toml"
     config.write_text('[[mute]]\nservice = "AWS Backup"\nreason = "known: nightly backups"\n')
-    for name, value in {"COST_TRACKING_OUTPUT_DIR": str(tmp_path / "out"),
+    # A relative output folder: the database's URL (which names the installation in the
+    # digest's metadata) is then the same on every machine.
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"COST_TRACKING_OUTPUT_DIR": "out",
                         "COST_TRACKING_SITE_URL": SITE_URL,
                         "COST_TRACKING_ACCOUNT_LABEL": "demo <prod> & co",
                         "COST_TRACKING_MAX_ALERT_PLOTS": "6"}.items():

@@ -219,7 +219,7 @@ def test_missed_days_are_recent_days_whose_fetch_failed_and_that_are_stored_now(
             text or json.dumps({"stages": stages, "report_day": report_day}))
 
     record(8, "failed")                    # older than the 7 days a digest is news
-    # 7: no record while the bot ran the day before: the box was down, missed
+    # 7: no record, and none from a scheduled run a week or two before: not missed
     record(6, "failed", report_back=6)     # a stored day re-run while CE was down: its own report
     record(5, "failed", report_back=7)     # reported an earlier day: missed
     record(4, "ok", report_back=4)
@@ -227,24 +227,35 @@ def test_missed_days_are_recent_days_whose_fetch_failed_and_that_are_stored_now(
     record(2, "failed", text="{not json")
     record(1, "failed")                    # no report at all (exit 2); not stored yet below
     assert list(missed_days(tmp_path, day, today, day - dt.timedelta(days=2))) == [
-        day - dt.timedelta(days=7), day - dt.timedelta(days=5)]
+        day - dt.timedelta(days=5)]
     assert list(missed_days(tmp_path, day, today, day)) == [
-        day - dt.timedelta(days=7), day - dt.timedelta(days=5), day - dt.timedelta(days=1)]
-    assert missed_days(tmp_path, day, today, day)[day - dt.timedelta(days=7)] is None
+        day - dt.timedelta(days=5), day - dt.timedelta(days=1)]
     assert list(missed_days(tmp_path, day, today, None)) == []
     # A --date re-run of an old day never catches up days older than a week before yesterday.
     assert list(missed_days(tmp_path, day, today + dt.timedelta(days=5), day)) == [day - dt.timedelta(days=1)]
     assert list(missed_days(tmp_path, day, today + dt.timedelta(days=30), day)) == []
 
 
-def test_days_before_the_bots_first_run_are_not_missed_days_it_was_down_are(tmp_path):
+def test_a_day_without_a_record_is_missed_only_on_a_weekday_the_bot_is_run_on(tmp_path):
     from _util.run.catch_up import missed_days
 
-    day = dt.date(2026, 11, 20)
-    (tmp_path / f"{day - dt.timedelta(days=3)}.json").write_text(json.dumps({"stages": []}))
+    day = dt.date(2026, 11, 20)   # a Friday
+    today = day + dt.timedelta(days=1)
+
+    def ran(back: int, **record) -> None:
+        d = day - dt.timedelta(days=back)
+        (tmp_path / f"{d}.json").write_text(json.dumps({"stages": [], **record}))
+
+    # Scheduled runs on the weekdays of the two weeks before, none at weekends.
+    for back in range(7, 21):
+        if (day - dt.timedelta(days=back)).weekday() < 5:
+            ran(back, scheduled=True)
+    ran(5, scheduled=False)       # a --date re-run or a dry run: not a sign of the schedule
     (tmp_path / "backtest-2026-01-01_2026-02-01.json").write_text("{}")
-    # The first run was 3 days ago; the two days since left no record.
-    assert list(missed_days(tmp_path, day, day + dt.timedelta(days=1), day)) == [
-        day - dt.timedelta(days=2), day - dt.timedelta(days=1)]
-    # A fresh install: nothing before its first run is missed.
-    assert missed_days(tmp_path / "none", day, day + dt.timedelta(days=1), day) == {}
+    # No record from day-6 on: the box was down. Weekdays are missed; the weekend is
+    # not (the bot is not run then); day-5 has a record of its own.
+    missed = list(missed_days(tmp_path, day, today, day))
+    assert missed == [day - dt.timedelta(days=n) for n in (4, 3, 2, 1)]
+    assert (day - dt.timedelta(days=6)).weekday() == 5  # Saturday 14 Nov: not missed
+    # A fresh install, or one used only for dry runs: nothing is missed.
+    assert missed_days(tmp_path / "none", day, today, day) == {}

@@ -169,5 +169,9 @@ def test_browser_a_right_to_left_override_in_a_name_reverses_nothing_after_it(tm
     page = browser.new_page()
     page.goto(plot_page.as_uri())
     lefts = page.evaluate(CHAR_LEFTS, "$94.42")
+    title, alt = page.title(), page.get_attribute("img", "alt")
     page.close()
     assert lefts is not None and lefts == sorted(lefts) and len(set(lefts)) == 6, lefts
+    # The title and the alt text hold the name as isolated text, never markup.
+    assert "<bdi>" not in title and "Spike up: \u2068Evil \u202eService\u2069" in title
+    assert "<bdi>" not in alt and "\\u202e" in alt  # the plot's own title marks the control

@@ -29,26 +29,25 @@ def missed_days(runs_dir: Path, day: dt.date, today: dt.date,
 
     A run missed its day when it could not fetch it and so reported an earlier day or
     nothing (its record: the ingest stage failed, `report_day` is not the record's day),
-    or when it left no record at all while the bot was running in the week before (the
-    box was down; days before the bot's first run are not missed). A run that reported
-    its own day from stored data (a re-run of a stored day while the source was down)
-    missed nothing."""
+    or when it left no record at all on a day the bot is run on: a scheduled run covered
+    the same weekday one or two weeks before (so a fresh install, a cron that skips
+    weekends, or a box used only for dry runs and --date re-runs catches up nothing). A
+    run that reported its own day from stored data (a re-run of a stored day while the
+    source was down) missed nothing."""
     if stored_until is None:
         return {}
     oldest = max(day, today - dt.timedelta(days=1)) - dt.timedelta(days=PENDING_MAX_AGE_DAYS)
-    ran = _days_with_records(runs_dir)
     missed: dict[dt.date, dict | None] = {}
     for back in range((day - oldest).days, 0, -1):
         candidate = day - dt.timedelta(days=back)
         if candidate > stored_until:
             continue
-        if candidate not in ran:
-            week_before = {candidate - dt.timedelta(days=n)
-                           for n in range(1, PENDING_MAX_AGE_DAYS + 1)}
-            if ran & week_before:
+        path = runs_dir / f"{candidate.isoformat()}.json"
+        if not path.exists():
+            if any(_scheduled_run(runs_dir, candidate - dt.timedelta(days=n)) for n in (7, 14)):
                 missed[candidate] = None
             continue
-        record = read_record(runs_dir / f"{candidate.isoformat()}.json")
+        record = read_record(path)
         if record is None:
             continue
         if fetch_failed(record) and record.get("report_day") != candidate.isoformat():
@@ -56,15 +55,10 @@ def missed_days(runs_dir: Path, day: dt.date, today: dt.date,
     return missed
 
 
-def _days_with_records(runs_dir: Path) -> set[dt.date]:
-    """The days a run left its record for (runs/<YYYY-MM-DD>.json), readable or not."""
-    days = set()
-    for path in runs_dir.glob("????-??-??.json"):
-        try:
-            days.add(dt.date.fromisoformat(path.stem))
-        except ValueError:
-            continue
-    return days
+def _scheduled_run(runs_dir: Path, day: dt.date) -> bool:
+    """Whether a scheduled daily run (not a dry run or a --date re-run) covered `day`."""
+    record = read_record(runs_dir / f"{day.isoformat()}.json")
+    return bool(record and record.get("scheduled"))
 
 
 def plan_catch_up(runs_dir: Path, day: dt.date, today: dt.date,

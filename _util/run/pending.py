@@ -18,7 +18,7 @@ PENDING_MAX_AGE_DAYS = 7
 
 
 def deliver_pending(engine: Engine, client: Any, channel: str, day: dt.date,
-                    retries: int = SLACK_DEFAULT_MAX_RETRIES) -> None:
+                    retries: int = SLACK_DEFAULT_MAX_RETRIES, origin: str = "") -> None:
     """Post the pending digests of `channel` from days before `day`, oldest first, each
     once (one a run left 'posting' only if the channel does not have it); older than
     PENDING_MAX_AGE_DAYS they stay unsent, with a warning."""
@@ -26,11 +26,14 @@ def deliver_pending(engine: Engine, client: Any, channel: str, day: dt.date,
         if pending.channel != channel:
             continue
         if (day - pending.day).days > PENDING_MAX_AGE_DAYS:
-            log.warning("the digest of %s for %s was never delivered; it is older than "
-                        "%d days and stays unsent (re-run with --date %s --force to send it)",
-                        pending.day, pending.channel, PENDING_MAX_AGE_DAYS, pending.day)
+            log.warning("the digest of %s for %s was not delivered (or, %s, may have been); "
+                        "it is older than %d days and stays unsent (re-run with --date %s "
+                        "--force to send it)", pending.day, pending.channel,
+                        "its answer was lost" if pending.status == delivery_log.POSTING
+                        else "Slack refused it", PENDING_MAX_AGE_DAYS, pending.day)
             continue
         outcome = delivery_log.deliver_once(engine, client, pending.day, pending.channel,
-                                            pending.payload, force=False, retries=retries)
+                                            pending.payload, force=False, retries=retries,
+                                            origin=origin)
         if outcome.posted:
             log.info("delivered the pending digest of %s", pending.day)

@@ -52,6 +52,7 @@ from _util.slack.preview import preview_page
 from _util.sources.base import CostQuery
 from _util.store import delivery_log
 from _util.store.cost_store import load_history, read_source_state
+from _util.store.database import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,12 @@ class DailyRun:
     @property
     def paths(self) -> OutputPaths:
         return self.settings.paths
+
+    @property
+    def digest_origin(self) -> str:
+        """What tells this installation's digests from another bot's in one channel: the
+        database it reports from (password masked)."""
+        return mask_url(self.settings.db_url)
 
     @property
     def query(self) -> CostQuery:
@@ -189,7 +196,11 @@ class DailyRun:
                          "could not fetch it" if failed else "never started")
                 day_record = RunRecord(date=missed.isoformat(),
                                        replaces=replaced(failed) if failed else None)
-                problems = self.report_again(RunJob(missed, missed, force=True), day_record)
+                # A failed run posted a stale digest under this date: post the fresh one
+                # anyway. A run that never started posted nothing: deliver once, as usual
+                # (a digest a killed run may have left in Slack is looked for first).
+                job = RunJob(missed, missed, force=failed is not None)
+                problems = self.report_again(job, day_record)
                 # Written either way: a caught-up day, failed or not, is not tried again.
                 day_record.write(self.paths.runs)
                 self.outcome.problems += [f"catching up on {missed}: {p}" for p in problems]
@@ -288,7 +299,7 @@ class DailyRun:
         report's folder); returns the site files written."""
         s = self.settings
         payload = with_metadata(message.payload(s.slack_channel or ""), job.run_day,
-                                s.slack_channel or "")
+                                s.slack_channel or "", self.digest_origin)
         write_text(self.paths.slack_payload(job.run_day),
                    json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         preview = self.paths.slack_preview(job.report_day)
@@ -323,11 +334,11 @@ class DailyRun:
         with record.stage("deliver") as stage:
             try:
                 deliver_pending(self.engine, self.clients.slack, s.slack_channel, job.run_day,
-                                s.slack_max_retries)
+                                s.slack_max_retries, self.digest_origin)
                 result = delivery_log.deliver_once(
                     self.engine, self.clients.slack, job.run_day, s.slack_channel,
                     message.payload(s.slack_channel), force=job.force,
-                    retries=s.slack_max_retries)
+                    retries=s.slack_max_retries, origin=self.digest_origin)
             except DeliveryError as exc:
                 self.partly_failed(stage, exc)
                 return

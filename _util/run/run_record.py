@@ -53,6 +53,9 @@ class RunRecord:
     report_day: str | None = None
     # A report made late (its own run could not fetch its day): that run's outcome.
     replaces: dict[str, Any] | None = None
+    # A scheduled daily run (no --date, --dry-run, --skip-fetch or backtest): the days such
+    # runs cover tell a day the box was down from one the bot is not run on.
+    scheduled: bool = False
 
     @contextmanager
     def stage(self, name: str) -> Iterator[StageRecord]:

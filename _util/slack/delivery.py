@@ -53,10 +53,13 @@ BACKOFF_SECONDS = 2.0
 TIMEOUT_SECONDS = 30
 # The metadata event type every digest carries, so a run can find its own message.
 DIGEST_EVENT = "cost_digest"
-# Looking for a digest: history since the post began (less this, for clock skew), at
-# most this many pages of 200 messages.
+# Looking for a digest: history from when the post began (less this, for clock skew) to
+# this long after (a post and its retries take minutes), at most this many pages of 200.
 HISTORY_MARGIN_SECONDS = 300
+POST_WINDOW_SECONDS = 3600
 HISTORY_PAGES = 5
+# Slack's answers (HTTP 200) that its documentation says may come after it posted.
+UNCLEAR_CODES = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 POST_METHOD = "chat.postMessage"
 
 _TOKEN_ERRORS = {"invalid_auth", "not_authed", "token_expired", "not_allowed_token_type",
@@ -125,16 +128,22 @@ def make_slack_client(token: str, base_url: str | None = None, *,
                      retry_handlers=handlers)
 
 
-def digest_metadata(day: dt.date, channel: str) -> dict[str, Any]:
+def digest_id(day: dt.date, channel: str, origin: str) -> str:
+    """The same for every post of one installation's digest of `day` to `channel`;
+    `origin` (the database it reports from) keeps two bots posting to one channel apart."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"cost-digest:{day.isoformat()}:{channel}:{origin}"))
+
+
+def digest_metadata(day: dt.date, channel: str, origin: str = "") -> dict[str, Any]:
     """The metadata a digest carries: what a run looks for before it posts again."""
-    digest_id = uuid.uuid5(uuid.NAMESPACE_URL, f"cost-digest:{day.isoformat()}:{channel}")
     return {"event_type": DIGEST_EVENT,
             "event_payload": {"day": day.isoformat(), "channel": channel,
-                              "digest_id": str(digest_id)}}
+                              "digest_id": digest_id(day, channel, origin)}}
 
 
-def with_metadata(payload: dict[str, Any], day: dt.date, channel: str) -> dict[str, Any]:
-    return {**payload, "channel": channel, "metadata": digest_metadata(day, channel)}
+def with_metadata(payload: dict[str, Any], day: dt.date, channel: str,
+                  origin: str = "") -> dict[str, Any]:
+    return {**payload, "channel": channel, "metadata": digest_metadata(day, channel, origin)}
 
 
 def post_message(client: WebClient, payload: dict[str, Any]) -> str:
@@ -150,7 +159,8 @@ def post_message(client: WebClient, payload: dict[str, Any]) -> str:
     except SlackApiError as exc:
         line = _api_error_line(exc, channel, client.base_url)
         status = getattr(exc.response, "status_code", None)
-        if status is not None and status >= 500:
+        data = exc.response.data if isinstance(getattr(exc.response, "data", None), dict) else {}
+        if (status is not None and status >= 500) or data.get("error") in UNCLEAR_CODES:
             raise UnclearDelivery(line) from exc
         raise DeliveryError(line) from exc
     except (URLError, OSError, http.client.HTTPException) as exc:
@@ -173,10 +183,13 @@ def post_message(client: WebClient, payload: dict[str, Any]) -> str:
 
 
 def _never_sent(exc: BaseException) -> bool:
-    """A failure before the request could reach Slack: refused, no such host, TLS."""
-    reason = getattr(exc, "reason", None)
-    return any(isinstance(e, (ConnectionRefusedError, socket.gaierror, ssl.SSLError))
-               for e in (exc, reason))
+    """A failure while connecting, before the request could reach Slack: refused, no such
+    host, a TLS handshake (urllib wraps connection failures in URLError; a TLS error after
+    the body went out is not one of these)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    reason = getattr(exc, "reason", None) if isinstance(exc, URLError) else None
+    return isinstance(reason, (ConnectionRefusedError, socket.gaierror, ssl.SSLError))
 
 
 def _host(url: str) -> str:
@@ -232,18 +245,22 @@ def _api_error_line(exc: SlackApiError, channel: str, base_url: str) -> str:
     return f"Slack refused chat.postMessage ({shown})"
 
 
-def find_digest(client: WebClient, channel: str, day: dt.date, since: dt.datetime) -> str | None:
-    """The `ts` of this day's digest in `channel` posted since `since` (UTC), or None.
+def find_digest(client: WebClient, channel: str, day: dt.date, since: dt.datetime,
+                origin: str = "") -> str | None:
+    """The `ts` of this installation's digest of `day` in `channel`, posted within an hour
+    after `since` (UTC, when the post began), or None when the channel surely has none.
 
     Raises HistoryUnavailable when the history cannot be read (the scope is missing, the
-    channel is a name, not an ID)."""
-    oldest = since.replace(tzinfo=dt.timezone.utc).timestamp() - HISTORY_MARGIN_SECONDS
+    channel is a name, not an ID) or holds too many messages in that hour to be sure."""
+    began = since.replace(tzinfo=dt.timezone.utc).timestamp()
+    wanted = digest_id(day, channel, origin)
     cursor = None
     for _ in range(HISTORY_PAGES):
         try:
             response = client.conversations_history(
-                channel=channel, oldest=f"{oldest:.6f}", include_all_metadata=True,
-                limit=200, cursor=cursor)
+                channel=channel, oldest=f"{began - HISTORY_MARGIN_SECONDS:.6f}",
+                latest=f"{began + POST_WINDOW_SECONDS:.6f}", inclusive=True,
+                include_all_metadata=True, limit=200, cursor=cursor)
         except SlackApiError as exc:
             code = exc.response.data.get("error") if isinstance(exc.response.data, dict) else ""
             raise HistoryUnavailable(_history_error_line(code or "no error code", channel)) from exc
@@ -252,13 +269,13 @@ def find_digest(client: WebClient, channel: str, day: dt.date, since: dt.datetim
         for message in response.get("messages") or []:
             event = message.get("metadata") or {}
             found = event.get("event_payload") or {}
-            if (event.get("event_type") == DIGEST_EVENT and found.get("day") == day.isoformat()
-                    and found.get("channel") == channel):
+            if event.get("event_type") == DIGEST_EVENT and found.get("digest_id") == wanted:
                 return str(message.get("ts"))
         cursor = (response.get("response_metadata") or {}).get("next_cursor")
         if not cursor:
             return None
-    return None
+    raise HistoryUnavailable(f"the history of {channel} holds more than "
+                             f"{HISTORY_PAGES * 200} messages around the post: cannot be sure")
 
 
 def _history_error_line(code: str, channel: str) -> str:
@@ -275,24 +292,30 @@ def _history_error_line(code: str, channel: str) -> str:
 
 def post_digest(client: WebClient, payload: dict[str, Any], day: dt.date, since: dt.datetime,
                 retries: int = SLACK_DEFAULT_MAX_RETRIES,
-                backoff_seconds: float = BACKOFF_SECONDS) -> str:
+                backoff_seconds: float = BACKOFF_SECONDS, origin: str = "") -> str:
     """Post the digest of `day` (a payload `with_metadata`) and return its ts, posting
     again after an unclear answer only when the channel does not have it already.
 
-    `since` is when the delivery began (UTC): the history is searched from then on."""
+    `since` is when the delivery began (UTC): the history is searched from then on. Once
+    an answer was unclear, any later failure is unclear too (Slack may have the first)."""
     channel = str(payload["channel"])
+    unclear = False
     for attempt in range(retries + 1):
         try:
             return post_message(client, payload)
-        except NotSent:
+        except NotSent as exc:
             if attempt == retries:
+                if unclear:
+                    raise UnclearDelivery(str(exc)) from exc
                 raise
             _pause(backoff_seconds, attempt)
         except UnclearDelivery as exc:
+            unclear = True
             log.warning("no clear answer from Slack to the digest of %s (%s): looking for it "
                         "in %s before posting again", day, exc.__cause__ or exc, channel)
+            _pause(backoff_seconds, attempt)  # Slack may still be handling the post
             try:
-                ts = find_digest(client, channel, day, since)
+                ts = find_digest(client, channel, day, since, origin)
             except HistoryUnavailable as unavailable:
                 log.warning("%s; posting again may show the digest twice", unavailable)
                 ts = None
@@ -302,7 +325,10 @@ def post_digest(client: WebClient, payload: dict[str, Any], day: dt.date, since:
                 return ts
             if attempt == retries:
                 raise
-            _pause(backoff_seconds, attempt)
+        except DeliveryError as exc:
+            if unclear:
+                raise UnclearDelivery(str(exc)) from exc
+            raise
     raise AssertionError("unreachable")
 
 

@@ -196,7 +196,7 @@ def pending_deliveries(engine: Engine, exclude_day: dt.date | None = None) -> li
 def deliver_once(engine: Engine, client: WebClient, day: dt.date, channel: str,
                  payload: dict[str, Any], force: bool = False,
                  retries: int = SLACK_DEFAULT_MAX_RETRIES,
-                 backoff_seconds: float = BACKOFF_SECONDS) -> DeliveryOutcome:
+                 backoff_seconds: float = BACKOFF_SECONDS, origin: str = "") -> DeliveryOutcome:
     """Post `payload` for `day` to `channel` unless that was done already.
 
     Already delivered and not `force`: nothing is posted. Left 'posting' by a run that
@@ -204,8 +204,10 @@ def deliver_once(engine: Engine, client: WebClient, day: dt.date, channel: str,
     as delivered. Otherwise the payload (with the digest's metadata) is recorded as
     'posting', posted, and marked delivered. A post Slack refused leaves it 'pending';
     one without a clear answer, 'posting'; either way the DeliveryError propagates.
+    `origin` names the installation (`digest_id`), so another bot's digest in the same
+    channel is never taken for this one's.
     """
-    payload = with_metadata(payload, day, channel)
+    payload = with_metadata(payload, day, channel, origin)
     existing = delivery_status(engine, day, channel)
     if existing is not None and existing.delivered and not force:
         reason = (f"the digest for {day.isoformat()} was already delivered to {channel} "
@@ -213,7 +215,7 @@ def deliver_once(engine: Engine, client: WebClient, day: dt.date, channel: str,
         log.info("%s", reason)
         return DeliveryOutcome(posted=False, ts=existing.ts, skipped_reason=reason)
     if existing is not None and existing.status == POSTING and not force:
-        ts = _already_in_channel(client, day, channel, existing.created_at)
+        ts = _already_in_channel(client, day, channel, existing.created_at, origin)
         if ts is not None:
             record_delivered(engine, day, channel, ts)
             reason = (f"an earlier run's digest for {day.isoformat()} is in {channel} "
@@ -224,7 +226,7 @@ def deliver_once(engine: Engine, client: WebClient, day: dt.date, channel: str,
     record_pending(engine, day, channel, payload, status=POSTING, now=since)
     _count_attempt(engine, day, channel)
     try:
-        ts = post_digest(client, payload, day, since, retries, backoff_seconds)
+        ts = post_digest(client, payload, day, since, retries, backoff_seconds, origin)
     except UnclearDelivery:
         log.warning("the digest for %s to %s may or may not be in Slack: the next run looks "
                     "for it before posting", day.isoformat(), channel)
@@ -239,10 +241,10 @@ def deliver_once(engine: Engine, client: WebClient, day: dt.date, channel: str,
 
 
 def _already_in_channel(client: WebClient, day: dt.date, channel: str,
-                        since: dt.datetime) -> str | None:
+                        since: dt.datetime, origin: str) -> str | None:
     """The ts of the digest a run left 'posting', if the channel has it."""
     try:
-        return find_digest(client, channel, day, since)
+        return find_digest(client, channel, day, since, origin)
     except HistoryUnavailable as exc:
         log.warning("a run left the digest for %s 'posting' and %s; posting it again may "
                     "show it twice", day.isoformat(), exc)
