@@ -106,7 +106,7 @@ def ingest(engine: Engine, source: CostSource, query: CostQuery, *, day: dt.date
     try:
         written = replace_days(
             engine, query.metric, plan.start, plan.end,
-            with_progress(fetch, fetch, plan.start, plan.end),
+            with_progress(fetch, plan.start, plan.end),
             lambda: state_after(state, plan, fetch.unsettled_days, source.account,
                                 query.group_by, query.record_types),
             wipe_metric=plan.wipe)

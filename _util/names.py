@@ -19,6 +19,9 @@ BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # C0 controls but tab, newline and carriage return (whitespace in HTML), and DEL.
 PAGE_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 FSI, PDI = "\u2068", "\u2069"
+# What a one-line name shows as a space: C0 and C1 controls, DEL, line and paragraph
+# separators.
+LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 def has_bidi_controls(text: str) -> bool:
@@ -32,6 +35,12 @@ def marked_bidi(text: str) -> str:
     'Evil\\u202eService'
     """
     return BIDI_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def one_line(text: str) -> str:
+    """A name where nothing can be isolated (Slack, plots): newlines, tabs and other
+    control characters as single spaces, bidirectional controls as visible markers."""
+    return LINE_BREAKING.sub(" ", marked_bidi(text)).strip()
 
 
 def visible_controls(text: str) -> str:

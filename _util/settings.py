@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from _util.alert_kinds import RULES
-from _util.detection.labels import LabelSet, read_labels
+from _util.detection.labels import DEFAULT_WINDOW_DAYS, LabelSet, read_labels
 from _util.errors import ConfigError
 from _util.paths import OutputPaths
 from _util.report import SEASONALITIES, Rules
@@ -81,7 +81,7 @@ class Settings:
     skip_fetch: bool = False
     backtest_from: dt.date | None = None
     labels: LabelSet | None = None
-    label_window_days: int = 7
+    label_window_days: int = DEFAULT_WINDOW_DAYS
     write_demo_labels: Path | None = None
 
     @property
@@ -443,7 +443,7 @@ def load_settings(flags: Mapping[str, Any], environ: Mapping[str, str], today: d
         skip_fetch=skip_fetch,
         backtest_from=backtest_from,
         labels=None if labels_file is None else LabelSet(
-            labels_file, read_labels(labels_file), values.get("label_window_days", 7)),
+            labels_file, read_labels(labels_file), values.get("label_window_days", DEFAULT_WINDOW_DAYS)),
         write_demo_labels=write_demo_labels,
         **values,
     )

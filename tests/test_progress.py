@@ -35,7 +35,7 @@ class PagedFetch:
 def test_under_cron_a_long_fetch_logs_a_line_every_50_pages(caplog):
     fetch = PagedFetch(days=120, rows_per_day=100, per_page=50)  # 240 pages
     caplog.set_level(logging.INFO)
-    rows = list(with_progress(fetch, fetch, START, START + dt.timedelta(days=119),
+    rows = list(with_progress(fetch, START, START + dt.timedelta(days=119),
                               stream=io.StringIO()))
     assert len(rows) == 12_000
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("fetching ")]
@@ -49,7 +49,7 @@ def test_a_daily_runs_short_fetch_shows_nothing(caplog):
     fetch = PagedFetch(days=2, rows_per_day=5000, per_page=10)
     caplog.set_level(logging.INFO)
     stream = io.StringIO()
-    assert len(list(with_progress(fetch, fetch, START, START + dt.timedelta(days=1),
+    assert len(list(with_progress(fetch, START, START + dt.timedelta(days=1),
                                   stream=stream))) == 10_000
     assert stream.getvalue() == "" and not caplog.records
 
@@ -80,7 +80,7 @@ def test_on_a_terminal_a_bar_shows_days_pages_and_rows():
     reader.start()
     try:
         fetch = PagedFetch(days=30, rows_per_day=10, per_page=20)
-        assert len(list(with_progress(fetch, fetch, START, START + dt.timedelta(days=29),
+        assert len(list(with_progress(fetch, START, START + dt.timedelta(days=29),
                                       stream=terminal))) == 300
         terminal.flush()
     finally:

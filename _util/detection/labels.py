@@ -33,6 +33,8 @@ REQUIRED = ("date", "service")
 RESULT_COLUMNS = ("date", "service", "group", "kind", "direction", "caught", "first_alert",
                   "lag_days", "caught_by")
 ANY_RULE = "any"
+# Days after an incident an alert may fire and still catch it (COST_TRACKING_LABEL_WINDOW_DAYS).
+DEFAULT_WINDOW_DAYS = 7
 # How a labels file names the untagged group (an empty cell means any group).
 UNTAGGED = "(untagged)"
 ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -68,7 +70,7 @@ class LabelSet:
 
     path: Path
     incidents: tuple[Incident, ...]
-    window_days: int = 7
+    window_days: int = DEFAULT_WINDOW_DAYS
 
 
 def read_labels(path: Path) -> tuple[Incident, ...]:

@@ -10,7 +10,6 @@ import hashlib
 import logging
 import math
 import multiprocessing
-import re
 import time
 import warnings
 from collections.abc import Sequence
@@ -32,14 +31,13 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from _util.alert_kinds import DOWN, UP  # noqa: E402
 from _util.atomic_files import replacing  # noqa: E402
-from _util.names import marked_bidi  # noqa: E402
+from _util.names import one_line  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 DPI = 100
 LABEL_CHARS = 40
 MIN_PARALLEL_JOBS = 4
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 # tab20 without its two greys, which are kept for "Other".
 PALETTE = (
@@ -65,7 +63,7 @@ MEAN28_COLOUR = "#2c3e50"
 def label(text: str, limit: int = LABEL_CHARS) -> str:
     """A name as a plot shows it: one line, at most `limit` characters, '$' kept literal,
     bidirectional controls as visible markers (`_util/names.py`)."""
-    flat = _CONTROL.sub(" ", marked_bidi(text)).strip() or "(untagged)"
+    flat = one_line(text) or "(untagged)"
     if len(flat) > limit:
         flat = flat[: limit - 1].rstrip() + "…"
     return flat.replace("$", r"\$")

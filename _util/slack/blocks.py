@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -22,7 +21,7 @@ from slack_sdk.models.blocks import (
 )
 
 from _util.money import money, signed_money
-from _util.names import marked_bidi
+from _util.names import one_line
 
 MAX_BLOCKS = 50
 HEADER_CHARS = 150
@@ -34,19 +33,12 @@ NAME_CHARS = 120
 INLINE_URL_CHARS = 1000
 SUMMARY_NAME_CHARS = 60
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _URL_UNSAFE = {"<": "%3C", ">": "%3E", "|": "%7C", " ": "%20", '"': "%22"}
 
 __all__ = ["money", "signed_money"]  # re-exported: the digest's formatters
 
 
 # ---- text at Slack's edge -------------------------------------------------------------
-
-def one_line(text: str) -> str:
-    """Newlines, tabs and other control characters as single spaces; bidirectional
-    controls as visible markers (`_util/names.py`: Slack cannot isolate a name)."""
-    return _CONTROL.sub(" ", marked_bidi(text)).strip()
-
 
 def clip(text: str, limit: int) -> str:
     """At most `limit` characters, an ellipsis marking a cut."""

@@ -24,6 +24,7 @@ import pandas as pd
 
 from _util.alert_kinds import DOWN, SPIKE, TREND, UP
 from _util.detection.labels import Incident
+from _util.report import Rules
 from _util.sources.cost_explorer import CostExplorerSource
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ EPOCH = dt.date(2020, 1, 1)
 DEFAULT_PAGE_GROUPS = 2000
 # --write-demo-labels without --backtest-from: the half year the README scores.
 DEMO_LABEL_DAYS = 180
+# What detection reads with the default rules: the lookback window and the echo days.
+DEMO_HISTORY_DAYS = Rules().lookback_days + Rules().echo_days
 
 _GROUP_DIMENSIONS = {"LINKED_ACCOUNT", "REGION", "USAGE_TYPE"}
 
@@ -439,7 +442,7 @@ def planted_incidents(first: dt.date, last: dt.date,
             for e in events if e.kind != SPIKE or e.group is not None]
 
 
-def demo_history(run_day: dt.date, lookback_days: int = 365 + 7) -> pd.DataFrame:
+def demo_history(run_day: dt.date, lookback_days: int = DEMO_HISTORY_DAYS) -> pd.DataFrame:
     """The history frame a fresh demo database would hold for `run_day` (for tests): the
     default rules' lookback and the echo days before it."""
     account = DemoAccount()

@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, TextIO
+from typing import Iterator, TextIO
 
 from _util.sources.base import SourceFetch
 from _util.store.cost_store import CostRow
@@ -48,19 +48,20 @@ class FetchProgress:
         return text
 
 
-def with_progress(rows: Iterable[CostRow], fetch: SourceFetch, start: dt.date, end: dt.date,
+def with_progress(fetch: SourceFetch, start: dt.date, end: dt.date,
                   stream: TextIO | None = None) -> Iterator[CostRow]:
-    """`rows` unchanged, reporting progress as they pass (see the module's docstring)."""
+    """The fetch's rows unchanged, reporting progress as they pass (see the module's
+    docstring); its `requests` count the pages."""
     progress = FetchProgress(start, end)
     if progress.days < MIN_DAYS:
-        yield from rows
+        yield from fetch
         return
     stream = stream or sys.stderr
     bar = _bar(progress, stream) if stream.isatty() else None
     logged_pages = 0
     last_day = None
     try:
-        for row in rows:
+        for row in fetch:
             progress.rows += 1
             if row.usage_date != last_day:
                 last_day = row.usage_date
