@@ -43,11 +43,12 @@ from _util.detection.labels import (
     score_table,
     write_results,
 )
+from _util.money import in_currency, money
 from _util.paths import OutputPaths, backtest_dir
 from _util.report import WEEKDAY, Alert, Rules
 from _util.run.run_record import RunRecord
 from _util.site import pages as site_pages
-from _util.store.cost_store import cost_daily, stored_names
+from _util.store.cost_store import cost_daily, stored_currency, stored_names
 from _util.store.database import make_engine
 from procAmzAlerts import detect_alerts_by_day, history_start
 from procLifecycle import EPISODE_CAP_DAYS, keys_by_day, with_episodes
@@ -142,13 +143,13 @@ def format_table(rows: list[list[str]]) -> str:
 
 def describe_rules(rules: Rules) -> str:
     gate = (f"trends moving {rules.trend_min_move_pct:g}% and "
-            f"${rules.trend_min_move_usd:,.2f}/day (7 against 28 days)"
+            f"{money(rules.trend_min_move_usd)}/day (7 against 28 days)"
             if rules.trend_min_move_pct or rules.trend_min_move_usd else "no trend gate")
-    return (f"Z {rules.z:g}, min change ${rules.min_delta_usd:,.2f}"
+    return (f"Z {rules.z:g}, min change {money(rules.min_delta_usd)}"
             f"{f' and {rules.min_delta_pct:g}% of the baseline' if rules.min_delta_pct else ''}, "
             f"{'weekday' if rules.seasonality == WEEKDAY else 'no'} seasonality, "
             f"lookback {rules.lookback_days} days, min history {rules.min_history_days} days, "
-            f"trends from ${rules.min_daily_usd:,.2f}/day, {gate}, "
+            f"trends from {money(rules.min_daily_usd)}/day, {gate}, "
             f"{f'echoes within {rules.echo_days} days' if rules.echo_days else 'no echoes'}")
 
 
@@ -212,7 +213,7 @@ def write_page(site_dir: Path, name: str, by_day: dict[dt.date, tuple[Alert, ...
     folder = backtest_dir(site_dir)
     image = f"{name}.png"
     first, last = min(by_day), max(by_day)
-    title = f"Alerts per day, {first} to {last} (Z {rules.z:g}, min change ${rules.min_delta_usd:,.2f})"
+    title = f"Alerts per day, {first} to {last} (Z {rules.z:g}, min change {money(rules.min_delta_usd)})"
     write_timeline(folder / image, by_day, title.replace("$", r"\$"))  # not mathtext
     path = folder / f"{name}.html"
     write_text(path, site_pages.render_template(
@@ -263,8 +264,10 @@ def run_backtest(engine: Engine, first_day: dt.date, last_day: dt.date, rules: R
                  metric: str, paths: OutputPaths, history_loader: HistoryLoader,
                  record: RunRecord, labels: LabelSet | None = None) -> None:
     """The `--backtest-from` run: replay, write the CSV and the page, print the counts;
-    with `labels`, score the rules against them too."""
-    with record.stage("backtest") as stage:
+    with `labels`, score the rules against them too. Amounts read in the stored costs'
+    currency."""
+    currency = stored_currency(engine, metric, last_day)
+    with record.stage("backtest") as stage, in_currency(currency):
         lead = history_start(first_day - dt.timedelta(days=EPISODE_CAP_DAYS), rules)
         history = history_loader(engine, metric, lead, last_day)
         if history.empty:
@@ -297,8 +300,9 @@ def run_backtest(engine: Engine, first_day: dt.date, last_day: dt.date, rules: R
             stage.counts.update(incidents=len(scored.score.results),
                                 caught=sum(r.first_alert is not None for r in scored.score.results),
                                 labels_csv=str(scored.csv_path))
+        summary = summary_line(by_day, metric, rules)
     log.info("backtest written: %s and %s", csv_path, page)
-    print(summary_line(by_day, metric, rules))
+    print(summary)
     print(format_table(monthly_table(months)))
     if scored is not None:
         print(f"\nAgainst {len(scored.score.results)} known incidents ({labels.path}; caught "

@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 
 DAILY_TOTAL_DAYS = 30
 RUN_RATE_DAYS = 7
+# A day's data is called partial when services with costs on each of the 7 days before it
+# have none stored for it, and together they usually cost at least this share of a day's
+# total: a few cents of a service that skips days now and then is not worth a note.
+PARTIAL_MIN_SHARE = 0.01
 DAY_NS = 86_400 * 1_000_000_000
 
 
@@ -42,6 +46,10 @@ def summarise(history: pd.DataFrame, day: dt.date, lookback_days: int = 365) -> 
       and follows a recent change faster than a month would; on the last day of the month
       the projection is the month to date.
     - `estimated`: whether any row of `day` is still marked Estimated by Cost Explorer.
+    - `not_in_yet`: services with costs on each of the 7 days before `day` and none on it,
+      with their mean daily cost over those days, largest first, when together they
+      usually make at least PARTIAL_MIN_SHARE of a day's total: the day's data looks
+      partial (the source has not reported them yet), so its total is understated.
 
     Only rows of the `lookback_days` days ending on `day` are read (the summary needs about
     two months); days without rows, or older than that, count as zero.
@@ -106,9 +114,35 @@ def summarise(history: pd.DataFrame, day: dt.date, lookback_days: int = 365) -> 
     headline = Headline(
         day_usd=day_usd, prev7_mean_usd=prev7_mean, mtd_usd=mtd, prev_mtd_usd=prev_mtd,
         projection_usd=float(projection), estimated=estimated,
+        not_in_yet=_not_in_yet(day_idx, codes, amount, names, n_days - 1, prev7_mean),
     )
     log.info("summarised %s: day %.2f, month to date %.2f, projection %.2f", day,
              day_usd, mtd, projection)
+    if headline.not_in_yet:
+        log.warning("%s looks partial: %d service(s) with costs every day of the week before "
+                    "have none stored for it yet (%s)", day, len(headline.not_in_yet),
+                    ", ".join(s.service for s in headline.not_in_yet[:5]))
     return Summary(headline=headline, mtd_by_service=mtd_by_service,
                    daily_totals=daily_totals, daily_by_service=daily_by_service)
 
+
+
+def _not_in_yet(day_idx: np.ndarray, codes: np.ndarray, amount: np.ndarray, names: np.ndarray,
+                last: int, prev7_mean: float) -> tuple[ServiceAmount, ...]:
+    """Services with rows on each of the RUN_RATE_DAYS days before day `last` (an index
+    into the summary's days) and none on it, with their mean daily cost over those days;
+    empty unless together they make at least PARTIAL_MIN_SHARE of `prev7_mean`."""
+    if last < RUN_RATE_DAYS or not len(names):
+        return ()
+    week = last - RUN_RATE_DAYS
+    recent = day_idx >= week
+    present = np.zeros((RUN_RATE_DAYS + 1, len(names)), dtype=bool)
+    present[day_idx[recent] - week, codes[recent]] = True
+    missing = present[:-1].all(axis=0) & ~present[-1]
+    if not missing.any():
+        return ()
+    usual = np.bincount(codes[recent], weights=amount[recent], minlength=len(names)) / RUN_RATE_DAYS
+    if usual[missing].sum() < PARTIAL_MIN_SHARE * max(prev7_mean, 0.0) or usual[missing].sum() <= 0:
+        return ()
+    order = sorted(np.flatnonzero(missing), key=lambda i: (-usual[i], str(names[i])))
+    return tuple(ServiceAmount(str(names[i]), float(usual[i])) for i in order)

@@ -1,4 +1,5 @@
-"""How an alert's numbers read in words: one wording for Slack, the pages and the plots.
+"""How an alert's (and the headline's) numbers read in words: one wording for Slack, the
+pages and the plots.
 
 Plain text (the edges escape it for mrkdwn or HTML); `money` is the edge's formatter, which
 differs only in how it writes a minus and a missing number.
@@ -9,9 +10,32 @@ import datetime as dt
 from typing import Callable
 
 from _util.money import money as plain_money
-from _util.report import WEEKDAY, Alert, Rules
+from _util.report import WEEKDAY, Alert, Headline, Rules
 
 MoneyFormat = Callable[[float | None], str]
+NameFormat = Callable[[str], str]
+# Services a partial-data note names; the rest are counted.
+NOT_IN_YET_NAMES = 3
+
+
+def partial_text(headline: Headline, day: str, money: MoneyFormat = plain_money,
+                 name: NameFormat = str) -> str | None:
+    """'2 services with costs on each of the 7 days before have none for 2026-11-22 yet:
+    Amazon EC2 (usually $1,200.00/day), AWS Lambda (usually $50.00/day); the total is likely
+    about $1,250.00 short.' None when the day's data does not look partial. `name` makes a
+    service name safe for the edge."""
+    missing = headline.not_in_yet
+    if not missing:
+        return None
+    noun = "service" if len(missing) == 1 else "services"
+    listed = ", ".join(f"{name(s.service)} (usually {money(s.usd)}/day)"
+                       for s in missing[:NOT_IN_YET_NAMES])
+    more = len(missing) - NOT_IN_YET_NAMES
+    if more > 0:
+        listed += f" and {more} more"
+    return (f"{len(missing)} {noun} with costs on each of the 7 days before "
+            f"{'has' if len(missing) == 1 else 'have'} none for {day} yet: {listed}; the "
+            f"total is likely about {money(headline.not_in_yet_usd)} short.")
 
 
 def move_text(alert: Alert, money: MoneyFormat = plain_money) -> str | None:

@@ -46,6 +46,11 @@ class UnusableResponse(SourceUnavailable):
     """
 
 
+class MixedCurrencies(UnusableResponse):
+    """A fetch in another currency than the stored costs of its metric (or in two at
+    once): refused like any unusable answer, since one series cannot mix currencies."""
+
+
 class StoreError(CostTrackingError):
     """The database cannot be reached or written."""
 

@@ -132,6 +132,18 @@ class Headline:
     prev_mtd_usd: float
     projection_usd: float
     estimated: bool
+    # Services with costs on each of the 7 days before and none stored for the day yet,
+    # with their mean daily cost then (procSummaries): the day's data looks partial.
+    not_in_yet: tuple[ServiceAmount, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.not_in_yet)
+
+    @property
+    def not_in_yet_usd(self) -> float:
+        """What the services not in yet usually cost a day: about what the total lacks."""
+        return sum(s.usd for s in self.not_in_yet)
 
 
 @dataclass(frozen=True)
@@ -156,6 +168,8 @@ class Report:
     summary: Summary
     alerts: tuple[Alert, ...]
     stale: bool = False
+    # ISO 4217 code of every amount (the stored costs' unit; the store refuses a mix).
+    currency: str = "USD"
     # Public URLs of the site pages the sections made, by key ("daily_by_service", ...).
     page_urls: dict[str, str] = field(default_factory=dict)
     report_url: str | None = None
@@ -193,6 +207,7 @@ def report_to_dict(report: Report, section_parts: dict[str, Any]) -> dict[str, A
     return {
         "date": report.day.isoformat(),
         "metric": report.metric,
+        "currency": report.currency,
         "group_by": report.group_by,
         "estimated": report.estimated,
         "stale": report.stale,

@@ -28,7 +28,10 @@ def _hostile_report():
     alerts = [alert(SPIKE, UP, service=HOSTILE, group=HOSTILE, top_group=HOSTILE,
                     top_group_delta_usd=5.0, muted=True, mute_reason=HOSTILE),
               alert(TREND, UP, service=HOSTILE, macd=1.0, signal=0.5)]
-    return report(alerts, metric=HOSTILE, group_by=HOSTILE)
+    base = report(alerts, metric=HOSTILE, group_by=HOSTILE)
+    headline = dataclasses.replace(base.summary.headline,
+                                   not_in_yet=(ServiceAmount(HOSTILE, 5.0),))
+    return dataclasses.replace(base, summary=dataclasses.replace(base.summary, headline=headline))
 
 
 def _backtest_page(tmp_path: Path) -> str:
@@ -64,6 +67,14 @@ PAGE_KINDS = {
         DAY, posted=False),
     "backtest": _backtest_page,
 }
+
+
+def test_the_report_page_says_when_the_day_looks_partial(tmp_path):
+    html = _report_page(_hostile_report(), tmp_path)
+    assert (f"Partial data: 1 service with costs on each of the 7 days before has none for "
+            f"{DAY.isoformat()} yet: {ESCAPED} (usually $5.00/day); the total is likely about "
+            "$5.00 short.") in html
+    assert "Partial data" not in _report_page(report([]), tmp_path)
 
 
 @pytest.mark.parametrize("kind", PAGE_KINDS)

@@ -172,6 +172,22 @@ def test_context_line_says_when_the_day_is_estimated_or_the_data_stale():
     assert "data may be stale" in flagged.text
 
 
+def test_a_partial_day_says_so_first_in_the_headline_and_the_notification():
+    base = report([])
+    missing = (ServiceAmount("Amazon EC2", 700.0), ServiceAmount("<!channel> *x*", 12.5))
+    headline = Headline(**{**base.summary.headline.__dict__, "not_in_yet": missing})
+    summary = Summary(headline, base.summary.mtd_by_service, base.summary.daily_totals,
+                      base.summary.daily_by_service)
+    message = build_message(report([], summary=summary))
+    first_line = section_texts(message)[0].splitlines()[0]
+    assert first_line == (
+        ":warning: *Partial data:* 2 services with costs on each of the 7 days before have "
+        "none for Tue 14 May 2024 yet: Amazon EC2 (usually $700.00/day), &lt;!channel&gt; "
+        "*x* (usually $12.50/day); the total is likely about $712.50 short.")
+    assert "(partial data)" in message.text
+    assert "Partial data" not in section_texts(build_message(base))[0]
+
+
 def test_summary_items_name_top_services_and_link_their_plots():
     message = build_message(report([]))
     daily, mtd = items_of(message, "AWS Services Summary")[:2]

@@ -128,3 +128,26 @@ def test_rows_older_than_the_lookback_count_as_zero(history):
     assert short.headline.mtd_usd == 104.0
     assert short.headline.prev_mtd_usd == 0.0
     assert len(short.daily_totals) == 30 and short.daily_totals[0].usd == 0.0
+
+
+# ---------------------------------------------------------------- partial data
+
+
+def test_a_service_with_costs_all_week_and_none_on_the_day_makes_the_day_partial(history):
+    """EC2 ($10/day) has no rows for D: its data is not in yet, and the total is about
+    $10 short. S3 started on 5 March (not every day of the week before): not named."""
+    late = history[~((history["service"] == "EC2") & (history["usage_date"] == pd.Timestamp(D)))]
+    headline = summarise(late, D).headline
+    assert headline.partial
+    assert headline.not_in_yet == (ServiceAmount("EC2", 10.0),)
+    assert headline.not_in_yet_usd == pytest.approx(10.0)
+    assert not summarise(history, D).headline.partial
+
+
+def test_a_service_too_small_to_matter_does_not_make_the_day_partial(history):
+    """A few cents a day missing from an $11 day (under 1% of it) is not worth a note."""
+    cents = daily("AWS Key Management Service", "2024-03-01", "2024-03-09", 0.05)
+    assert not summarise(pd.concat([history, cents], ignore_index=True), D).headline.partial
+    dollars = daily("AWS Key Management Service", "2024-03-01", "2024-03-09", 0.5)
+    headline = summarise(pd.concat([history, dollars], ignore_index=True), D).headline
+    assert [s.service for s in headline.not_in_yet] == ["AWS Key Management Service"]

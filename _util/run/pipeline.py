@@ -36,6 +36,7 @@ from _util.errors import (
     StoreError,
 )
 from _util.logging_setup import FILE_ONLY
+from _util.money import in_currency
 from _util.paths import OutputPaths
 from _util.report import Report
 from _util.run.catch_up import plan_catch_up
@@ -51,7 +52,7 @@ from _util.slack.delivery import with_metadata
 from _util.slack.preview import preview_page
 from _util.sources.base import CostQuery
 from _util.store import delivery_log
-from _util.store.cost_store import load_history, read_source_state
+from _util.store.cost_store import load_history, read_source_state, stored_currency
 from _util.store.database import mask_url
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,8 @@ class DailyRun:
         record.report_day = day.isoformat()
         return history
 
-    def analyse(self, job: RunJob, history: pd.DataFrame, record: RunRecord) -> Report:
+    def analyse(self, job: RunJob, history: pd.DataFrame, record: RunRecord,
+                currency: str = "USD") -> Report:
         s = self.settings
         day = job.report_day
         with record.stage("detect") as stage:
@@ -247,7 +249,7 @@ class DailyRun:
         with record.stage("summarise"):
             summary = procSummaries.summarise(history, day, s.lookback_days)
         report = Report(day=day, metric=s.metric, group_by=s.group_by, rules=s.rules,
-                        summary=summary, alerts=alerts, stale=job.stale)
+                        summary=summary, alerts=alerts, stale=job.stale, currency=currency)
         with record.stage("lifecycle") as stage:
             report = procLifecycle.apply(report, self.engine, s.metric, s.mutes, history)
             stage.counts.update(new=sum(a.counts_as_new for a in report.alerts),
@@ -266,10 +268,17 @@ class DailyRun:
 
         Plots and pages are the report's day's; the Slack payload and delivery are the
         run's (`job.run_day`), which differs only for a stale report. Without
-        `job.deliver` the pages are made and published again, nothing is posted."""
-        s = self.settings
+        `job.deliver` the pages are made and published again, nothing is posted.
+        Amounts read in the stored costs' currency throughout (`_util/money.py`)."""
         history = self.load(job.report_day, record)
-        report = self.analyse(job, history, record)
+        currency = stored_currency(self.engine, self.settings.metric, job.report_day)
+        with in_currency(currency):
+            self.report_in_currency(job, history, record, currency)
+
+    def report_in_currency(self, job: RunJob, history: pd.DataFrame, record: RunRecord,
+                           currency: str) -> None:
+        s = self.settings
+        report = self.analyse(job, history, record, currency)
         with record.stage("plot") as stage:
             rendered = procPlotting.render(report, history, s.site_dir, self.site_url,
                                            workers=s.plot_workers,

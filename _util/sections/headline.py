@@ -13,12 +13,14 @@ from slack_sdk.models.blocks import (
 )
 
 from _util.alert_kinds import CONTINUING
+from _util.alert_words import partial_text
 from _util.report import Report
 from _util.sections.base import Section, SiteContext, SitePart, SlackPart
 from _util.site import pages
 from _util.slack.blocks import (
     HEADER_CHARS,
     SECTION_CHARS,
+    SUMMARY_NAME_CHARS,
     change,
     clip,
     clip_mrkdwn,
@@ -26,6 +28,7 @@ from _util.slack.blocks import (
     divider,
     escape_mrkdwn,
     money,
+    mrkdwn_name,
     one_line,
     section,
 )
@@ -58,6 +61,10 @@ def _headline(report: Report) -> dict[str, Any]:
         f"{money(h.prev_mtd_usd)} on the same days of {_previous_month_name(report.day)}",
         f"*Month-end projection:* {money(h.projection_usd)}",
     ]
+    partial = partial_text(h, day_label(report.day), money,
+                           lambda name: mrkdwn_name(name, SUMMARY_NAME_CHARS))
+    if partial:
+        lines.insert(0, f":warning: *Partial data:* {partial}")
     continuing = _all_continuing(report)
     if continuing:
         noun = "alert" if continuing == 1 else "alerts"
@@ -92,6 +99,7 @@ class HeadlineSection(Section):
             "mtd": h.mtd_usd,
             "prev_mtd": h.prev_mtd_usd,
             "projection": h.projection_usd,
+            "not_in_yet": [{"service": m.service, "usual": m.usd} for m in h.not_in_yet],
         }}
 
     def site_part(self, report: Report, history: pd.DataFrame, site: SiteContext) -> SitePart:

@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from _util.alert_kinds import SPIKE_PLOT, UP, AlertKind, kind_of, side
-from _util.alert_words import echo_text, move_text
+from _util.alert_words import echo_text, move_text, partial_text
 from _util.money import money as format_money
 from _util.money import signed_money as format_signed_money
 from _util.names import has_bidi_controls, isolated, visible_controls
@@ -285,7 +285,8 @@ def plot_page(
 def report_header(report: Report) -> Markup:
     """The report page's top: links to report.json and the Slack preview, the metric, the
     Estimated and stale notes, and the three headline cards."""
-    return render_partial("report/header.html", report=report)
+    partial = partial_text(report.summary.headline, report.day.isoformat(), money, isolated)
+    return render_partial("report/header.html", report=report, partial_note=partial)
 
 
 def report_summaries(title: str, summaries: Sequence[SummaryEntry]) -> Markup:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -31,6 +32,7 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from _util.alert_kinds import DOWN, UP  # noqa: E402
 from _util.atomic_files import replacing  # noqa: E402
+from _util.money import current_currency, in_currency  # noqa: E402
 from _util.names import one_line  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -95,15 +97,19 @@ def service_colours(names: Sequence[str]) -> dict[str, str]:
 
 
 def _money_tick(value: float, _pos: object = None) -> str:
+    """A short amount for an axis or a bar label, in the run's currency: $1.2M, $120k,
+    $120, $1.50 (€1.50, ¥120)."""
+    currency = current_currency()
     sign = "−" if value < 0 else ""
     v = abs(value)
+    symbol = currency.prefix()
     if v >= 1e6:
-        return f"{sign}${v / 1e6:,.1f}M"
+        return f"{sign}{symbol}{v / 1e6:,.1f}M"
     if v >= 1e5:
-        return f"{sign}${v / 1e3:,.0f}k"
-    if v >= 100 or v == round(v):
-        return f"{sign}${v:,.0f}"
-    return f"{sign}${v:,.2f}"
+        return f"{sign}{symbol}{v / 1e3:,.0f}k"
+    if v >= 100 or v == round(v) or currency.places == 0:
+        return f"{sign}{symbol}{v:,.0f}"
+    return f"{sign}{symbol}{v:,.2f}"
 
 
 MONEY = FuncFormatter(_money_tick)
@@ -319,10 +325,11 @@ class DailyPlot:
 PlotJob = SpikePlot | TrendPlot | MtdPlot | DailyPlot
 
 
-def draw_and_save(job: PlotJob) -> float:
-    """Draw one plot into its PNG; the milliseconds it took (runs in a worker process)."""
+def draw_and_save(job: PlotJob, currency: str = "USD") -> float:
+    """Draw one plot into its PNG, its amounts in `currency`; the milliseconds it took
+    (runs in a worker process, which does not share the run's currency context)."""
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), in_currency(currency):
         # Emoji and CJK names lack glyphs in the default font; the page has the exact name.
         warnings.filterwarnings("ignore", message="Glyph .* missing")
         fig = job.draw()
@@ -334,15 +341,17 @@ def draw_and_save(job: PlotJob) -> float:
 
 
 def run_jobs(jobs: Sequence[PlotJob], workers: int) -> list[float]:
-    """Render jobs in `workers` processes (serially for a few), keeping their order."""
+    """Render jobs in `workers` processes (serially for a few), keeping their order, in
+    the currency the caller formats amounts in."""
+    draw = partial(draw_and_save, currency=current_currency().code)
     if workers <= 1 or len(jobs) < MIN_PARALLEL_JOBS:
-        return [draw_and_save(job) for job in jobs]
+        return [draw(job) for job in jobs]
     methods = multiprocessing.get_all_start_methods()
     # fork: workers inherit imported matplotlib instead of importing it again (~1 s each).
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     try:
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-            return list(pool.map(draw_and_save, jobs))
+            return list(pool.map(draw, jobs))
     except (BrokenProcessPool, OSError) as exc:
         log.warning("parallel plotting failed (%s); plotting serially", exc)
-        return [draw_and_save(job) for job in jobs]
+        return [draw(job) for job in jobs]

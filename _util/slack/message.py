@@ -138,6 +138,8 @@ def _fallback(report: Report, account_label: str | None) -> str:
         if continuing:
             alerts += f", {continuing} continuing"
     stale = " (data may be stale)" if report.stale else ""
+    if h.partial:
+        stale += " (partial data)"
     text = (f"AWS costs {report.day.isoformat()}{label}: {money(h.day_usd)}, "
             f"{change(h.day_usd, h.prev7_mean_usd)} vs the 7-day mean; {alerts}{stale}")
     return clip_mrkdwn(text, FALLBACK_CHARS)

@@ -178,9 +178,11 @@ def _triangle(ordinal: int, phase: float) -> float:
 
 @dataclass
 class DemoAccount:
-    """The demo's cost model: amounts per (day, service, group)."""
+    """The demo's cost model: amounts per (day, service, group), in `currency` (as an
+    account billed in another currency answers: the same amounts, another Unit)."""
 
     services: list[DemoService] = field(default_factory=lambda: list(SERVICES))
+    currency: str = "USD"
 
     def __post_init__(self) -> None:
         self._table = _SeriesTable.build(self.services)
@@ -395,7 +397,7 @@ class _DemoQuery:
             take = ids[j:j + room]
             periods.append(self._period(i, [
                 {"Keys": list(self.keys[k]),
-                 "Metrics": {self.metric: {"Amount": f"{v:.10f}", "Unit": "USD"}}}
+                 "Metrics": {self.metric: {"Amount": f"{v:.10f}", "Unit": self.account.currency}}}
                 for k, v in zip(take, amounts[j:j + room])]))
             room -= max(len(take), 1)
             j += len(take)

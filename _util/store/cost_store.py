@@ -20,7 +20,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
-from _util.errors import StoreError
+from _util.errors import MixedCurrencies, StoreError
 from _util.store.database import NameText, mask_url, metadata
 
 # What the columns hold: AWS allows tag values of 256 characters; service names are far
@@ -127,6 +127,8 @@ def replace_days(engine: Engine, metric: str, start: dt.date, end: dt.date,
                 except DataError as exc:
                     raise _out_of_range(batch, insert.names) or exc
                 written += len(batch)
+            stored = None if wipe_metric else _unit_outside(conn, metric, start, end)
+            _check_one_currency(metric, insert.first_of_unit, stored)
             _write_state(conn, metric, state() if callable(state) else state, fetched_at)
     except StoreError:
         raise
@@ -172,10 +174,12 @@ class _BulkInsert:
             return proc or (lambda value: value)
 
         self.process = {c.name: processor(c.name) for c in cost_daily.c}
+        # The first row written in each unit (currency), for `_check_one_currency`.
+        self.first_of_unit: dict[str, CostRow] = {}
 
     def batches(self, rows: Iterable[CostRow]) -> Iterator[list]:
         if not self.fast:
-            yield from _dict_batches(rows, self.metric, self.fetched_at)
+            yield from _dict_batches(rows, self.metric, self.fetched_at, self.first_of_unit)
             return
         p = self.process
         metric, fetched_at = p["metric"](self.metric), p["fetched_at"](self.fetched_at)
@@ -192,6 +196,7 @@ class _BulkInsert:
             unit = units.get(r.unit)
             if unit is None:
                 unit = units[r.unit] = p["unit"](r.unit)
+                self.first_of_unit[r.unit] = r
             values = (day, metric, service(r.service), group(r.group_value),
                       amount(r.amount), unit, flags[bool(r.estimated)], fetched_at)
             batch.append(values if self.positional else dict(zip(self.names, values)))
@@ -208,12 +213,13 @@ class _BulkInsert:
             self.conn.execute(sa.insert(cost_daily), batch)
 
 
-def _dict_batches(rows: Iterable[CostRow], metric: str,
-                  fetched_at: dt.datetime) -> Iterator[list[dict]]:
+def _dict_batches(rows: Iterable[CostRow], metric: str, fetched_at: dt.datetime,
+                  first_of_unit: dict[str, CostRow]) -> Iterator[list[dict]]:
     """Insert parameters as dicts for SQLAlchemy's executemany (dialects with named
     parameters), in bounded batches."""
     batch: list[dict] = []
     for r in rows:
+        first_of_unit.setdefault(r.unit, r)
         batch.append({"usage_date": r.usage_date, "metric": metric, "service": r.service,
                       "group_value": r.group_value, "amount": r.amount, "unit": r.unit,
                       "estimated": r.estimated, "fetched_at": fetched_at})
@@ -244,6 +250,57 @@ def _out_of_range(batch: list, names: list[str]) -> StoreError | None:
             f"{group[:80]!r}: {what}; nothing of the fetch was stored. Check the source's "
             "answer (or group by another key with COST_TRACKING_GROUP_BY)")
     return None
+
+
+@dataclass(frozen=True)
+class StoredUnit:
+    unit: str
+    usage_date: dt.date
+
+
+def _unit_outside(conn: Connection, metric: str, start: dt.date, end: dt.date) -> StoredUnit | None:
+    """The unit of a stored row of `metric` next to days start..end (the nearest before,
+    else after): the metric's stored rows are in one currency, so any one tells it."""
+    c = cost_daily.c
+    for outside, order in ((c.usage_date < start, c.usage_date.desc()),
+                           (c.usage_date > end, c.usage_date.asc())):
+        row = conn.execute(sa.select(c.unit, c.usage_date)
+                           .where(c.metric == metric).where(outside)
+                           .order_by(order).limit(1)).first()
+        if row is not None:
+            return StoredUnit(row.unit, row.usage_date)
+    return None
+
+
+def _check_one_currency(metric: str, first_of_unit: dict[str, CostRow],
+                        stored: StoredUnit | None) -> None:
+    """Refuse a fetch that would leave `metric` in two currencies: a series in euros one
+    day and dollars the next cannot be compared, summed or alerted on."""
+    fetched = sorted(first_of_unit.values(), key=lambda r: (r.usage_date, r.unit))
+    if len(fetched) > 1:
+        first, other = fetched[0], fetched[1]
+        raise MixedCurrencies(
+            f"the source returned {metric} in {first.unit} ({first.usage_date}, "
+            f"{first.service[:80]!r}) and in {other.unit} ({other.usage_date}, "
+            f"{other.service[:80]!r}); one series cannot mix currencies, so nothing of the "
+            "fetch was stored")
+    if fetched and stored is not None and fetched[0].unit != stored.unit:
+        new = fetched[0]
+        raise MixedCurrencies(
+            f"the source returned {metric} in {new.unit} from {new.usage_date} but the "
+            f"database holds it in {stored.unit} ({stored.usage_date}); one series cannot "
+            "mix currencies, so nothing of the fetch was stored. If the account's currency "
+            "changed, start its history again in a new database (COST_TRACKING_DB_URL) or "
+            f"delete the stored rows of {metric} from cost_daily")
+
+
+def stored_currency(engine: Engine, metric: str, day: dt.date) -> str:
+    """The currency of `metric`'s stored costs up to `day` (USD when none are stored)."""
+    c = cost_daily.c
+    stmt = (sa.select(c.unit).where(c.metric == metric).where(c.usage_date <= day)
+            .order_by(c.usage_date.desc()).limit(1))
+    with _reading(engine) as conn:
+        return conn.execute(stmt).scalar() or "USD"
 
 
 def _write_state(conn: Connection, metric: str, state: SourceState, now: dt.datetime) -> None:
