@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy.engine import Engine
 
@@ -18,7 +18,8 @@ from _util.errors import CostTrackingError
 from _util.sources.base import CostQuery, CostSource
 from _util.sources.cost_explorer import CE_DAILY_RETENTION_DAYS
 from _util.sources.progress import with_progress
-from _util.store.cost_store import SourceState, read_source_state, replace_days
+from _util.store.account_names import save_account_names
+from _util.store.cost_store import SourceState, read_marks, read_source_state, replace_days
 
 log = logging.getLogger(__name__)
 
@@ -70,22 +71,50 @@ def plan_fetch(state: SourceState | None, day: dt.date, today: dt.date, lookback
 
 
 def state_after(state: SourceState | None, plan: FetchPlan, unsettled_days: set[dt.date],
-                account: str, group_by: str, record_types: str) -> SourceState:
+                account: str, group_by: str, record_types: str,
+                fetched_through: dt.date | None = None) -> SourceState:
     """The bookkeeping once the plan's days are stored; `unsettled_days` are the fetched
-    days the source said may still change (Cost Explorer: Estimated)."""
+    days the source said may still change (Cost Explorer: Estimated). `fetched_through`:
+    the newest day the source had costs for, when it may lag behind the plan's end (the
+    report source: AWS writes a day into the export hours after it ends); the days after
+    it are not stored yet, so they stay due."""
     keep_old = state is not None and not plan.wipe
     estimated = sorted(unsettled_days)
     if keep_old and state.estimated_from is not None and state.last_day > plan.end:
         # Days after a re-run past day may still be Estimated: keep them due for a fetch.
         estimated.append(max(state.estimated_from, plan.end + dt.timedelta(days=1)))
+    last_day = plan.end if fetched_through is None else min(plan.end, fetched_through)
     return SourceState(
         account=account,
         group_by=group_by,
         record_types=record_types,
         first_day=min(plan.start, state.first_day) if keep_old else plan.start,
-        last_day=max(plan.end, state.last_day) if keep_old else plan.end,
+        last_day=max(last_day, state.last_day) if keep_old else last_day,
         estimated_from=estimated[0] if estimated else None,
     )
+
+
+def _fetched_through(fetch, plan: FetchPlan) -> dt.date | None:
+    """The newest day a lagging source had costs for (`newest_day`, None when it had none:
+    the day before the plan's start); None for a source that has every planned day."""
+    if not hasattr(fetch, "newest_day"):
+        return None
+    return fetch.newest_day or plan.start - dt.timedelta(days=1)
+
+
+def narrowed(plan: FetchPlan, source: CostSource, query: CostQuery,
+             marks: dict[str, str]) -> FetchPlan:
+    """An incremental plan cut to the days whose source data changed since it was stored,
+    for a source that can tell (the report source, by its files' fingerprints)."""
+    changed_from = getattr(source, "changed_from", None)
+    if changed_from is None:
+        return plan
+    start = changed_from(plan.start, plan.end, query, marks)
+    if start is None:
+        return replace(plan, start=None, reason=f"{plan.reason}, but nothing changed at the source")
+    if start > plan.start:
+        return replace(plan, start=start, reason=f"{plan.reason} from the first changed day")
+    return plan
 
 
 def ingest(engine: Engine, source: CostSource, query: CostQuery, *, day: dt.date,
@@ -95,6 +124,8 @@ def ingest(engine: Engine, source: CostSource, query: CostQuery, *, day: dt.date
     state = read_source_state(engine, query.metric)
     plan = plan_fetch(state, day, today, lookback_days, query.group_by, query.record_types,
                       source.account, source.retention_days)
+    if plan.start is not None and state is not None and not plan.wipe:
+        plan = narrowed(plan, source, query, read_marks(engine, query.metric))
     log.info("fetch plan for %s: %s%s", day, plan.reason,
              f" ({plan.start}..{plan.end})" if plan.start else "")
     if plan.start is None:
@@ -108,10 +139,13 @@ def ingest(engine: Engine, source: CostSource, query: CostQuery, *, day: dt.date
             engine, query.metric, plan.start, plan.end,
             with_progress(fetch, plan.start, plan.end),
             lambda: state_after(state, plan, fetch.unsettled_days, source.account,
-                                query.group_by, query.record_types),
-            wipe_metric=plan.wipe)
+                                query.group_by, query.record_types, _fetched_through(fetch, plan)),
+            wipe_metric=plan.wipe, marks=lambda: getattr(fetch, "marks", {}))
     except CostTrackingError as exc:  # the source's, or the database's while writing
         exc.requests = fetch.requests
         raise
     log.info("stored %d rows for %s..%s", written, plan.start, plan.end)
+    names = getattr(fetch, "group_names", None)
+    if names:
+        save_account_names(engine, names, source.name)
     return IngestResult(plan, fetch.requests, written)

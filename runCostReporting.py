@@ -41,6 +41,8 @@ from _util.site.publish import make_s3_client
 from _util.slack.delivery import make_slack_client
 from _util.sources import SOURCES
 from _util.sources.demo_account import DEMO_LABEL_DAYS, planted_incidents
+from _util.sources.organizations import make_organizations_client
+from _util.store.account_names import LINKED_ACCOUNT
 from _util.store.cost_store import load_history
 from _util.store.database import create_tables, make_engine, mask_url
 from _util.store.database_lock import database_lock
@@ -120,12 +122,17 @@ def make_clients(settings: Settings, today: dt.date) -> Clients:
     will use."""
     fetching = not settings.skip_fetch and settings.backtest_from is None
     sending = not settings.dry_run
+    # Account names from AWS Organizations: only for groups that are account IDs, only
+    # when asked, and never for the demo or a run that stays off the network.
+    naming = (fetching and not settings.demo and settings.group_by == LINKED_ACCOUNT
+              and settings.account_names_from_organizations == "on")
     return Clients(
         source=partial(SOURCES[settings.source], settings, today) if fetching else None,
         s3=make_s3_client if sending and settings.s3_bucket else None,
         slack=(partial(make_slack_client, settings.slack_token, settings.slack_api_url,
                        retries=settings.slack_max_retries)
                if sending and settings.slack_token and settings.slack_channel else None),
+        organizations=make_organizations_client if naming else None,
     )
 
 

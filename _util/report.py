@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,8 @@ class Alert:
     `top_group*` name the group that moved a service-level alert the most. A trend alert
     carries the 7- and 28-day mean daily costs its materiality gate compared, and
     `echo_of`, the day of the spike of the same series it follows, if it does.
+    `group_name` and `top_group_name` are the names of those groups when they are account
+    IDs with a known name (`with_group_names`): shown beside the ID, never instead of it.
     """
 
     kind: str
@@ -77,6 +80,8 @@ class Alert:
     episode_days: int = 1
     muted: bool = False
     mute_reason: str | None = None
+    group_name: str | None = None
+    top_group_name: str | None = None
 
     @property
     def level(self) -> str:
@@ -185,6 +190,21 @@ class Report:
         """The alerts the digest shows: all but the muted and the echoes of spikes (the
         site and report.json keep every alert)."""
         return [a for a in self.alerts if not a.muted and not a.is_echo]
+
+
+def with_group_names(report: Report, names: Mapping[str, str]) -> Report:
+    """The report with each alert's group and top group named where `names` (account ID
+    -> account name) knows them, so Slack, the pages, the plots and report.json all show
+    "123456789012 (prod-web)" from the one alert."""
+    if not names:
+        return report
+
+    def name_of(group: str | None) -> str | None:
+        return (names.get(group) or None) if group else None
+
+    return dataclasses.replace(report, alerts=tuple(
+        dataclasses.replace(a, group_name=name_of(a.group), top_group_name=name_of(a.top_group))
+        for a in report.alerts))
 
 
 def _plain(value: Any) -> Any:

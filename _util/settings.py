@@ -20,6 +20,7 @@ from _util.paths import OutputPaths
 from _util.report import SEASONALITIES, Rules
 from _util.sources import SOURCES
 from _util.sources.cost_explorer import CE_DAILY_RETENTION_DAYS
+from _util.sources.cur_report import ENGINES as CUR_ENGINES
 
 ENV_PREFIX = "COST_TRACKING_"
 METRICS = ("UnblendedCost", "AmortizedCost", "NetAmortizedCost", "NetUnblendedCost",
@@ -58,6 +59,7 @@ class Settings:
     db_url: str
     metric: str = "UnblendedCost"
     group_by: str = "TAG:Name"
+    account_names_from_organizations: str = "off"
     lookback_days: int = 365
     exclude_record_types: tuple[str, ...] = ("Credit", "Refund")
     rules: Rules = field(default_factory=Rules)
@@ -76,6 +78,13 @@ class Settings:
     demo_scale: tuple[int, int] | None = None
     mutes: tuple[Mute, ...] = ()
     source: str = "cost-explorer"
+    cur_uri: str | None = None
+    cur_engine: str = "duckdb"
+    athena_database: str | None = None
+    athena_table: str | None = None
+    athena_workgroup: str = "primary"
+    athena_output: str | None = None
+    athena_timeout_seconds: float = 600.0
     dry_run: bool = False
     force: bool = False
     skip_fetch: bool = False
@@ -239,14 +248,24 @@ class SettingSpec:
 
 SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("source", _source,
-                "Where the costs come from: cost-explorer (default) or demo (the built-in "
-                "demo account; --demo is the shortcut)."),
+                "Where the costs come from: cost-explorer (default), cur (the Cost and Usage "
+                "Report, CUR 2.0) or demo (the built-in demo account; --demo is the shortcut)."),
+    SettingSpec("cur_uri", _text, "With source cur: where the export's Parquet files are, s3://bucket/prefix/ or a local folder (holding its BILLING_PERIOD=YYYY-MM folders)."),
+    SettingSpec("cur_engine", _choice(CUR_ENGINES), "With source cur: duckdb (default: aggregated on this machine) or athena."),
+    SettingSpec("athena_database", _text, "With the athena engine: the Glue database of the CUR table."),
+    SettingSpec("athena_table", _text, "With the athena engine: the CUR 2.0 table (partitioned by billing_period; DDL in the README)."),
+    SettingSpec("athena_workgroup", _text, "With the athena engine: the workgroup queries run in (default primary)."),
+    SettingSpec("athena_output", _text, "With the athena engine: s3://bucket/prefix/ for query results (default: the workgroup's)."),
+    SettingSpec("athena_timeout_seconds", _float_between(1, 86400), "With the athena engine: how long a query may run before it is stopped (default 600)."),
     SettingSpec("output_dir", lambda raw: Path(str(raw)).expanduser(),
                 "Folder for the database, site, Slack payloads, run records and logs (default ./output)."),
     SettingSpec("db_url", str, "SQLAlchemy URL of the database (default sqlite:///<output>/cost_tracking.db; "
                 "MySQL: mysql+pymysql://user:pass@host/db)."),
     SettingSpec("metric", _choice(METRICS), "Cost Explorer metric (default UnblendedCost)."),
     SettingSpec("group_by", _group_by, "Second grouping after SERVICE (default TAG:Name)."),
+    SettingSpec("account_names_from_organizations", _choice(("off", "on")),
+                "With group_by LINKED_ACCOUNT: on also reads the accounts' names from AWS "
+                "Organizations (organizations:ListAccounts); off (default): Cost Explorer's."),
     SettingSpec("lookback_days", _int_between(35, 390), "Days of history kept and analysed (default 365)."),
     SettingSpec("exclude_record_types", _record_types,
                 "Record types left out of the costs (default Credit,Refund; empty for none)."),

@@ -13,6 +13,7 @@ from botocore.stub import Stubber
 
 from _util.errors import SourceError, SourceUnavailable, UnusableResponse
 from _util.sources.cost_explorer import CostFetch, build_request
+from _util.sources.demo_account import DemoCostExplorer
 
 D = dt.date
 
@@ -207,3 +208,59 @@ def test_client_errors_become_one_line_source_errors(stubbed, code, expected, ki
         list(CostFetch(client, D(2026, 3, 1), D(2026, 3, 1), "UnblendedCost", "TAG:Name", ()))
     assert "\n" not in str(info.value)
     assert (kind is SourceUnavailable) == isinstance(info.value, SourceUnavailable)
+
+
+def _attributes(*pairs: tuple[str, str]) -> list[dict]:
+    return [{"Value": value, "Attributes": {"description": name}} for value, name in pairs]
+
+
+def test_account_names_are_read_from_every_pages_dimension_value_attributes(stubbed):
+    """Grouped by LINKED_ACCOUNT, Cost Explorer names the accounts each page returns."""
+    client, stubber = stubbed
+    stubber.add_response("get_cost_and_usage", {
+        "GroupDefinitions": [{"Type": "DIMENSION", "Key": "SERVICE"},
+                             {"Type": "DIMENSION", "Key": "LINKED_ACCOUNT"}],
+        "ResultsByTime": [_period("2026-03-01", [("EC2", "123456789012", "10.00")])],
+        "DimensionValueAttributes": _attributes(("123456789012", "prod-web")),
+        "NextPageToken": "p2",
+    }, _request("2026-03-01", "2026-03-02", group_by="LINKED_ACCOUNT"))
+    stubber.add_response("get_cost_and_usage", {
+        "ResultsByTime": [_period("2026-03-01", [("S3", "210987654321", "2.00"),
+                                                 ("S3", "555555555555", "1.00")])],
+        "DimensionValueAttributes": _attributes(("210987654321", "staging <!here> \u202e"),
+                                                ("555555555555", "")),
+    }, _request("2026-03-01", "2026-03-02", token="p2", group_by="LINKED_ACCOUNT"))
+    fetch = CostFetch(client, D(2026, 3, 1), D(2026, 3, 1), "UnblendedCost", "LINKED_ACCOUNT",
+                      ("Credit", "Refund"))
+    assert fetch.group_names == {}
+    rows = list(fetch)
+    assert {r.group_value for r in rows} == {"123456789012", "210987654321", "555555555555"}
+    # Stored exactly as sent; an empty name is no name.
+    assert fetch.group_names == {"123456789012": "prod-web",
+                                 "210987654321": "staging <!here> \u202e"}
+
+
+def test_other_groupings_take_no_names(stubbed):
+    client, stubber = stubbed
+    stubber.add_response("get_cost_and_usage", {
+        "ResultsByTime": [_period("2026-03-01", [("EC2", "us-east-1", "1.00")])],
+        "DimensionValueAttributes": _attributes(("us-east-1", "US East (N. Virginia)")),
+    }, _request("2026-03-01", "2026-03-02", group_by="REGION"))
+    fetch = CostFetch(client, D(2026, 3, 1), D(2026, 3, 1), "UnblendedCost", "REGION",
+                      ("Credit", "Refund"))
+    list(fetch)
+    assert fetch.group_names == {}
+
+
+def test_the_demo_names_its_invented_accounts_like_cost_explorer():
+    demo = DemoCostExplorer(D(2026, 11, 23), page_groups=50)
+    fetch = CostFetch(demo, D(2026, 11, 1), D(2026, 11, 22), "UnblendedCost", "LINKED_ACCOUNT",
+                      ("Credit", "Refund"))
+    accounts = {r.group_value for r in fetch}
+    assert fetch.requests > 1  # names gathered over several pages
+    assert set(fetch.group_names) == accounts
+    assert fetch.group_names["123456789024"] == "demo-web-prod"
+    assert all(name.startswith("demo-") for name in fetch.group_names.values())
+    page = demo.get_cost_and_usage(**build_request(D(2026, 11, 1), D(2026, 11, 2),
+                                                   "UnblendedCost", "TAG:Name", ()))
+    assert page["DimensionValueAttributes"] == []

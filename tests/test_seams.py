@@ -108,7 +108,7 @@ def test_an_unregistered_source_is_refused_naming_the_registered_ones(tmp_path, 
                                                                       monkeypatch, capsys):
     monkeypatch.setenv("COST_TRACKING_SOURCE", "flat")
     assert _run(tmp_path, monkeypatch) == 2
-    assert "COST_TRACKING_SOURCE is 'flat'; allowed: one of cost-explorer, demo" in \
+    assert "COST_TRACKING_SOURCE is 'flat'; allowed: one of cost-explorer, cur, demo" in \
         capsys.readouterr().err
 
 

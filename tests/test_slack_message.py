@@ -308,8 +308,9 @@ HOSTILE = [
 
 @pytest.mark.parametrize("name", HOSTILE)
 def test_hostile_names_are_escaped_kept_on_one_line_and_clipped(name):
-    alerts = [alert(service=name, delta=300, top_group=name, top_group_delta_usd=200.0),
-              alert(service=name, group=name, delta=100),
+    alerts = [alert(service=name, delta=300, top_group=name, top_group_delta_usd=200.0,
+                    top_group_name=name),
+              alert(service=name, group=name, delta=100, group_name=name),
               alert(service="other", group=name, delta=50, kind=TREND),
               alert(service=name, direction=DOWN, delta=-70, status="continuing",
                     episode_days=3)]
@@ -328,9 +329,11 @@ def test_hostile_names_are_escaped_kept_on_one_line_and_clipped(name):
 @settings(max_examples=60, deadline=None)
 @given(st.text(max_size=400), st.text(max_size=400))
 def test_any_service_and_group_name_gives_a_valid_message(service, group):
-    alerts = [alert(service=service, delta=10, top_group=group, top_group_delta_usd=5.0),
-              alert(service=service, group=group, delta=5, kind=TREND),
-              alert(service=group, direction=DOWN, delta=-3, status="continuing")]
+    alerts = [alert(service=service, delta=10, top_group=group, top_group_delta_usd=5.0,
+                    top_group_name=service),
+              alert(service=service, group=group, delta=5, kind=TREND, group_name=service),
+              alert(service=group, group=service, direction=DOWN, delta=-3, status="continuing",
+                    group_name=group)]
     message = build_message(report(alerts), account_label=group)
     assert_valid_for_slack(message)
 

@@ -39,12 +39,14 @@ class Clients:
 
     A factory is None where the run does not use that client: no source with --skip-fetch
     or a backtest, no S3 without a bucket or in a dry run, no Slack without a token and a
-    channel or in a dry run.
+    channel or in a dry run, no Organizations unless account names are to be read from it.
     """
 
     def __init__(self, source: Callable[[], CostSource] | None = None,
-                 s3: Factory | None = None, slack: Factory | None = None) -> None:
-        self._factories = {"source": source, "s3": s3, "slack": slack}
+                 s3: Factory | None = None, slack: Factory | None = None,
+                 organizations: Factory | None = None) -> None:
+        self._factories = {"source": source, "s3": s3, "slack": slack,
+                           "organizations": organizations}
         self._made: dict[str, Any] = {}
 
     def _get(self, name: str) -> Any:
@@ -65,6 +67,10 @@ class Clients:
         return self._factories["slack"] is not None
 
     @property
+    def names_accounts(self) -> bool:
+        return self._factories["organizations"] is not None
+
+    @property
     def source(self) -> CostSource:
         return self._get("source")
 
@@ -75,3 +81,7 @@ class Clients:
     @property
     def slack(self) -> Any:
         return self._get("slack")
+
+    @property
+    def organizations(self) -> Any:
+        return self._get("organizations")

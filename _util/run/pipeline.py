@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 
 import boto3
+import botocore.exceptions
 import pandas as pd
 from sqlalchemy.engine import Engine
 
@@ -38,7 +39,7 @@ from _util.errors import (
 from _util.logging_setup import FILE_ONLY
 from _util.money import in_currency
 from _util.paths import OutputPaths
-from _util.report import Report
+from _util.report import Report, with_group_names
 from _util.run.catch_up import plan_catch_up
 from _util.run.job import Clients, RunJob
 from _util.run.pending import deliver_pending
@@ -51,7 +52,9 @@ from _util.slack import message as slack_message
 from _util.slack.delivery import with_metadata
 from _util.slack.preview import preview_page
 from _util.sources.base import CostQuery
+from _util.sources.organizations import ORGANIZATIONS, organization_account_names
 from _util.store import delivery_log
+from _util.store.account_names import LINKED_ACCOUNT, load_account_names, save_account_names
 from _util.store.cost_store import load_history, read_source_state, stored_currency
 from _util.store.database import mask_url
 
@@ -115,12 +118,15 @@ class DailyRun:
         failure = None
         if self.clients.fetches:
             failure = self.ingest(record)
+            self.read_account_names(record)
             if failure is None:
                 self.catch_up(record)
         else:
             require_stored(read_source_state(self.engine, self.settings.metric), day)
         if failure is not None:
             job = replace(job, report_day=self.stale_day(failure), stale=True)
+        elif self.clients.fetches:
+            job = replace(job, report_day=self.newest_fetched_day(day))
         self.report(job, record)
 
     # ---- ingest and the policies around it ------------------------------------------
@@ -159,6 +165,20 @@ class DailyRun:
         self.outcome.problems.append(str(exc))
         stage.status = FAILED
         stage.counts["error"] = str(exc)
+
+    def newest_fetched_day(self, day: dt.date) -> dt.date:
+        """`day`, or the newest stored day when the source has no costs for `day` yet (the
+        Cost and Usage Report lags by hours to a day): reading an unstored day would make
+        every service $0 and alert a spike down on each."""
+        state = read_source_state(self.engine, self.settings.metric)
+        if state is None or state.last_day >= day:
+            return day
+        if state.last_day < state.first_day:
+            raise SourceError(f"the cost source ({self.clients.source.name}) holds no costs "
+                              f"up to {day}: nothing to report")
+        log.warning("the cost source has no costs for %s yet: the report is about %s, the "
+                    "newest day it has", day, state.last_day)
+        return state.last_day
 
     def stale_day(self, failure: Exception) -> dt.date:
         query = self.query
@@ -255,6 +275,9 @@ class DailyRun:
             stage.counts.update(new=sum(a.counts_as_new for a in report.alerts),
                                 continuing=sum(a.status == CONTINUING for a in report.alerts),
                                 muted=sum(a.muted for a in report.alerts))
+        if s.group_by == LINKED_ACCOUNT:
+            # Account IDs read as "123456789012 (prod-web)" wherever they are shown.
+            report = with_group_names(report, load_account_names(self.engine))
         if not sections.analysing():
             return report
         with record.stage("sections") as stage:
@@ -274,6 +297,25 @@ class DailyRun:
         currency = stored_currency(self.engine, self.settings.metric, job.report_day)
         with in_currency(currency):
             self.report_in_currency(job, history, record, currency)
+
+    def read_account_names(self, record: RunRecord) -> None:
+        """Store the organization's account names before the report shows them, when the
+        run reads them from AWS Organizations (grouped by LINKED_ACCOUNT with
+        COST_TRACKING_ACCOUNT_NAMES_FROM_ORGANIZATIONS=on: see `Clients`). Organizations
+        refusing (no permission, no organization, no credentials) is a warning, never a
+        failed run: the names Cost Explorer gave are still shown."""
+        if not self.clients.names_accounts:
+            return
+        with record.stage("account_names") as stage:
+            try:
+                client = self.clients.organizations
+            except botocore.exceptions.BotoCoreError as exc:
+                log.warning("no account names from AWS Organizations: %s", exc)
+                return
+            names = organization_account_names(client)
+            stage.counts["accounts"] = save_account_names(self.engine, names, ORGANIZATIONS)
+            if names:
+                log.info("read %d account names from AWS Organizations", len(names))
 
     def report_in_currency(self, job: RunJob, history: pd.DataFrame, record: RunRecord,
                            currency: str) -> None:

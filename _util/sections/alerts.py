@@ -64,7 +64,7 @@ def _alert_title(alert: Alert, group_by: str) -> str:
     service = strong(mrkdwn_name(alert.service))
     if alert.group is None:
         return service
-    return f"{service} › {group_label(alert.group, group_by)}"
+    return f"{service} › {group_label(alert.group, group_by, alert.group_name)}"
 
 
 def _alert_text(alert: Alert, report: Report, folded: list[Alert]) -> str:
@@ -87,7 +87,8 @@ def _alert_text(alert: Alert, report: Report, folded: list[Alert]) -> str:
     else:
         detail = _zscore_text(alert.zscore)
         if alert.top_group is not None:
-            driver = f"driven by {group_label(alert.top_group, report.group_by)}"
+            top = group_label(alert.top_group, report.group_by, alert.top_group_name)
+            driver = f"driven by {top}"
             if alert.top_group_delta_usd is not None:
                 driver += f" ({signed_money(alert.top_group_delta_usd)})"
             detail = f"{detail}, {driver}" if detail else driver.capitalize()
@@ -98,7 +99,7 @@ def _alert_text(alert: Alert, report: Report, folded: list[Alert]) -> str:
     folded = [a for a in folded if abs(a.usd - alert.usd) >= 0.005
               and not (measured_as_spike and a.group == alert.top_group)]
     if folded:
-        names = [group_label(a.group or "", report.group_by) for a in folded]
+        names = [group_label(a.group or "", report.group_by, a.group_name) for a in folded]
         shown = ", ".join(names[:FOLDED_GROUPS_SHOWN])
         more = len(names) - FOLDED_GROUPS_SHOWN
         lines.append(f"Also flagged in {'group' if len(names) == 1 else 'groups'}: "
@@ -122,7 +123,9 @@ def _continuing_text(kind: AlertKind, alerts: list[Alert],
     for alert in alerts:
         name = mrkdwn_name(alert.service, SUMMARY_NAME_CHARS)
         if alert.group is not None:
-            name += f" › {group_label(clip(alert.group, SUMMARY_NAME_CHARS), report.group_by)}"
+            group_name = alert.group_name and clip(alert.group_name, SUMMARY_NAME_CHARS)
+            group = group_label(clip(alert.group, SUMMARY_NAME_CHARS), report.group_by, group_name)
+            name += f" › {group}"
         url = usable_url(alert.plot_url)
         entry = f"<{url}|{name}>" if url and len(url) <= INLINE_URL_CHARS else name
         entries.append(f"{entry} (day {alert.episode_days}, "

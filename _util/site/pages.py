@@ -83,11 +83,20 @@ def percent(value: float | None) -> str:
     return text.replace("-", "−")
 
 
-def group_label(group: str | None) -> str:
-    """How a group reads: None is the whole service, "" is the untagged group."""
+def group_label(group: str | None, name: str | None = None, isolate: bool = True) -> str:
+    """How a group reads: None is the whole service, "" is the untagged group, an account
+    ID with its name when one is known ("123456789012 (prod-web)"). With a name, each
+    part is isolated for a page when it holds bidirectional controls (`isolate`; a plot
+    marks them instead), so a hostile name cannot reorder the ID or the parentheses."""
     if group is None:
         return "all groups"
-    return group if group else "(untagged)"
+    if not group:
+        return "(untagged)"
+    if not name:
+        return group
+    if isolate:
+        return f"{isolated(group)} ({isolated(name)})"
+    return f"{group} ({name})"
 
 
 def alert_label(alert: Alert, isolate: bool = True) -> str:
@@ -96,7 +105,7 @@ def alert_label(alert: Alert, isolate: bool = True) -> str:
     name = isolated if isolate else str
     if alert.group is None:
         return name(alert.service)
-    return f"{name(alert.service)} · {name(group_label(alert.group))}"
+    return f"{name(alert.service)} · {name(group_label(alert.group, alert.group_name, isolate))}"
 
 
 def status_text(alert: Alert) -> str:
@@ -195,7 +204,8 @@ def alert_sentence(alert: Alert, report: Report, baseline: str) -> str:
     day = report.day.isoformat()
     where = isolated(alert.service)
     if alert.group is not None:
-        where = f"{isolated(alert.service)} ({isolated(group_label(alert.group))})"
+        where = (f"{isolated(alert.service)} "
+                 f"({isolated(group_label(alert.group, alert.group_name))})")
     base = f"its mean of {money(alert.baseline_mean)} over the {baseline} before"
     if kind_of(alert.kind, alert.direction).plot == SPIKE_PLOT:
         z = "—" if alert.zscore is None else f"{alert.zscore:.1f}"
@@ -225,7 +235,8 @@ def alert_numbers(alert: Alert, report: Report, baseline: str) -> list[tuple[str
     rows = [
         ("Date", report.day.isoformat()),
         ("Service", alert.service),
-        ("Group" if alert.group is not None else "Level", group_label(alert.group)),
+        ("Group" if alert.group is not None else "Level",
+         group_label(alert.group, alert.group_name)),
         ("Rule", f"{alert.kind} {alert.direction}"),
         ("Cost on the day", money(alert.usd)),
         (f"Baseline mean ({baseline})", money(alert.baseline_mean)),
@@ -251,7 +262,7 @@ def alert_numbers(alert: Alert, report: Report, baseline: str) -> list[tuple[str
         rows.append(
             (
                 f"Group that moved most ({report.group_by})",
-                f"{isolated(group_label(alert.top_group))}: "
+                f"{isolated(group_label(alert.top_group, alert.top_group_name))}: "
                 f"{signed_money(alert.top_group_delta_usd)}",
             )
         )

@@ -94,9 +94,11 @@ def day_label(day: dt.date) -> str:
     return f"{day:%a} {day.day} {day:%b %Y}"
 
 
-def group_label(group: str, group_by: str) -> str:
+def group_label(group: str, group_by: str, name: str | None = None) -> str:
+    """A group inside mrkdwn text: an account ID with its name when one is known
+    ("123456789012 (prod-web)"), the name escaped and flattened like the ID."""
     if group:
-        return mrkdwn_name(group)
+        return mrkdwn_name(f"{group} ({name})" if name else group)
     return "(untagged)" if group_by.upper().startswith("TAG") else "(none)"
 
 

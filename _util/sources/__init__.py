@@ -9,10 +9,12 @@ from typing import Callable
 
 from _util.sources.base import CostQuery, CostSource, SourceFetch
 from _util.sources.cost_explorer import cost_explorer_source
+from _util.sources.cur_report import cur_source
 from _util.sources.demo_account import demo_source
 
 SOURCES: dict[str, Callable[..., CostSource]] = {
     "cost-explorer": cost_explorer_source,
+    "cur": cur_source,
     "demo": demo_source,
 }
 

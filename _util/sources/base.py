@@ -36,7 +36,12 @@ class SourceFetch(Protocol):
     before the next day's), to be iterated once inside the transaction that stores them.
     An answer that cannot be stored raises `UnusableResponse` where it shows, so nothing
     of the fetch is kept. `requests` and `unsettled_days` are complete when iteration
-    ends (and `requests` counts what a failure cost)."""
+    ends (and `requests` counts what a failure cost).
+
+    Optional (read with getattr): `marks`, what the fetch read, stored with its rows for
+    the source's `changed_from` of a later run (the report source: file fingerprints per
+    billing period); `group_names`, names of group values the source knows (account IDs'
+    account names)."""
 
     requests: int
     unsettled_days: set[dt.date]  # days the source says may still change
@@ -56,3 +61,8 @@ class CostSource(Protocol):
     retention_days: int  # how many days back the source keeps daily data
 
     def fetch(self, start: dt.date, end: dt.date, query: CostQuery) -> SourceFetch: ...
+
+    # Optional: `changed_from(start, end, query, marks) -> date | None`, the first day of an
+    # incremental plan's start..end whose data may differ from what is stored, given the
+    # marks stored with it (None: nothing changed). A source without it is asked for
+    # every planned day.

@@ -20,6 +20,7 @@ from botocore.config import Config
 
 from _util.errors import SourceError, SourceUnavailable, UnusableResponse
 from _util.sources.base import CostQuery
+from _util.store.account_names import LINKED_ACCOUNT
 from _util.store.cost_store import CostRow
 
 if TYPE_CHECKING:
@@ -123,6 +124,22 @@ def _amount(group: dict, metric: str, day: dt.date, units: set[str]) -> tuple[fl
     return amount, unit
 
 
+def dimension_names(response: dict) -> dict[str, str]:
+    """Account ID -> name from a page's `DimensionValueAttributes` (Cost Explorer sends
+    `{"Value": "123456789012", "Attributes": {"description": "prod-web"}}` per linked
+    account it returns). A name only decorates a group: an entry without one is skipped,
+    never a reason to refuse the page."""
+    names = {}
+    for entry in response.get("DimensionValueAttributes") or []:
+        if not isinstance(entry, dict):
+            continue
+        value, attributes = entry.get("Value"), entry.get("Attributes")
+        name = attributes.get("description") if isinstance(attributes, dict) else None
+        if isinstance(value, str) and value and isinstance(name, str) and name.strip():
+            names[value] = name
+    return names
+
+
 def _period_day(period: Any) -> dt.date:
     try:
         return dt.date.fromisoformat(period["TimePeriod"]["Start"])
@@ -163,7 +180,8 @@ class CostFetch:
     untagged group "") are summed. Iterate once, inside the transaction that stores the
     rows: an unusable answer raises on the page where it shows, so nothing is stored.
     `requests`, `days`, `unsettled_days` (those still Estimated) and `rows` are complete
-    when iteration ends.
+    when iteration ends. Grouped by LINKED_ACCOUNT, `group_names` gathers the accounts'
+    names the pages carry (account ID -> name), for ingest to store.
     """
 
     def __init__(self, client: Any, start: dt.date, end: dt.date, metric: str, group_by: str,
@@ -177,12 +195,15 @@ class CostFetch:
         self.rows = 0
         self.days: set[dt.date] = set()
         self.unsettled_days: set[dt.date] = set()
+        self.group_names: dict[str, str] = {}
 
     def __iter__(self) -> Iterator[CostRow]:
         units: set[str] = set()
         day: dt.date | None = None  # the day being gathered
         merged: dict[tuple[str, str], list] = {}  # (service, group) -> [amount, unit, estimated]
         for response in self._pages():
+            if self.group_by == LINKED_ACCOUNT:
+                self.group_names.update(dimension_names(response))
             for period in response.get("ResultsByTime", []):
                 period_day = _period_day(period)
                 if not self.start <= period_day <= self.end:

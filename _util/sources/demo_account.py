@@ -264,6 +264,11 @@ class DemoAccount:
         return frame[frame["amount"] != 0.0].reset_index(drop=True)
 
 
+def _account_name(tag_value: str) -> str:
+    """The invented name of the demo account a tag value's spend is put in."""
+    return f"demo-{tag_value}" if tag_value else "demo-management"
+
+
 def _group_key(group_by: dict | None, service: str, tag_value: str) -> str:
     """The second key as Cost Explorer spells it for the configured grouping."""
     if group_by is None:
@@ -338,10 +343,17 @@ class _DemoQuery:
         # Series whose keys coincide (two tag values in one REGION, say) are one group.
         index: dict[tuple[str, ...], int] = {}
         series_key = np.empty(len(table.share), dtype=np.int64)
+        # Grouped by LINKED_ACCOUNT, each invented account ID has a name, as in Cost
+        # Explorer's DimensionValueAttributes: the first tag value's put in it.
+        by_account = (second is not None and second.get("Type") == "DIMENSION"
+                      and second.get("Key") == "LINKED_ACCOUNT")
+        self.account_names: dict[str, str] = {}
         for s, (svc_i, tag) in enumerate(zip(table.service_idx.tolist(), table.group_names)):
             service = names[svc_i]
             keys = (service,) if second is None else (service, _group_key(second, service, tag))
             series_key[s] = index.setdefault(keys, len(index))
+            if by_account:
+                self.account_names.setdefault(keys[1], _account_name(tag))
         self.credit_series: np.ndarray | None = None
         self.credit_key = -1
         if ("Credit" not in _excluded_record_types(kwargs.get("Filter"))
@@ -350,6 +362,8 @@ class _DemoQuery:
             self.credit_series = table.service_idx == 0
             keys = (names[0],) if second is None else (names[0], _group_key(second, names[0], ""))
             self.credit_key = index.setdefault(keys, len(index))
+            if by_account:
+                self.account_names.setdefault(keys[1], _account_name(""))
         self.keys = [list(k) for k in index]
         self.series_key = series_key
         self.merged = len(index) != len(series_key)
@@ -386,6 +400,14 @@ class _DemoQuery:
             "Estimated": day >= self.today - dt.timedelta(days=2),
         }
 
+    def _attributes(self, periods: list[dict]) -> list[dict]:
+        """The names of the accounts a page returns, as Cost Explorer attaches them."""
+        if not self.account_names:
+            return []
+        accounts = dict.fromkeys(g["Keys"][1] for p in periods for g in p["Groups"])
+        return [{"Value": a, "Attributes": {"description": self.account_names[a]}}
+                for a in accounts if a in self.account_names]
+
     def page(self, token: str | None, page_groups: int) -> dict:
         """At most `page_groups` groups from `token` on, splitting days; a day without
         groups takes one slot."""
@@ -406,7 +428,7 @@ class _DemoQuery:
         response = {
             "GroupDefinitions": [{"Type": g["Type"], "Key": g["Key"]} for g in self.group_defs],
             "ResultsByTime": periods,
-            "DimensionValueAttributes": [],
+            "DimensionValueAttributes": self._attributes(periods),
             "ResponseMetadata": {"HTTPStatusCode": 200},
         }
         if i < self.n_days:

@@ -61,6 +61,18 @@ cost_source = sa.Table(
 )
 
 
+# What a source read to produce the stored rows, per metric (the report source: each
+# billing period's file fingerprint), written in the transaction that stores the rows so
+# the two never disagree: a source skips what its marks say is stored already.
+source_mark = sa.Table(
+    "source_mark", metadata,
+    sa.Column("metric", sa.String(32), primary_key=True),
+    sa.Column("mark", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(128), nullable=False),
+    mysql_charset="utf8mb4",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class CostRow:
     """One stored amount: a service's cost in one group on one day."""
@@ -100,7 +112,8 @@ def read_source_state(engine: Engine, metric: str) -> SourceState | None:
 
 def replace_days(engine: Engine, metric: str, start: dt.date, end: dt.date,
                  rows: Iterable[CostRow], state: SourceState | Callable[[], SourceState], *,
-                 wipe_metric: bool = False, fetched_at: dt.datetime | None = None) -> int:
+                 wipe_metric: bool = False, fetched_at: dt.datetime | None = None,
+                 marks: Callable[[], dict[str, str]] | None = None) -> int:
     """Replace the stored days start..end (inclusive) with `rows`, in one transaction.
 
     A day fetched again is replaced as a whole, so a revised amount replaces the old one
@@ -110,7 +123,8 @@ def replace_days(engine: Engine, metric: str, start: dt.date, end: dt.date,
     `rows` is consumed a batch at a time, so it can be a fetch still in progress: an
     exception it raises rolls everything back. `state` may be a function, called once
     every row is written, for bookkeeping that only the whole fetch knows (its Estimated
-    days). Returns the number of rows written.
+    days); `marks`, called then too, gives the source's marks to store with the rows (a
+    wipe drops the metric's old marks). Returns the number of rows written.
     """
     fetched_at = fetched_at or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     written = 0
@@ -130,6 +144,7 @@ def replace_days(engine: Engine, metric: str, start: dt.date, end: dt.date,
             stored = None if wipe_metric else _unit_outside(conn, metric, start, end)
             _check_one_currency(metric, insert.first_of_unit, stored)
             _write_state(conn, metric, state() if callable(state) else state, fetched_at)
+            _write_marks(conn, metric, marks() if marks else {}, wipe_metric)
     except StoreError:
         raise
     except SQLAlchemyError as exc:
@@ -292,6 +307,26 @@ def _check_one_currency(metric: str, first_of_unit: dict[str, CostRow],
             "mix currencies, so nothing of the fetch was stored. If the account's currency "
             "changed, start its history again in a new database (COST_TRACKING_DB_URL) or "
             f"delete the stored rows of {metric} from cost_daily")
+
+
+def _write_marks(conn: Connection, metric: str, marks: dict[str, str], wipe: bool) -> None:
+    c = source_mark.c
+    delete = sa.delete(source_mark).where(c.metric == metric)
+    if not wipe:
+        if not marks:
+            return
+        delete = delete.where(c.mark.in_(sorted(marks)))
+    conn.execute(delete)
+    if marks:
+        conn.execute(sa.insert(source_mark), [{"metric": metric, "mark": k, "value": v}
+                                              for k, v in sorted(marks.items())])
+
+
+def read_marks(engine: Engine, metric: str) -> dict[str, str]:
+    """The marks stored with `metric`'s rows (see `source_mark`)."""
+    stmt = sa.select(source_mark.c.mark, source_mark.c.value).where(source_mark.c.metric == metric)
+    with _reading(engine) as conn:
+        return dict(conn.execute(stmt).tuples().all())
 
 
 def stored_currency(engine: Engine, metric: str, day: dt.date) -> str:

@@ -1,7 +1,7 @@
 """The one database engine factory, the shared table metadata, and URL masking.
 
-Tables are declared in the modules that own them (`cost_store`, `delivery_log`) on the
-shared `metadata`, and created on first use by `create_tables`.
+Tables are declared in the modules that own them (`cost_store`, `delivery_log`,
+`account_names`) on the shared `metadata`, and created on first use by `create_tables`.
 """
 from __future__ import annotations
 
@@ -99,6 +99,7 @@ def binary_collation(dialect) -> str:
 def create_tables(engine: Engine) -> None:
     """Create every declared table that does not exist yet."""
     # Import the owners so their tables are on `metadata` before create_all.
+    import _util.store.account_names  # noqa: F401
     import _util.store.cost_store  # noqa: F401
     import _util.store.delivery_log  # noqa: F401
     check_existing_tables(engine)
