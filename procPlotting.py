@@ -56,6 +56,8 @@ class Rendered:
     plots_rendered: int
     plot_ms: list[float]
     alerts_not_plotted: int = 0
+    # Each plotted alert's page, relative to the report's folder, by alert key.
+    alert_pages: dict = dataclasses.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- building jobs and pages
@@ -251,7 +253,7 @@ def render(
     log.info("rendered %d plots in %.0f ms (median %.0f ms per plot, %d workers)",
              len(jobs), wall_ms, float(np.median(plot_ms)) if plot_ms else 0.0, workers)
     return Rendered(report=final, files=files, plots_rendered=len(jobs), plot_ms=plot_ms,
-                    alerts_not_plotted=missing)
+                    alerts_not_plotted=missing, alert_pages=dict(site.alert_pages))
 
 
 def write_report_json(site_dir: Path, report: Report,

@@ -33,7 +33,8 @@ def _previous_month_same_days(day: dt.date) -> tuple[dt.date, dt.date]:
     return first_of_prev, first_of_prev.replace(day=min(day.day, last_of_prev.day))
 
 
-def summarise(history: pd.DataFrame, day: dt.date, lookback_days: int = 365) -> Summary:
+def summarise(history: pd.DataFrame, day: dt.date, lookback_days: int = 365,
+              of: str = "") -> Summary:
     """Month-to-date spend per service and in total, daily totals of the last 30 days,
     per-service daily spend of the month, and the headline.
 
@@ -52,7 +53,8 @@ def summarise(history: pd.DataFrame, day: dt.date, lookback_days: int = 365) -> 
       partial (the source has not reported them yet), so its total is understated.
 
     Only rows of the `lookback_days` days ending on `day` are read (the summary needs about
-    two months); days without rows, or older than that, count as zero.
+    two months); days without rows, or older than that, count as zero. `of` names the
+    slice in the log ("route platform").
     """
     end = pd.Timestamp(day)
     month_start = end.replace(day=1)
@@ -116,8 +118,8 @@ def summarise(history: pd.DataFrame, day: dt.date, lookback_days: int = 365) -> 
         projection_usd=float(projection), estimated=estimated,
         not_in_yet=_not_in_yet(day_idx, codes, amount, names, n_days - 1, prev7_mean),
     )
-    log.info("summarised %s: day %.2f, month to date %.2f, projection %.2f", day,
-             day_usd, mtd, projection)
+    log.info("summarised %s%s: day %.2f, month to date %.2f, projection %.2f", day,
+             f" ({of})" if of else "", day_usd, mtd, projection)
     if headline.not_in_yet:
         log.warning("%s looks partial: %d service(s) with costs every day of the week before "
                     "have none stored for it yet (%s)", day, len(headline.not_in_yet),

@@ -131,7 +131,8 @@ def make_clients(settings: Settings, today: dt.date) -> Clients:
         s3=make_s3_client if sending and settings.s3_bucket else None,
         slack=(partial(make_slack_client, settings.slack_token, settings.slack_api_url,
                        retries=settings.slack_max_retries)
-               if sending and settings.slack_token and settings.slack_channel else None),
+               if sending and settings.slack_token and (settings.slack_channel or settings.routes)
+               else None),
         organizations=make_organizations_client if naming else None,
     )
 

@@ -69,9 +69,11 @@ class OutputPaths:
     def report_dir(self, day: dt.date) -> Path:
         return report_dir(self.site, day)
 
-    def slack_payload(self, day: dt.date) -> Path:
-        """The exact payload of the run of `day` (what was, or would be, posted)."""
-        return self.root / "slack" / f"{day.isoformat()}.json"
+    def slack_payload(self, day: dt.date, route: str | None = None) -> Path:
+        """The exact payload of the run of `day` (what was, or would be, posted) to the
+        main channel, or to a route's channel (slack/<date>.<route>.json)."""
+        name = day.isoformat() if route is None else f"{day.isoformat()}.{route}"
+        return self.root / "slack" / f"{name}.json"
 
     def slack_preview(self, day: dt.date) -> Path:
         return self.report_dir(day) / SLACK_PREVIEW

@@ -165,6 +165,17 @@ class Summary:
 
 
 @dataclass(frozen=True)
+class RouteSlice:
+    """One route's part of the day as report.json lists it: its channel, its alerts and
+    the headline figures of the spend it matches."""
+
+    name: str
+    channel: str
+    alerts: tuple[Alert, ...]
+    headline: Headline
+
+
+@dataclass(frozen=True)
 class Report:
     day: dt.date
     metric: str
@@ -180,6 +191,8 @@ class Report:
     report_url: str | None = None
     # Each section's data of its own for the day, by section name (`Section.analyse`).
     sections: dict[str, Any] = field(default_factory=dict)
+    # Each [[route]]'s slice, for report.json (`_util/run/routing.py`).
+    routes: tuple[RouteSlice, ...] = ()
 
     @property
     def estimated(self) -> bool:
@@ -234,5 +247,10 @@ def report_to_dict(report: Report, section_parts: dict[str, Any]) -> dict[str, A
         "rules": dataclasses.asdict(report.rules),
         **section_parts,
         "report_url": report.report_url,
+        "routes": [{"name": r.name, "channel": r.channel,
+                    "alerts": [alert_to_dict(a) for a in r.alerts],
+                    "totals": {"day": r.headline.day_usd, "mtd": r.headline.mtd_usd,
+                               "projection": r.headline.projection_usd}}
+                   for r in report.routes],
         "alerts": [alert_to_dict(a) for a in report.alerts],
     }

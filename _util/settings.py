@@ -15,9 +15,12 @@ from typing import Any, Callable, Mapping
 
 from _util.alert_kinds import RULES
 from _util.detection.labels import DEFAULT_WINDOW_DAYS, LabelSet, read_labels
+from _util.config_tables import table_entries
 from _util.errors import ConfigError
 from _util.paths import OutputPaths
 from _util.report import SEASONALITIES, Rules
+from _util.routes import MAIN_CHANNEL_GETS, MAIN_GETS_ALL, Route, parse_routes
+from _util.weekly import WEEKDAYS
 from _util.sources import SOURCES
 from _util.sources.cost_explorer import CE_DAILY_RETENTION_DAYS
 from _util.sources.cur_report import ENGINES as CUR_ENGINES
@@ -62,6 +65,8 @@ class Settings:
     account_names_from_organizations: str = "off"
     lookback_days: int = 365
     exclude_record_types: tuple[str, ...] = ("Credit", "Refund")
+    coverage_tag: str | None = None
+    coverage_drop_pct: float = 5.0
     rules: Rules = field(default_factory=Rules)
     s3_bucket: str | None = None
     s3_prefix: str = ""
@@ -77,6 +82,9 @@ class Settings:
     log_max_bytes: int = 5_000_000
     demo_scale: tuple[int, int] | None = None
     mutes: tuple[Mute, ...] = ()
+    routes: tuple[Route, ...] = ()
+    main_channel_gets: str = MAIN_GETS_ALL
+    weekly_day: str | None = None
     source: str = "cost-explorer"
     cur_uri: str | None = None
     cur_engine: str = "duckdb"
@@ -183,6 +191,20 @@ def _text(raw: Any) -> str | None:
 _text.allowed = "text"  # type: ignore[attr-defined]
 
 
+def _tag_key(raw: Any) -> str | None:
+    """A tag key as AWS spells it (at most 128 characters), without the TAG: prefix that
+    COST_TRACKING_GROUP_BY takes; empty: off."""
+    value = str(raw).strip()
+    if not value:
+        return None
+    if value.upper().startswith("TAG:") or len(value) > 128:
+        raise ValueError
+    return value
+
+
+_tag_key.allowed = "a tag key such as Spend_Category (without TAG:, at most 128 characters)"  # type: ignore[attr-defined]
+
+
 def _prefix(raw: Any) -> str:
     """A key prefix inside the bucket. A leading '/' or a '..' segment would make the
     pages' relative links point outside the site: refused, not silently mended."""
@@ -269,6 +291,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("lookback_days", _int_between(35, 390), "Days of history kept and analysed (default 365)."),
     SettingSpec("exclude_record_types", _record_types,
                 "Record types left out of the costs (default Credit,Refund; empty for none)."),
+    SettingSpec("coverage_tag", _tag_key, "A tag key, e.g. Spend_Category: the digest's Tag coverage section shows the share of spend that carries it (default unset: off)."),
+    SettingSpec("coverage_drop_pct", _float_between(0, 100), "Tag coverage: a share this many points below its mean of the 7 days before is an alert in that section (default 5)."),
     SettingSpec("z", _float_between(0.5, 50), "Z-score threshold for spikes (default 3.0)."),
     SettingSpec("min_delta_usd", _float_between(0, 1e9), "A spike must move the cost by at least this many dollars (default 1.00)."),
     SettingSpec("min_delta_pct", _float_between(0, 10000), "A spike must move the cost by at least this percentage of its baseline mean (default 0, off)."),
@@ -286,6 +310,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("s3_prefix", _prefix, "Key prefix inside the bucket (default empty)."),
     SettingSpec("site_url", _url, "Public base URL of the site; derived from the bucket's website endpoint when unset."),
     SettingSpec("slack_channel", _text, "Slack channel ID or name to post to."),
+    SettingSpec("weekly_day", _choice(WEEKDAYS), "A day of the week, e.g. monday: that morning's run also sends each channel a weekly summary of the seven days before (default unset: off)."),
+    SettingSpec("main_channel_gets", _choice(MAIN_CHANNEL_GETS), "With [[route]] entries: all (default: the main channel gets the whole digest) or unrouted (only the alerts no route takes)."),
     SettingSpec("slack_api_url", _url, "Slack Web API base URL (default https://slack.com/api/)."),
     SettingSpec("slack_max_retries", _int_between(0, 10), "Retries of a Slack post after a 429, 5xx or connection error (default 4; backoff 2, 4, 8, 16 s)."),
     SettingSpec("account_label", _text, "Label shown in the Slack header, e.g. the account's name."),
@@ -297,7 +323,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
 RULE_FIELDS = {f.name for f in dataclasses.fields(Rules)}
-TOML_ONLY_KEYS = {"mute"}
+TOML_ONLY_KEYS = {"mute", "route"}
 
 
 def _parse(spec: SettingSpec, raw: Any, source: str) -> Any:
@@ -337,40 +363,30 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 def _parse_mutes(raw: Any, path: Path | None) -> tuple[Mute, ...]:
     where = f"--config file {path}"
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise ConfigError(f"{where}: 'mute' must be a list of [[mute]] tables")
     mutes = []
     allowed = {"service", "group", "kind", "until", "reason"}
-    for i, entry in enumerate(raw, start=1):
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: mute entry {i} must be a table")
-        unknown = sorted(set(entry) - allowed)
-        if unknown:
-            raise ConfigError(f"{where}: mute entry {i} has unknown key(s) {', '.join(unknown)}; "
-                              f"allowed: {', '.join(sorted(allowed))}")
+    for label, entry in table_entries(raw, "mute", where, allowed):
         service = entry.get("service")
         reason = entry.get("reason")
         if not isinstance(service, str) or not service:
-            raise ConfigError(f"{where}: mute entry {i} needs a service")
+            raise ConfigError(f"{label} needs a service")
         if not isinstance(reason, str) or not reason.strip():
-            raise ConfigError(f"{where}: mute entry {i} ({service}) needs a reason")
+            raise ConfigError(f"{label} ({service}) needs a reason")
         kind = entry.get("kind")
         if kind is not None and kind not in RULES:
-            raise ConfigError(f"{where}: mute entry {i} kind is {kind!r}; allowed: "
+            raise ConfigError(f"{label} kind is {kind!r}; allowed: "
                               f"{', '.join(RULES)}")
         until = entry.get("until")
         if isinstance(until, str):
             try:
                 until = dt.date.fromisoformat(until)
             except ValueError:
-                raise ConfigError(f"{where}: mute entry {i} until is {until!r}; allowed: YYYY-MM-DD") from None
+                raise ConfigError(f"{label} until is {until!r}; allowed: YYYY-MM-DD") from None
         if until is not None and not isinstance(until, dt.date):
-            raise ConfigError(f"{where}: mute entry {i} until must be a date (YYYY-MM-DD)")
+            raise ConfigError(f"{label} until must be a date (YYYY-MM-DD)")
         group = entry.get("group")
         if group is not None and not isinstance(group, str):
-            raise ConfigError(f"{where}: mute entry {i} group must be text")
+            raise ConfigError(f"{label} group must be text")
         mutes.append(Mute(service=service, reason=reason.strip(), group=group, kind=kind, until=until))
     return tuple(mutes)
 
@@ -457,6 +473,8 @@ def load_settings(flags: Mapping[str, Any], environ: Mapping[str, str], today: d
         rules=rules,
         slack_token=(environ.get("SLACK_BOT_TOKEN") or "").strip() or None,
         mutes=_parse_mutes(toml.get("mute"), Path(config_path) if config_path else None),
+        routes=parse_routes(toml.get("route"), f"--config file {config_path}",
+                            values.get("group_by", "TAG:Name"), values.get("slack_channel")),
         dry_run=bool(flags.get("dry_run")),
         force=bool(flags.get("force")),
         skip_fetch=skip_fetch,

@@ -79,6 +79,8 @@ class SlackStandIn(BackgroundServer):
         self.answers: list[StandInResponse] = []  # answers[i] went to requests[i]
         self.messages: list[KeptMessage] = []  # what the channels hold, oldest first
         self.history_error: str | None = None  # e.g. "missing_scope"
+        # Channels whose posts are refused, with the error code (e.g. "not_in_channel").
+        self.refuse: dict[str, str] = {}
         self._script: list[StandInResponse] = []
         self._lock = threading.Lock()
         self._count = 0
@@ -108,6 +110,9 @@ class SlackStandIn(BackgroundServer):
             self._count += 1
             if request.method == "conversations.history":
                 answer = self._history(request.fields)
+            elif (request.method == "chat.postMessage"
+                  and str(request.fields.get("channel", "")) in self.refuse):
+                answer = error(self.refuse[str(request.fields["channel"])])
             elif self._script:
                 answer = self._script.pop(0)
             else:

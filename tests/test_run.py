@@ -48,7 +48,7 @@ def test_demo_run_backfills_a_year_and_writes_every_output(tmp_path, clean_env, 
     assert record["exit_code"] == 0 and record["status"] == "ok"
     assert record["ce_requests"] == 8 and record["rows_upserted"] > 14_000
     stages = [s["name"] for s in record["stages"]]
-    assert stages[:6] == ["ingest", "load", "detect", "summarise", "lifecycle", "plot"]
+    assert stages[:7] == ["ingest", "load", "detect", "summarise", "lifecycle", "sections", "plot"]
     assert all(s["seconds"] >= 0 for s in record["stages"])
     assert (tmp_path / "cost_tracking.db").exists()
     assert (tmp_path / "site" / "index.html").exists()

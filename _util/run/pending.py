@@ -23,7 +23,8 @@ def deliver_pending(engine: Engine, client: Any, channel: str, day: dt.date,
     once (one a run left 'posting' only if the channel does not have it); older than
     PENDING_MAX_AGE_DAYS they stay unsent, with a warning."""
     for pending in delivery_log.pending_deliveries(engine, exclude_day=day):
-        if pending.channel != channel:
+        pending_channel, kind = delivery_log.split_key(pending.channel)
+        if pending_channel != channel:
             continue
         if (day - pending.day).days > PENDING_MAX_AGE_DAYS:
             log.warning("the digest of %s for %s was not delivered (or, %s, may have been); "
@@ -32,8 +33,8 @@ def deliver_pending(engine: Engine, client: Any, channel: str, day: dt.date,
                         "its answer was lost" if pending.status == delivery_log.POSTING
                         else "Slack refused it", PENDING_MAX_AGE_DAYS, pending.day)
             continue
-        outcome = delivery_log.deliver_once(engine, client, pending.day, pending.channel,
+        outcome = delivery_log.deliver_once(engine, client, pending.day, pending_channel,
                                             pending.payload, force=False, retries=retries,
-                                            origin=origin)
+                                            origin=origin, kind=kind)
         if outcome.posted:
             log.info("delivered the pending digest of %s", pending.day)

@@ -42,6 +42,8 @@ from _util.paths import OutputPaths
 from _util.report import Report, with_group_names
 from _util.run.catch_up import plan_catch_up
 from _util.run.job import Clients, RunJob
+from _util import weekly
+from _util.run import routing
 from _util.run.pending import deliver_pending
 from _util.run.run_record import FAILED, INGEST_STAGE, RunRecord, StageRecord, replaced
 from _util.run.stale_day import require_stored, stale_report_day
@@ -49,7 +51,11 @@ from _util.sections.base import DayContext
 from _util.settings import Settings
 from _util.site.publish import publish, website_url
 from _util.slack import message as slack_message
+from _util.sections.base import public_url
+from _util.sections.tag_coverage import NAME as COVERAGE
+from _util.site import pages as site_pages
 from _util.slack.delivery import with_metadata
+from _util.slack.weekly_message import build_weekly_message, coverage_line
 from _util.slack.preview import preview_page
 from _util.sources.base import CostQuery
 from _util.sources.organizations import ORGANIZATIONS, organization_account_names
@@ -59,6 +65,17 @@ from _util.store.cost_store import load_history, read_source_state, stored_curre
 from _util.store.database import mask_url
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChannelMessage:
+    """A message as written: what is posted to its digest's channel, and its preview
+    (the daily digest) or page (the weekly summary, `kind` WEEKLY)."""
+
+    digest: routing.Digest
+    message: slack_message.SlackMessage
+    preview: Path
+    kind: str = delivery_log.DAILY
 
 
 @dataclass
@@ -328,35 +345,115 @@ class DailyRun:
             report = rendered.report
             stage.counts["plots_rendered"] = rendered.plots_rendered
             stage.counts["alerts_not_plotted"] = rendered.alerts_not_plotted
+        files = list(rendered.files)
+        found = routing.digests(report, history, s.routes, s.slack_channel,
+                                s.main_channel_gets, s.lookback_days, self.site_url)
+        if s.routes:
+            with record.stage("routes") as stage:
+                files += routing.write_route_pages(found, history, s.site_dir, self.site_url,
+                                                   rendered.alert_pages)
+                report = replace(report, routes=routing.slices(found))
+                files.append(procPlotting.write_report_json(s.site_dir, report))
+                stage.counts["routes"] = {d.name: len(d.report.visible_alerts)
+                                          for d in found if d.route}
         with record.stage("message") as stage:
-            message = slack_message.build_message(report, s.account_label)
-            files = [*rendered.files, *self.write_message(message, job)]
-            stage.counts["blocks"] = len(message.blocks)
+            messages = self.write_messages(found, job)
+            files += [m.preview for m in messages]
+            stage.counts["blocks"] = len(messages[0].message.blocks)
+
+        weeks = self.weekly_summaries(found, history, job, record)
+        files += [page for _, _, page in weeks]
 
         uploaded = self.publish(files, record)
-        if self.clients.publishes and not uploaded:
+        links = uploaded or not self.clients.publishes
+        if not links:
             # The links (to the bucket's website or to COST_TRACKING_SITE_URL in front of
-            # it) would open pages that never arrived: send the message without them.
-            report = slack_message.without_links(report)
-            message = slack_message.build_message(report, s.account_label)
-            self.write_message(message, job)
+            # it) would open pages that never arrived: send the messages without them.
+            found = routing.without_links(found, slack_message.without_links)
+            messages = self.write_messages(found, job)
             # render wrote report.json with the links; the local copy says what was sent.
+            report = replace(slack_message.without_links(report), routes=routing.slices(found))
             procPlotting.write_report_json(s.site_dir, report)
+        messages += self.write_weekly_messages(weeks, job, links)
         if job.deliver:
-            self.deliver(message, job, record)
+            self.deliver(messages, job, record)
 
-    def write_message(self, message: slack_message.SlackMessage, job: RunJob) -> list[Path]:
-        """Write the exact payload (slack/<run day>.json) and its preview page (in the
-        report's folder); returns the site files written."""
+    def weekly_summaries(self, found: list[routing.Digest], history: pd.DataFrame,
+                         job: RunJob, record: RunRecord) -> list[tuple]:
+        """On the weekly day, each channel's summary of the seven days ending on the
+        report's day (its slice and its alerts, as its daily digests show them), with its
+        page written: (digest, summary, page) each."""
         s = self.settings
-        payload = with_metadata(message.payload(s.slack_channel or ""), job.run_day,
-                                s.slack_channel or "", self.digest_origin)
-        write_text(self.paths.slack_payload(job.run_day),
-                   json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-        preview = self.paths.slack_preview(job.report_day)
-        posted = None if self.clients.posts else False  # None: not known yet
-        write_text(preview, preview_page(payload, job.report_day, posted))
-        return [preview]
+        if not weekly.is_weekly_day(job.report_day, s.weekly_day):
+            return []
+        with record.stage("weekly") as stage:
+            first = job.report_day - dt.timedelta(days=weekly.WEEK_DAYS - 1)
+            active, _ = procLifecycle.split_mutes(s.mutes, job.report_day)
+            by_day = {day: procLifecycle.apply_mutes(alerts, active) for day, alerts in
+                      procAmzAlerts.detect_alerts_by_day(history, first, job.report_day,
+                                                         s.rules).items()}
+            weeks = []
+            out = self.paths.report_dir(job.report_day)
+            for d in found:
+                slice_ = history if d.route is None else routing.slice_history(history, d.route)
+                alerts = {day: routing.taken_by(d, day_alerts, s.routes, s.main_channel_gets)
+                          for day, day_alerts in by_day.items()}
+                summary = weekly.weekly_summary(slice_, job.report_day, alerts)
+                page = out / (routing.weekly_page_name(d.route) if d.route else "weekly.html")
+                up = "../../../" if d.route else "../../"
+                write_text(page, site_pages.weekly_page(
+                    summary, None if d.route is None else d.name, up,
+                    "../index.html" if d.route else "index.html"))
+                weeks.append((d, summary, page))
+            stage.counts["channels"] = len(weeks)
+        return weeks
+
+    def write_weekly_messages(self, weeks: list[tuple], job: RunJob,
+                              links: bool) -> list[ChannelMessage]:
+        """Each weekly summary as its channel's message (slack/<date>.weekly.json, or
+        slack/<date>.<route>.weekly.json), linking its page when the site has it."""
+        s = self.settings
+        written = []
+        for d, summary, page in weeks:
+            rel = page.relative_to(s.site_dir).as_posix()
+            url = public_url(self.site_url, rel) if links else None
+            message = build_weekly_message(summary, d.label(s.account_label), d.mentions, url,
+                                           coverage_line(d.report.sections.get(COVERAGE)))
+            channel = d.channel or ""
+            payload = with_metadata(message.payload(channel), job.run_day, channel,
+                                    delivery_log.delivery_key(self.digest_origin,
+                                                              delivery_log.WEEKLY))
+            name = "weekly" if d.route is None else f"{d.name}.weekly"
+            write_text(self.paths.slack_payload(job.run_day, name),
+                       json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+            written.append(ChannelMessage(d, message, page, delivery_log.WEEKLY))
+        return written
+
+    def write_messages(self, found: list[routing.Digest], job: RunJob) -> list[ChannelMessage]:
+        """Each channel's message: its exact payload (slack/<run day>.json for the main
+        channel, slack/<run day>.<route>.json for a route), posted or not, and its preview
+        page; a quiet route gets none (logged)."""
+        s = self.settings
+        written = []
+        for d in found:
+            if d.quiet:
+                log.info("route %s (%s): no alerts today, no message (post_when_quiet = "
+                         "true posts one anyway)", d.name, d.channel)
+                continue
+            message = slack_message.build_message(d.report, d.label(s.account_label),
+                                                  mentions=d.mentions)
+            channel = d.channel or ""
+            payload = with_metadata(message.payload(channel), job.run_day, channel,
+                                    self.digest_origin)
+            name = None if d.route is None else d.name
+            write_text(self.paths.slack_payload(job.run_day, name),
+                       json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+            preview = (self.paths.slack_preview(job.report_day) if d.route is None else
+                       self.paths.report_dir(job.report_day) / routing.preview_name(d.route))
+            posted = None if self.clients.posts and d.channel else False  # None: not known yet
+            write_text(preview, preview_page(payload, job.report_day, posted))
+            written.append(ChannelMessage(d, message, preview))
+        return written
 
     def publish(self, files: list[Path], record: RunRecord) -> bool:
         s = self.settings
@@ -371,31 +468,56 @@ class DailyRun:
             stage.counts["uploaded"] = result.uploaded
         return True
 
-    def deliver(self, message: slack_message.SlackMessage, job: RunJob,
-                record: RunRecord) -> None:
+    def channels(self) -> list[tuple[str, str | None]]:
+        """Every channel the bot posts to, with its route's name (None: the main one)."""
+        s = self.settings
+        main = [(s.slack_channel, None)] if s.slack_channel else []
+        return main + [(r.channel, r.name) for r in s.routes]
+
+    def deliver(self, messages: list[ChannelMessage], job: RunJob, record: RunRecord) -> None:
+        """Post each channel's message once a day (a channel that failed is tried again
+        alone by the next run); one channel failing never stops the others."""
         s = self.settings
         if s.dry_run:
-            log.info("dry run: Slack message written to %s, not posted",
-                     self.paths.slack_payload(job.run_day))
+            log.info("dry run: Slack messages written to %s, not posted",
+                     self.paths.slack_payload(job.run_day).parent)
             return
         if not self.clients.posts:
             missing = "SLACK_BOT_TOKEN" if not s.slack_token else "COST_TRACKING_SLACK_CHANNEL"
             log.info("%s is not set: Slack message written, not posted", missing)
             return
         with record.stage("deliver") as stage:
-            try:
-                deliver_pending(self.engine, self.clients.slack, s.slack_channel, job.run_day,
-                                s.slack_max_retries, self.digest_origin)
-                result = delivery_log.deliver_once(
-                    self.engine, self.clients.slack, job.run_day, s.slack_channel,
-                    message.payload(s.slack_channel), force=job.force,
-                    retries=s.slack_max_retries, origin=self.digest_origin)
-            except DeliveryError as exc:
-                self.partly_failed(stage, exc)
-                return
-            stage.counts["posted"] = result.posted
-            if result.posted:
-                log.info("posted to Slack %s (ts %s)", s.slack_channel, result.ts)
-            else:
-                log.info("not posted: %s (use --force to post again)", result.skipped_reason)
+            # What earlier runs could not deliver goes first, to every channel, whether
+            # or not it has a message today (a quiet route's pending digest too).
+            for d_channel, name in self.channels():
+                try:
+                    deliver_pending(self.engine, self.clients.slack, d_channel, job.run_day,
+                                    s.slack_max_retries, self.digest_origin)
+                except DeliveryError as exc:
+                    where = "" if name is None else f"route {name}: "
+                    self.partly_failed(stage, type(exc)(f"{where}{exc}"))
+            for m in messages:
+                channel = m.digest.channel
+                if not channel:
+                    log.info("COST_TRACKING_SLACK_CHANNEL is not set: the main digest is "
+                             "written, not posted")
+                    continue
+                where = "" if m.digest.route is None else f"route {m.digest.name}: "
+                if m.kind == delivery_log.WEEKLY:
+                    where += "weekly summary: "
+                try:
+                    result = delivery_log.deliver_once(
+                        self.engine, self.clients.slack, job.run_day, channel,
+                        m.message.payload(channel), force=job.force,
+                        retries=s.slack_max_retries, origin=self.digest_origin, kind=m.kind)
+                except DeliveryError as exc:
+                    self.partly_failed(stage, type(exc)(f"{where}{exc}"))
+                    continue
+                stage.counts.setdefault("posted", {})[
+                    m.digest.name + (".weekly" if m.kind else "")] = result.posted
+                if result.posted:
+                    log.info("%sposted to Slack %s (ts %s)", where, channel, result.ts)
+                else:
+                    log.info("%snot posted to %s: %s (use --force to post again)", where,
+                             channel, result.skipped_reason)
 

@@ -17,11 +17,13 @@ from _util.sections.alerts import AlertSection, NoAlertsSection
 from _util.sections.base import DayContext, Section, SiteContext, SitePart
 from _util.sections.headline import HeadlineSection
 from _util.sections.summaries import SummariesSection
+from _util.sections.tag_coverage import TagCoverageSection
 from _util.site import pages
 
 SECTIONS: list[Section] = [
     HeadlineSection(),
     SummariesSection(),
+    TagCoverageSection(),
     NoAlertsSection(),
     *(AlertSection(kind) for kind in ALERT_KINDS),
 ]

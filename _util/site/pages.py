@@ -293,11 +293,28 @@ def plot_page(
 # ---------------------------------------------------------------- report page
 
 
-def report_header(report: Report) -> Markup:
-    """The report page's top: links to report.json and the Slack preview, the metric, the
-    Estimated and stale notes, and the three headline cards."""
+def report_header(report: Report, links: Sequence[tuple[str, str]] | None = None) -> Markup:
+    """The report page's top: links (by default to report.json and the Slack preview),
+    the metric, the Estimated and stale notes, and the three headline cards."""
     partial = partial_text(report.summary.headline, report.day.isoformat(), money, isolated)
-    return render_partial("report/header.html", report=report, partial_note=partial)
+    if links is None:
+        links = [("report.json", "report.json"), (SLACK_PREVIEW, "Slack message preview")]
+    return render_partial("report/header.html", report=report, partial_note=partial,
+                          links=links)
+
+
+def weekly_page(week: object, label: str | None, up: str, day_page: str,
+                coverage: str | None = None) -> str:
+    """A channel's weekly summary page; `up` leads from it to the site's root, `day_page`
+    to the report of the week's last day."""
+    return render_template("weekly.html", week=week, label=label, up=up, day_page=day_page,
+                           coverage=coverage,
+                           kind_title=lambda k, d: kind_of(k, d).title)
+
+
+def route_page(route: object, day: dt.date, parts: Sequence[str]) -> str:
+    """A route's page (reports/<date>/routes/<name>.html) around its parts."""
+    return render_template("route.html", route=route, day=day, parts=parts)
 
 
 def report_summaries(title: str, summaries: Sequence[SummaryEntry]) -> Markup:

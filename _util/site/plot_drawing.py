@@ -322,7 +322,50 @@ class DailyPlot:
         return fig
 
 
-PlotJob = SpikePlot | TrendPlot | MtdPlot | DailyPlot
+@dataclass(frozen=True)
+class CoveragePlot:
+    """The daily share of spend carrying a tag: the share, the mean of the 7 days before
+    each day (what a drop is measured against), and the report's day marked (red when its
+    drop is an alert)."""
+
+    path: Path
+    title: str
+    dates: np.ndarray
+    pct: np.ndarray  # NaN on a day without spend
+    dropped: bool
+
+    def draw(self) -> Figure:
+        fig = Figure(figsize=(10, 4.2), dpi=DPI)
+        ax = fig.add_subplot()
+        x = mdates.date2num(self.dates)
+        pct = np.asarray(self.pct, dtype=float)
+        prev7 = pd.Series(pct).shift(1).rolling(7, min_periods=1).mean().to_numpy()
+        ax.plot(x, pct, color=FAST_COLOUR, linewidth=1.6, label="share of spend tagged")
+        ax.plot(x, prev7, color=MEAN28_COLOUR, linewidth=1.1, linestyle="--",
+                label="mean of the 7 days before")
+        shown = pct[np.isfinite(pct)]
+        if len(x):
+            mark = UP_COLOUR if self.dropped else FAST_COLOUR
+            if np.isfinite(pct[-1]):
+                ax.plot([x[-1]], [pct[-1]], marker="v" if self.dropped else "o", color=mark,
+                        markersize=9, linestyle="none",
+                        label="the day: dropped" if self.dropped else "the day")
+            ax.set_xlim(x[0] - 1, x[-1] + 2)
+        low = max(0.0, float(shown.min()) - 5.0) if len(shown) else 0.0
+        high = min(100.0, float(shown.max()) + 2.0) if len(shown) else 100.0
+        ax.set_ylim(low, high + 0.3 * (high - low) + 1.0)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.0f}%"))
+        ax.grid(axis="y", alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.tick_params(labelsize=8)
+        ax.set_title(self.title, loc="left", fontsize=10, y=1.0)
+        ax.legend(loc="upper left", fontsize=8, ncol=3, framealpha=0.9, edgecolor="none")
+        _date_axis(ax)
+        fig.subplots_adjust(left=0.08, right=0.98, top=0.86, bottom=0.09)
+        return fig
+
+
+PlotJob = SpikePlot | TrendPlot | MtdPlot | DailyPlot | CoveragePlot
 
 
 def draw_and_save(job: PlotJob, currency: str = "USD") -> float:

@@ -80,10 +80,10 @@ def _choose(parts: list[SlackPart], budget: int) -> tuple[set[int], bool]:
     return chosen, True
 
 
-def _fitting(report: Report, account_label: str | None,
-             sections: Sequence[Section] | None) -> tuple[list[SlackPart], set[int], bool]:
+def _fitting(report: Report, account_label: str | None, sections: Sequence[Section] | None,
+             extra_blocks: int = 0) -> tuple[list[SlackPart], set[int], bool]:
     parts = _parts(report, account_label, sections)
-    fixed = sum(len(p.blocks) for p in parts)
+    fixed = sum(len(p.blocks) for p in parts) + extra_blocks
     chosen, truncated = _choose(parts, MAX_BLOCKS - fixed)
     return parts, chosen, truncated
 
@@ -103,9 +103,12 @@ def linked_alert_keys(report: Report, sections: Sequence[Section] | None = None)
 
 
 def build_message(report: Report, account_label: str | None = None,
-                  sections: Sequence[Section] | None = None) -> SlackMessage:
-    """The digest for one day: each section's blocks in order, as many alerts as fit."""
-    parts, chosen, truncated = _fitting(report, account_label, sections)
+                  sections: Sequence[Section] | None = None, mentions: str = "") -> SlackMessage:
+    """The digest for one day: each section's blocks in order, as many alerts as fit.
+
+    `mentions` ('<@U0123> <!subteam^S0456>', built only from the IDs a route's config
+    names) goes right under the header, so the people it names are notified."""
+    parts, chosen, truncated = _fitting(report, account_label, sections, 1 if mentions else 0)
     blocks: list[dict[str, Any]] = []
     for part in parts:
         blocks.extend(part.blocks)
@@ -121,7 +124,11 @@ def build_message(report: Report, account_label: str | None = None,
         blocks.append(section(f"{left} smaller {noun} did not fit in this message; "
                               f"all are {where}.", report.report_url,
                               button_text="Full report", action_id="full_report"))
-    return SlackMessage(text=_fallback(report, account_label), blocks=blocks)
+    if mentions:
+        at = 1 if blocks and blocks[0].get("type") == "header" else 0
+        blocks.insert(at, section(f"For {mentions}"))
+    text = _fallback(report, account_label)
+    return SlackMessage(text=f"{mentions} {text}" if mentions else text, blocks=blocks)
 
 
 def _fallback(report: Report, account_label: str | None) -> str:

@@ -1,7 +1,8 @@
 """The one database engine factory, the shared table metadata, and URL masking.
 
 Tables are declared in the modules that own them (`cost_store`, `delivery_log`,
-`account_names`) on the shared `metadata`, and created on first use by `create_tables`.
+`account_names`, `tag_coverage`) on the shared `metadata`, and created on first use by
+`create_tables`.
 """
 from __future__ import annotations
 
@@ -102,6 +103,7 @@ def create_tables(engine: Engine) -> None:
     import _util.store.account_names  # noqa: F401
     import _util.store.cost_store  # noqa: F401
     import _util.store.delivery_log  # noqa: F401
+    import _util.store.tag_coverage  # noqa: F401
     check_existing_tables(engine)
     try:
         metadata.create_all(engine)

@@ -40,6 +40,20 @@ log = logging.getLogger(__name__)
 PENDING = "pending"
 POSTING = "posting"
 DELIVERED = "delivered"
+# A channel's other messages (the weekly summary) are kept under "<channel>#<kind>": one
+# row per day, channel and kind, with no change to the table.
+DAILY = ""
+WEEKLY = "weekly"
+
+
+def delivery_key(channel: str, kind: str = DAILY) -> str:
+    return f"{channel}#{kind}" if kind else channel
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """(channel, kind) of a row's `channel` column."""
+    channel, _, kind = key.partition("#")
+    return channel, kind
 
 slack_delivery = sa.Table(
     "slack_delivery", metadata,
@@ -196,7 +210,8 @@ def pending_deliveries(engine: Engine, exclude_day: dt.date | None = None) -> li
 def deliver_once(engine: Engine, client: WebClient, day: dt.date, channel: str,
                  payload: dict[str, Any], force: bool = False,
                  retries: int = SLACK_DEFAULT_MAX_RETRIES,
-                 backoff_seconds: float = BACKOFF_SECONDS, origin: str = "") -> DeliveryOutcome:
+                 backoff_seconds: float = BACKOFF_SECONDS, origin: str = "",
+                 kind: str = DAILY) -> DeliveryOutcome:
     """Post `payload` for `day` to `channel` unless that was done already.
 
     Already delivered and not `force`: nothing is posted. Left 'posting' by a run that
@@ -205,10 +220,13 @@ def deliver_once(engine: Engine, client: WebClient, day: dt.date, channel: str,
     'posting', posted, and marked delivered. A post Slack refused leaves it 'pending';
     one without a clear answer, 'posting'; either way the DeliveryError propagates.
     `origin` names the installation (`digest_id`), so another bot's digest in the same
-    channel is never taken for this one's.
+    channel is never taken for this one's. `kind` is another message of the channel's
+    (WEEKLY), delivered once per day of its own and told apart in the history the same way.
     """
+    origin = delivery_key(origin, kind)
     payload = with_metadata(payload, day, channel, origin)
-    existing = delivery_status(engine, day, channel)
+    key = delivery_key(channel, kind)
+    existing = delivery_status(engine, day, key)
     if existing is not None and existing.delivered and not force:
         reason = (f"the digest for {day.isoformat()} was already delivered to {channel} "
                   f"(ts {existing.ts}); --force posts it again")
@@ -217,14 +235,14 @@ def deliver_once(engine: Engine, client: WebClient, day: dt.date, channel: str,
     if existing is not None and existing.status == POSTING and not force:
         ts = _already_in_channel(client, day, channel, existing.created_at, origin)
         if ts is not None:
-            record_delivered(engine, day, channel, ts)
+            record_delivered(engine, day, key, ts)
             reason = (f"an earlier run's digest for {day.isoformat()} is in {channel} "
                       f"(ts {ts}) though it got no answer; recorded as delivered")
             log.info("%s", reason)
             return DeliveryOutcome(posted=False, ts=ts, skipped_reason=reason)
     since = _now()
-    record_pending(engine, day, channel, payload, status=POSTING, now=since)
-    _count_attempt(engine, day, channel)
+    record_pending(engine, day, key, payload, status=POSTING, now=since)
+    _count_attempt(engine, day, key)
     try:
         ts = post_digest(client, payload, day, since, retries, backoff_seconds, origin)
     except UnclearDelivery:
@@ -232,11 +250,11 @@ def deliver_once(engine: Engine, client: WebClient, day: dt.date, channel: str,
                     "for it before posting", day.isoformat(), channel)
         raise
     except DeliveryError:
-        _set_status(engine, day, channel, PENDING)
+        _set_status(engine, day, key, PENDING)
         log.warning("the digest for %s to %s stays pending for the next run",
                     day.isoformat(), channel)
         raise
-    record_delivered(engine, day, channel, ts)
+    record_delivered(engine, day, key, ts)
     return DeliveryOutcome(posted=True, ts=ts)
 
 
