@@ -127,6 +127,16 @@ def test_demo_coverage_equals_a_pandas_computation_from_the_stored_rows(demo_run
     assert untagged == sorted(untagged, reverse=True)
 
 
+def test_the_coverage_requests_are_counted_with_the_cost_fetch_s(demo_run):
+    """Cost Explorer bills them alike: the run record counts both (the cost fetch, then
+    the coverage's first fetch of 90 days: two pages of the demo's)."""
+    record = json.loads((demo_run / "runs" / f"{DAY}.json").read_text())
+    (sections,) = [s for s in record["stages"] if s["name"] == "sections"]
+    assert sections["counts"]["requests"] == {"tag_coverage": 2}
+    (ingest,) = [s for s in record["stages"] if s["name"] == "ingest"]
+    assert record["ce_requests"] == ingest["counts"]["ce_requests"] + 2
+
+
 def test_demo_digest_page_and_plot_show_the_section(demo_run):
     url = f"https://costs.example.com/reports/{DAY}/tag-coverage.html"
     assert _report_json(demo_run)["tag_coverage"]["page_url"] == url

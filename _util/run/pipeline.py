@@ -301,6 +301,10 @@ class DailyRun:
             ctx = DayContext(report, history, job, s, self.engine, self.clients)
             found = sections.analyse(ctx)
             stage.counts["sections"] = sorted(found)
+            if ctx.requests.by_section:
+                # Billed like the cost fetch's: the run record counts them together.
+                stage.counts["requests"] = dict(ctx.requests.by_section)
+                record.ce_requests += ctx.requests.total
         return replace(report, sections=found)
 
     def report(self, job: RunJob, record: RunRecord) -> None:

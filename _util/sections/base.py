@@ -28,6 +28,21 @@ if TYPE_CHECKING:
 
 
 
+@dataclass
+class RequestTally:
+    """Requests sections made to billed APIs (Cost Explorer bills $0.01 each), by section:
+    the run record counts them with the cost fetch's."""
+
+    by_section: dict[str, int] = field(default_factory=dict)
+
+    def add(self, section: str, requests: int) -> None:
+        self.by_section[section] = self.by_section.get(section, 0) + requests
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_section.values())
+
+
 @dataclass(frozen=True)
 class DayContext:
     """What a section may read to analyse a day: the report as detection, summaries and
@@ -35,7 +50,8 @@ class DayContext:
     `job.report_day`, which is not the run's day when catching up or reporting stale
     data), the settings, the database and the run's clients (a section that fetches data
     of its own uses `clients`, made once for the run; none when `clients.fetches` is
-    false: --skip-fetch or a backtest)."""
+    false: --skip-fetch or a backtest). A section that calls a billed API counts its
+    requests in `requests`."""
 
     report: Report
     history: pd.DataFrame
@@ -43,6 +59,7 @@ class DayContext:
     settings: "Settings"
     engine: "Engine"
     clients: "Clients"
+    requests: RequestTally = field(default_factory=RequestTally)
 
 
 def public_url(site_url: str | None, rel_path: str) -> str | None:

@@ -89,9 +89,11 @@ def _coverage_rows(ctx: DayContext, tag: str) -> tuple[list[CoverageRow], str, s
             return None
         query = CostQuery(s.metric, s.group_by, s.exclude_record_types)
         try:
-            refresh_coverage(ctx.engine, source, query, tag, day=day,
-                             today=ctx.job.run_day + dt.timedelta(days=1))
+            refresh = refresh_coverage(ctx.engine, source, query, tag, day=day,
+                                       today=ctx.job.run_day + dt.timedelta(days=1))
+            ctx.requests.add(NAME, refresh.requests)
         except SourceError as exc:
+            ctx.requests.add(NAME, exc.requests)
             log.error("tag coverage of %s could not be fetched (%s); showing what is stored",
                       tag, exc)
             note = (f"Tag coverage could not be fetched for this run ({exc}); figures are "
