@@ -19,7 +19,12 @@ from _util.sources.base import CostQuery, CostSource
 from _util.sources.cost_explorer import CE_DAILY_RETENTION_DAYS
 from _util.sources.progress import with_progress
 from _util.store.account_names import save_account_names
-from _util.store.cost_store import SourceState, read_marks, read_source_state, replace_days
+from _util.store.cost_store import (
+    SourceState,
+    read_marks,
+    read_source_state,
+    replace_days,
+)
 
 log = logging.getLogger(__name__)
 

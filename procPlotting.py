@@ -29,7 +29,7 @@ from _util.alert_words import baseline_text
 from _util.atomic_files import write_text
 from _util.paths import report_dir
 from _util.report import Alert, AlertKey, Report
-from _util.sections import report_json, report_page, site_parts
+from _util.sections import ec2_usage, report_json, report_page, site_parts
 from _util.sections.alerts import NOT_PLOTTED_ID, weight
 from _util.sections.base import Section, SiteContext
 from _util.settings import DEFAULT_MAX_ALERT_PLOTS
@@ -134,8 +134,17 @@ def _plan_alert(alert: Alert, slug: str, series: pd.Series, report: Report,
         recent_headers=headers,
         recent_rows=rows[::-1],
         recent_title=f"The last {len(rows)} days",
+        links=_related_pages(alert, report),
     )
     return _AlertPlan(alert, slug, job, html)
+
+
+def _related_pages(alert: Alert, report: Report) -> list[tuple[str, str]]:
+    """Pages of the same day an alert's page links to: an EC2 alert's, the instances that
+    ran (when the EC2 usage section has the day)."""
+    if alert.service == ec2_usage.EC2_COMPUTE and report.sections.get(ec2_usage.NAME):
+        return [(f"{ec2_usage.PAGE}.html", "The EC2 instances that ran on this day")]
+    return []
 
 
 def _index_entries(site_dir: Path) -> list[IndexEntry]:

@@ -2,6 +2,7 @@
 keys, checked the same way, with one line naming the entry when it is not."""
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Iterator
 
 from _util.errors import ConfigError
@@ -25,3 +26,16 @@ def table_entries(raw: Any, name: str, where: str,
             raise ConfigError(f"{label} has unknown key(s) {', '.join(unknown)}; allowed: "
                               f"{', '.join(sorted(allowed))}")
         yield label, entry
+
+
+def entry_date(entry: dict[str, Any], key: str, label: str) -> dt.date | None:
+    """An entry's optional date (TOML date or 'YYYY-MM-DD' text), one line otherwise."""
+    value = entry.get(key)
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(f"{label} {key} is {value!r}; allowed: YYYY-MM-DD") from None
+    if value is not None and not isinstance(value, dt.date):
+        raise ConfigError(f"{label} {key} must be a date (YYYY-MM-DD)")
+    return value

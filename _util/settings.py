@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from _util.alert_kinds import RULES
+from _util.commitment_alerts import CommitmentMute, parse_commitment_mutes
+from _util.config_tables import entry_date, table_entries
 from _util.detection.labels import DEFAULT_WINDOW_DAYS, LabelSet, read_labels
-from _util.config_tables import table_entries
 from _util.errors import ConfigError
 from _util.paths import OutputPaths
 from _util.report import SEASONALITIES, Rules
 from _util.routes import MAIN_CHANNEL_GETS, MAIN_GETS_ALL, Route, parse_routes
-from _util.weekly import WEEKDAYS
 from _util.sources import SOURCES
 from _util.sources.cost_explorer import CE_DAILY_RETENTION_DAYS
 from _util.sources.cur_report import ENGINES as CUR_ENGINES
+from _util.weekly import WEEKDAYS
 
 ENV_PREFIX = "COST_TRACKING_"
 METRICS = ("UnblendedCost", "AmortizedCost", "NetAmortizedCost", "NetUnblendedCost",
@@ -67,6 +69,10 @@ class Settings:
     exclude_record_types: tuple[str, ...] = ("Credit", "Refund")
     coverage_tag: str | None = None
     coverage_drop_pct: float = 5.0
+    commitments: str = "auto"
+    min_utilisation_pct: float = 80.0
+    ec2_usage: str = "on"
+    ec2_usage_regions: tuple[str, ...] = ()
     rules: Rules = field(default_factory=Rules)
     s3_bucket: str | None = None
     s3_prefix: str = ""
@@ -82,6 +88,7 @@ class Settings:
     log_max_bytes: int = 5_000_000
     demo_scale: tuple[int, int] | None = None
     mutes: tuple[Mute, ...] = ()
+    commitment_mutes: tuple[CommitmentMute, ...] = ()
     routes: tuple[Route, ...] = ()
     main_channel_gets: str = MAIN_GETS_ALL
     weekly_day: str | None = None
@@ -249,6 +256,18 @@ def _scale(raw: Any) -> tuple[int, int] | None:
 _scale.allowed = "SERVICESxGROUPS, e.g. 100x10 (at most 200,000 series)"  # type: ignore[attr-defined]
 
 
+def _regions(raw: Any) -> tuple[str, ...]:
+    """AWS region names, comma-separated (empty: the account's enabled regions)."""
+    items = raw if isinstance(raw, list) else str(raw).split(",")
+    values = tuple(dict.fromkeys(str(v).strip() for v in items if str(v).strip()))
+    if any(not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d{1,2}", v) for v in values):
+        raise ValueError
+    return values
+
+
+_regions.allowed = "AWS region names, comma-separated, e.g. us-east-1,eu-west-1 (or empty)"  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     """One setting: its name (TOML key; env var is COST_TRACKING_ + NAME), parser, help."""
@@ -293,6 +312,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "Record types left out of the costs (default Credit,Refund; empty for none)."),
     SettingSpec("coverage_tag", _tag_key, "A tag key, e.g. Spend_Category: the digest's Tag coverage section shows the share of spend that carries it (default unset: off)."),
     SettingSpec("coverage_drop_pct", _float_between(0, 100), "Tag coverage: a share this many points below its mean of the 7 days before is an alert in that section (default 5)."),
+    SettingSpec("commitments", _choice(("auto", "on", "off")), "The Commitments section (Reserved Instances and Savings Plans): auto (default: when the account has any; one check a week otherwise), on, or off (no calls)."),
+    SettingSpec("min_utilisation_pct", _float_between(0, 100), "Commitments: a plan or reservation used below this percentage on the day is an alert (default 80)."),
+    SettingSpec("ec2_usage", _choice(("on", "off")), "The EC2 instance usage section (who ran which instances, for how long, from CloudTrail): on (default) or off (no calls)."),
+    SettingSpec("ec2_usage_regions", _regions, "EC2 instance usage: the regions to read, comma-separated (default: the account's enabled regions)."),
     SettingSpec("z", _float_between(0.5, 50), "Z-score threshold for spikes (default 3.0)."),
     SettingSpec("min_delta_usd", _float_between(0, 1e9), "A spike must move the cost by at least this many dollars (default 1.00)."),
     SettingSpec("min_delta_pct", _float_between(0, 10000), "A spike must move the cost by at least this percentage of its baseline mean (default 0, off)."),
@@ -323,7 +346,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
 RULE_FIELDS = {f.name for f in dataclasses.fields(Rules)}
-TOML_ONLY_KEYS = {"mute", "route"}
+TOML_ONLY_KEYS = {"mute", "route", "commitment_mute"}
 
 
 def _parse(spec: SettingSpec, raw: Any, source: str) -> Any:
@@ -376,14 +399,7 @@ def _parse_mutes(raw: Any, path: Path | None) -> tuple[Mute, ...]:
         if kind is not None and kind not in RULES:
             raise ConfigError(f"{label} kind is {kind!r}; allowed: "
                               f"{', '.join(RULES)}")
-        until = entry.get("until")
-        if isinstance(until, str):
-            try:
-                until = dt.date.fromisoformat(until)
-            except ValueError:
-                raise ConfigError(f"{label} until is {until!r}; allowed: YYYY-MM-DD") from None
-        if until is not None and not isinstance(until, dt.date):
-            raise ConfigError(f"{label} until must be a date (YYYY-MM-DD)")
+        until = entry_date(entry, "until", label)
         group = entry.get("group")
         if group is not None and not isinstance(group, str):
             raise ConfigError(f"{label} group must be text")
@@ -473,6 +489,8 @@ def load_settings(flags: Mapping[str, Any], environ: Mapping[str, str], today: d
         rules=rules,
         slack_token=(environ.get("SLACK_BOT_TOKEN") or "").strip() or None,
         mutes=_parse_mutes(toml.get("mute"), Path(config_path) if config_path else None),
+        commitment_mutes=parse_commitment_mutes(toml.get("commitment_mute"),
+                                                f"--config file {config_path}"),
         routes=parse_routes(toml.get("route"), f"--config file {config_path}",
                             values.get("group_by", "TAG:Name"), values.get("slack_channel")),
         dry_run=bool(flags.get("dry_run")),

@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     share = column_share(current)
     month_bytes = sum(f.stat().st_size for f in current)
     print()
-    print(f"| run | wall s | ingest s | load s | detect s | plot s | rows stored | series "
-          f"| peak MB | what was read |")
+    print("| run | wall s | ingest s | load s | detect s | plot s | rows stored | series "
+          "| peak MB | what was read |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, result in (("first (a year)", first), ("daily", daily)):
         r = result["record"]

@@ -106,10 +106,13 @@ class RunFigures:
 
 def child_env(out_dir: Path, scale: tuple[int, int] | None, db_url: str) -> dict[str, str]:
     """The environment of a bot run: the caller's, minus every COST_TRACKING_ setting and
-    Slack token it may hold, plus the benchmark's."""
+    Slack token it may hold, plus the benchmark's. The Commitments and EC2 usage sections
+    are off: the tables measure the cost pipeline (the sections state their own requests
+    and time in their README parts)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("COST_TRACKING_") and k != "SLACK_BOT_TOKEN"}
-    env.update(COST_TRACKING_OUTPUT_DIR=str(out_dir), COST_TRACKING_DB_URL=db_url)
+    env.update(COST_TRACKING_OUTPUT_DIR=str(out_dir), COST_TRACKING_DB_URL=db_url,
+               COST_TRACKING_COMMITMENTS="off", COST_TRACKING_EC2_USAGE="off")
     if scale:
         env["COST_TRACKING_DEMO_SCALE"] = f"{scale[0]}x{scale[1]}"
     return env

@@ -2,12 +2,14 @@
 
 boto3's real client talks to it through AWS_ENDPOINT_URL_COST_EXPLORER, so tests exercise
 the endpoint setting, request signing, the JSON protocol and botocore's retry mode.
-`script` holds canned failures to serve before real answers: (status, error code).
+`script` holds canned failures to serve before real answers to GetCostAndUsage: (status,
+error code). The commitment calls are answered by the demo account too, apart.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -18,7 +20,11 @@ class CostExplorerStandIn:
     def __init__(self, today: dt.date) -> None:
         self.demo = DemoCostExplorer(today)
         self.script: list[tuple[int, str]] = []
-        self.requests: list[dict] = []
+        self.requests: list[dict] = []  # GetCostAndUsage requests (scripted failures apply)
+        # The other calls (Reserved Instances, Savings Plans), answered by the demo
+        # account; those named in `denied` (e.g. "GetReservationCoverage") are refused.
+        self.other_requests: list[dict] = []
+        self.denied: set[str] = set()
         self.fail_forever: tuple[int, str] | None = None
         standin = self
 
@@ -28,8 +34,18 @@ class CostExplorerStandIn:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
-                standin.requests.append({"target": self.headers.get("X-Amz-Target"),
-                                         "body": body})
+                target = self.headers.get("X-Amz-Target") or ""
+                operation = target.rsplit(".", 1)[-1]
+                if operation != "GetCostAndUsage":  # the commitments' calls
+                    standin.other_requests.append({"target": target, "body": body})
+                    if operation in standin.denied:
+                        self._send(400, {"__type": "AccessDeniedException",
+                                         "message": f"not authorized to perform ce:{operation}"})
+                        return
+                    method = re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
+                    self._send(200, getattr(standin.demo, method)(**body))
+                    return
+                standin.requests.append({"target": target, "body": body})
                 failure = standin.script.pop(0) if standin.script else standin.fail_forever
                 if failure:
                     status, code = failure

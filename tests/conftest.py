@@ -63,6 +63,12 @@ def clean_env(monkeypatch):
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     # Any AWS call a test forgets to point elsewhere goes to a closed local port, never out.
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    # The EC2 usage section reads CloudTrail and EC2 in every region, which no Cost
+    # Explorer stand-in answers: off unless a test turns it on (the demo answers it).
+    monkeypatch.setenv("COST_TRACKING_EC2_USAGE", "off")
+    # The Commitments section's Cost Explorer calls would add to every run's request
+    # count, which many tests pin: off unless a test turns it on.
+    monkeypatch.setenv("COST_TRACKING_COMMITMENTS", "off")
     return os.environ
 
 

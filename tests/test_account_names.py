@@ -3,7 +3,6 @@ SQLite and MariaDB, naming a report's alerts, and the name reaching Slack, the p
 plots and report.json inert, by the same paths as the group value."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import pandas as pd
@@ -16,8 +15,8 @@ from _util import sections
 from _util.alert_kinds import SPIKE, TREND, UP
 from _util.report import alert_to_dict, with_group_names
 from _util.sections.base import SiteContext
-from _util.site import pages as site_pages
 from _util.settings import load_settings
+from _util.site import pages as site_pages
 from _util.site.plot_drawing import label
 from _util.slack.message import build_message
 from _util.store.account_names import (

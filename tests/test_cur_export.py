@@ -14,7 +14,11 @@ import duckdb
 import pytest
 
 from _util.sources.cost_explorer import build_request
-from _util.sources.cur_services import EC2_COMPUTE_FAMILIES, EC2_OTHER_CODE, service_name
+from _util.sources.cur_services import (
+    EC2_COMPUTE_FAMILIES,
+    EC2_OTHER_CODE,
+    service_name,
+)
 from _util.sources.demo_account import DemoAccount, DemoCostExplorer
 from tests.cur_export import write_cur_export
 
@@ -118,8 +122,8 @@ def test_files_land_in_their_billing_period_folders_with_aws_names(export):
     assert {p.parent.name for p in paths} == {"BILLING_PERIOD=2024-01", "BILLING_PERIOD=2024-02"}
     assert all(p.parent.parent == folder / "data" for p in paths)
     assert all(re.fullmatch(r"cost-export-\d{5}\.snappy\.parquet", p.name) for p in paths)
-    periods = _query(f"SELECT DISTINCT BILLING_PERIOD, strftime(line_item_usage_start_date, "
-                     f"'%Y-%m') FROM read_parquet($files, hive_partitioning = true)",
+    periods = _query("SELECT DISTINCT BILLING_PERIOD, strftime(line_item_usage_start_date, "
+                     "'%Y-%m') FROM read_parquet($files, hive_partitioning = true)",
                      {"files": _files(folder)})
     assert sorted(periods) == [("2024-01", "2024-01"), ("2024-02", "2024-02")]
 

@@ -22,7 +22,16 @@ from _util.site import plot_drawing
 from _util.sources.demo_account import DemoAccount, DemoCostExplorer
 from _util.store.cost_store import CostRow, SourceState, replace_days, stored_currency
 from tests.ce_standin import CostExplorerStandIn
-from tests.ops_support import DAY, METRIC, TODAY, backfill, copy_template, cost_rows, run_bot, slack_env
+from tests.ops_support import (
+    DAY,
+    METRIC,
+    TODAY,
+    backfill,
+    copy_template,
+    cost_rows,
+    run_bot,
+    slack_env,
+)
 from tests.slack_standin import running_standin
 
 NEXT_TODAY = TODAY + dt.timedelta(days=1)

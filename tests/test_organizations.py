@@ -81,7 +81,9 @@ def _daily_run(tmp_path, organizations) -> tuple[DailyRun, RunRecord]:
     `organizations` (a client factory), as the driver would make it."""
     settings = load_settings({"dry_run": True}, {
         "COST_TRACKING_OUTPUT_DIR": str(tmp_path), "COST_TRACKING_GROUP_BY": LINKED_ACCOUNT,
-        "COST_TRACKING_ACCOUNT_NAMES_FROM_ORGANIZATIONS": "on"}, TODAY)
+        "COST_TRACKING_ACCOUNT_NAMES_FROM_ORGANIZATIONS": "on",
+        # Sections that read other AWS services (moto has no CloudTrail lookups): off.
+        "COST_TRACKING_COMMITMENTS": "off", "COST_TRACKING_EC2_USAGE": "off"}, TODAY)
     engine = make_engine(settings.db_url)
     create_tables(engine)
     clients = Clients(source=lambda: CostExplorerSource(DemoCostExplorer(TODAY)),

@@ -131,3 +131,28 @@ def test_a_section_registered_with_one_line_reaches_report_json_the_site_and_sla
     assert ours and ours[0]["accessory"]["url"] == (
         f"https://costs.example.com/reports/{DAY}/services.html")
     assert blocks[-1] == ours[0]  # the sections' order is the message's
+
+
+class BrokenSection(Section):
+    """A section whose analysis fails (its other hooks show nothing without data, as a
+    section's should)."""
+
+    name = "broken"
+
+    def analyse(self, ctx):
+        raise KeyError("an answer no one expected")
+
+
+def test_a_section_that_fails_costs_the_day_only_that_section(tmp_path, clean_env, monkeypatch,
+                                                              capsys):
+    """One line, exit 3, and the digest, pages and report.json still go out without it."""
+    monkeypatch.setattr(sections, "SECTIONS", list(sections.SECTIONS))
+    sections.SECTIONS.append(BrokenSection())
+    assert _run(tmp_path, monkeypatch, "--demo") == 3
+    err = capsys.readouterr().err
+    assert "the broken section failed ('an answer no one expected'); the digest goes out " \
+           "without it" in err and "Traceback" not in err
+    data = json.loads((tmp_path / "site" / "reports" / str(DAY) / "report.json").read_text())
+    assert data["alerts"]
+    assert (tmp_path / "slack" / f"{DAY}.json").exists()
+    assert "KeyError" in (tmp_path / "logs" / "cost_tracking.log").read_text()

@@ -14,8 +14,17 @@ import pytest
 
 from _util.errors import EXIT_PARTIAL
 from _util.weekly import is_weekly_day
-from tests.test_routing import CONFIG, DAY, TODAY, _demo, backfill, run_bot, running_standin, slack_env
 from tests.ce_standin import CostExplorerStandIn
+from tests.test_routing import (
+    CONFIG,
+    DAY,
+    TODAY,
+    _demo,
+    backfill,
+    run_bot,
+    running_standin,
+    slack_env,
+)
 
 
 @pytest.fixture

@@ -26,10 +26,11 @@ import procAmzData
 import procLifecycle
 import procPlotting
 import procSummaries
-from _util import sections
+from _util import sections, weekly
 from _util.alert_kinds import CONTINUING
 from _util.atomic_files import write_text
 from _util.errors import (
+    CostTrackingError,
     EXIT_UNEXPECTED,
     DeliveryError,
     SourceError,
@@ -40,27 +41,29 @@ from _util.logging_setup import FILE_ONLY
 from _util.money import in_currency
 from _util.paths import OutputPaths
 from _util.report import Report, with_group_names
+from _util.run import routing
 from _util.run.catch_up import plan_catch_up
 from _util.run.job import Clients, RunJob
-from _util import weekly
-from _util.run import routing
 from _util.run.pending import deliver_pending
 from _util.run.run_record import FAILED, INGEST_STAGE, RunRecord, StageRecord, replaced
 from _util.run.stale_day import require_stored, stale_report_day
-from _util.sections.base import DayContext
+from _util.sections.base import DayContext, public_url
+from _util.sections.tag_coverage import NAME as COVERAGE
 from _util.settings import Settings
+from _util.site import pages as site_pages
 from _util.site.publish import publish, website_url
 from _util.slack import message as slack_message
-from _util.sections.base import public_url
-from _util.sections.tag_coverage import NAME as COVERAGE
-from _util.site import pages as site_pages
 from _util.slack.delivery import with_metadata
-from _util.slack.weekly_message import build_weekly_message, coverage_line
 from _util.slack.preview import preview_page
+from _util.slack.weekly_message import build_weekly_message, coverage_line
 from _util.sources.base import CostQuery
 from _util.sources.organizations import ORGANIZATIONS, organization_account_names
 from _util.store import delivery_log
-from _util.store.account_names import LINKED_ACCOUNT, load_account_names, save_account_names
+from _util.store.account_names import (
+    LINKED_ACCOUNT,
+    load_account_names,
+    save_account_names,
+)
 from _util.store.cost_store import load_history, read_source_state, stored_currency
 from _util.store.database import mask_url
 
@@ -299,7 +302,15 @@ class DailyRun:
             return report
         with record.stage("sections") as stage:
             ctx = DayContext(report, history, job, s, self.engine, self.clients)
-            found = sections.analyse(ctx)
+
+            def failed(section, exc: Exception) -> None:
+                log.error("the %s section failed: %s", section.name, first_line(exc),
+                          exc_info=True, extra=FILE_ONLY)
+                self.partly_failed(stage, CostTrackingError(
+                    f"the {section.name} section failed ({first_line(exc)}); the digest "
+                    "goes out without it"))
+
+            found = sections.analyse(ctx, on_error=failed)
             stage.counts["sections"] = sorted(found)
             if ctx.requests.by_section:
                 # Billed like the cost fetch's: the run record counts them together.

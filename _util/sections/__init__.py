@@ -7,7 +7,7 @@ site and report.json pick it up from the list.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -15,6 +15,8 @@ from _util.alert_kinds import ALERT_KINDS
 from _util.report import Report, report_to_dict
 from _util.sections.alerts import AlertSection, NoAlertsSection
 from _util.sections.base import DayContext, Section, SiteContext, SitePart
+from _util.sections.commitments import CommitmentsSection
+from _util.sections.ec2_usage import Ec2UsageSection
 from _util.sections.headline import HeadlineSection
 from _util.sections.summaries import SummariesSection
 from _util.sections.tag_coverage import TagCoverageSection
@@ -24,9 +26,12 @@ SECTIONS: list[Section] = [
     HeadlineSection(),
     SummariesSection(),
     TagCoverageSection(),
+    CommitmentsSection(),
     NoAlertsSection(),
     *(AlertSection(kind) for kind in ALERT_KINDS),
 ]
+# Who ran what: after the alerts it helps explain (an EC2 spike's instances).
+SECTIONS.append(Ec2UsageSection())
 
 
 def current(sections: Sequence[Section] | None = None) -> Sequence[Section]:
@@ -40,11 +45,21 @@ def analysing(sections: Sequence[Section] | None = None) -> list[Section]:
     return [s for s in current(sections) if type(s).analyse is not Section.analyse]
 
 
-def analyse(ctx: DayContext, sections: Sequence[Section] | None = None) -> dict[str, Any]:
-    """Each section's data of its own for the day (those that have any), by name."""
+def analyse(ctx: DayContext, sections: Sequence[Section] | None = None,
+            on_error: Callable[[Section, Exception], None] | None = None) -> dict[str, Any]:
+    """Each section's data of its own for the day (those that have any), by name.
+
+    With `on_error`, a section whose analysis fails is left out and reported to it, so one
+    section (a denied or unexpected AWS answer) never costs the day its digest."""
     found = {}
     for section in analysing(sections):
-        data = section.analyse(ctx)
+        try:
+            data = section.analyse(ctx)
+        except Exception as exc:  # noqa: BLE001 - reported; the other sections go on
+            if on_error is None:
+                raise
+            on_error(section, exc)
+            continue
         if data is not None:
             found[section.name] = data
     return found

@@ -282,12 +282,14 @@ def plot_page(
     recent_headers: Sequence[str],
     recent_rows: Sequence[Sequence[object]],
     recent_title: str,
+    links: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """One plot's page: the image, its meaning, the figures and the recent days' numbers."""
+    """One plot's page: the image, its meaning, `links` to related pages (href, text), the
+    figures and the recent days' numbers."""
     return render_template(
         "plot.html", title=title, day=day, image=image, alt=alt, sentence=sentence,
         numbers=numbers, recent_headers=recent_headers, recent_rows=recent_rows,
-        recent_title=recent_title)
+        recent_title=recent_title, links=links)
 
 
 # ---------------------------------------------------------------- report page

@@ -365,7 +365,90 @@ class CoveragePlot:
         return fig
 
 
-PlotJob = SpikePlot | TrendPlot | MtdPlot | DailyPlot | CoveragePlot
+@dataclass(frozen=True)
+class CommitmentPlot:
+    """A plan's, a reservation's or a kind's utilisation and its kind's coverage over the
+    last 90 days, with the utilisation threshold (COST_TRACKING_MIN_UTILISATION_PCT, 80%
+    by default) as a line: days below it are commitment paid and not used."""
+
+    path: Path
+    title: str
+    dates: np.ndarray
+    utilisation: np.ndarray  # percent, NaN on a day without figures
+    coverage: np.ndarray  # percent, NaN on a day without figures
+    threshold_pct: float
+
+    def draw(self) -> Figure:
+        fig = Figure(figsize=(10, 4.2), dpi=DPI)
+        ax = fig.add_subplot()
+        x = mdates.date2num(self.dates)
+        util = np.asarray(self.utilisation, dtype=float)
+        cover = np.asarray(self.coverage, dtype=float)
+        ax.plot(x, util, color=FAST_COLOUR, linewidth=1.6, label="utilisation")
+        ax.plot(x, cover, color=MEAN28_COLOUR, linewidth=1.3, label="coverage")
+        ax.axhline(self.threshold_pct, color=UP_COLOUR, linewidth=1.0, linestyle="--",
+                   label=f"{self.threshold_pct:g}% utilisation")
+        low = util < self.threshold_pct
+        if low.any():
+            ax.plot(x[low], util[low], marker="o", color=UP_COLOUR, markersize=4,
+                    linestyle="none", label="below the line")
+        if len(x):
+            ax.set_xlim(x[0] - 1, x[-1] + 2)
+        ax.set_ylim(0, 119)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.0f}%"))
+        ax.grid(axis="y", alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.tick_params(labelsize=8)
+        ax.set_title(self.title, loc="left", fontsize=10, y=1.0)
+        ax.legend(loc="upper left", fontsize=8, ncol=4, framealpha=0.9, edgecolor="none")
+        _date_axis(ax)
+        fig.subplots_adjust(left=0.08, right=0.98, top=0.86, bottom=0.09)
+        return fig
+
+
+@dataclass(frozen=True)
+class UsageTimelinePlot:
+    """A day of EC2 instances: one bar per instance over the UTC hours 0-24, a segment per
+    interval it ran (spot and on-demand in two colours), an arrow at 24:00 for one still
+    running; the longest run at the top."""
+
+    path: Path
+    title: str
+    labels: tuple[str, ...]
+    intervals: tuple[tuple[tuple[float, float], ...], ...]  # hours of the day, per instance
+    spot: tuple[bool, ...]
+    still_running: tuple[bool, ...]
+
+    def draw(self) -> Figure:
+        rows = max(len(self.labels), 1)
+        fig = Figure(figsize=(10, 1.3 + 0.22 * rows), dpi=DPI)
+        ax = fig.add_subplot()
+        for y, (spans, spot) in enumerate(zip(self.intervals, self.spot)):
+            ax.broken_barh([(start, end - start) for start, end in spans], (y - 0.38, 0.76),
+                           facecolors=SLOW_COLOUR if spot else FAST_COLOUR)
+        running = [y for y, still in enumerate(self.still_running) if still]
+        if running:
+            ax.plot([24.15] * len(running), running, marker=">", color=UP_COLOUR,
+                    linestyle="none", markersize=5, label="still running at 24:00")
+        ax.bar([0], [0], color=FAST_COLOUR, label="on-demand")
+        ax.bar([0], [0], color=SLOW_COLOUR, label="spot")
+        ax.set_xlim(0, 24.5)
+        ax.set_ylim(rows - 0.5, -0.5)
+        ax.set_xticks(range(0, 25, 3), [f"{h:02d}:00" for h in range(0, 25, 3)])
+        ax.set_yticks(range(len(self.labels)), list(self.labels))
+        ax.grid(axis="x", alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.tick_params(labelsize=7)
+        ax.set_title(self.title, loc="left", fontsize=10)
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, ncol=3,
+                  frameon=False)
+        fig.subplots_adjust(left=0.24, right=0.98, top=1 - 0.5 / fig.get_figheight(),
+                            bottom=0.4 / fig.get_figheight())
+        return fig
+
+
+PlotJob = (SpikePlot | TrendPlot | MtdPlot | DailyPlot | CoveragePlot | CommitmentPlot
+           | UsageTimelinePlot)
 
 
 def draw_and_save(job: PlotJob, currency: str = "USD") -> float:

@@ -41,6 +41,12 @@ CE_DAILY_RETENTION_DAYS = 395
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
+# What botocore raises when Cost Explorer could not be reached (after its retries).
+CONNECTION_ERRORS = (botocore.exceptions.EndpointConnectionError,
+                     botocore.exceptions.ConnectionClosedError,
+                     botocore.exceptions.ReadTimeoutError,
+                     botocore.exceptions.ConnectTimeoutError)
+
 def ce_retry_config() -> Config:
     """Standard retry mode; CE_MAX_ATTEMPTS attempts unless the AWS config sets a count."""
     if botocore.session.get_session().get_config_variable("max_attempts") is not None:
@@ -259,10 +265,7 @@ class CostFetch:
             except botocore.exceptions.ClientError as exc:
                 self.requests += 1
                 raise _explain(exc) from exc
-            except (botocore.exceptions.EndpointConnectionError,
-                    botocore.exceptions.ConnectionClosedError,
-                    botocore.exceptions.ReadTimeoutError,
-                    botocore.exceptions.ConnectTimeoutError) as exc:
+            except CONNECTION_ERRORS as exc:
                 raise SourceUnavailable(f"cannot reach Cost Explorer: {exc}") from exc
             self.requests += 1
             yield response

@@ -28,7 +28,13 @@ from _util.sources.cur_engines import (
     DuckDbEngine,
     check_athena_table,
 )
-from _util.sources.cur_files import LocalReport, ReportFile, S3Report, fingerprints, open_report
+from _util.sources.cur_files import (
+    LocalReport,
+    ReportFile,
+    S3Report,
+    fingerprints,
+    open_report,
+)
 from _util.sources.cur_services import service_name
 from _util.sources.cur_sql import DailyQuery
 from _util.store.cost_store import CostRow

@@ -28,6 +28,7 @@ from _util.alert_kinds import DOWN, SPIKE, TREND, UP
 from _util.detection.labels import Incident
 from _util.report import Rules
 from _util.sources.cost_explorer import CostExplorerSource
+from _util.sources.demo_commitments import DemoCommitments
 
 if TYPE_CHECKING:
     from _util.settings import Settings
@@ -318,8 +319,9 @@ def _excluded_record_types(flt: dict | None) -> set[str]:
     return set()
 
 
-class DemoCostExplorer:
-    """Stands in for `boto3.client("ce")`: only the call the bot makes.
+class DemoCostExplorer(DemoCommitments):
+    """Stands in for `boto3.client("ce")`: only the calls the bot makes (the cost call
+    here, the Reserved Instance and Savings Plans calls in `demo_commitments.py`).
 
     `today` is the day the demo runs (amounts exist up to the day before); the two newest
     days are Estimated, as in Cost Explorer.

@@ -101,8 +101,10 @@ def create_tables(engine: Engine) -> None:
     """Create every declared table that does not exist yet."""
     # Import the owners so their tables are on `metadata` before create_all.
     import _util.store.account_names  # noqa: F401
+    import _util.store.commitments  # noqa: F401
     import _util.store.cost_store  # noqa: F401
     import _util.store.delivery_log  # noqa: F401
+    import _util.store.instance_usage  # noqa: F401
     import _util.store.tag_coverage  # noqa: F401
     check_existing_tables(engine)
     try:

@@ -21,7 +21,12 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from _util.errors import StoreError
-from _util.store.cost_store import AMOUNT_DIGITS, AMOUNT_PLACES, SERVICE_CHARS, SourceState
+from _util.store.cost_store import (
+    AMOUNT_DIGITS,
+    AMOUNT_PLACES,
+    SERVICE_CHARS,
+    SourceState,
+)
 from _util.store.database import NameText, mask_url, metadata
 
 # AWS allows tag keys of 128 characters.
