@@ -285,3 +285,43 @@ def test_the_demo_account_answers_every_call_in_the_service_models_shapes(clean_
     refresh = cm.refresh_commitments(db_engine, client, "demo", day=DAY, today=TODAY, mode="on")
     assert refresh.rows > 0 and refresh.found
     assert cm.refresh_recommendations(db_engine, client, "demo", day=DAY) == 6
+
+
+class NoDailyWithGroupBy:
+    """The demo's Cost Explorer, refusing a granularity together with a GroupBy as AWS's
+    documentation says these calls may (ValidationException), counting what it answers."""
+
+    def __init__(self, demo: DemoCostExplorer) -> None:
+        self.demo = demo
+        self.calls: list[tuple[str, dict]] = []
+
+    def __getattr__(self, method: str):
+        def call(**kwargs):
+            self.calls.append((method, kwargs))
+            if "Granularity" in kwargs and "GroupBy" in kwargs:
+                from botocore.exceptions import ClientError
+                raise ClientError({"Error": {"Code": "ValidationException", "Message":
+                                             "Granularity can't be set when GroupBy is set"}},
+                                  method)
+            return getattr(self.demo, method)(**kwargs)
+        return call
+
+
+def test_a_refused_daily_granularity_with_groups_is_asked_day_by_day_with_the_same_figures():
+    today = dt.date(2026, 11, 23)
+    start, end = dt.date(2026, 11, 19), dt.date(2026, 11, 22)
+    plain = cm.fetch_commitments(DemoCostExplorer(today), start, end)
+    strict = NoDailyWithGroupBy(DemoCostExplorer(today))
+    refused = cm.fetch_commitments(strict, start, end)
+    key = lambda r: repr(r)  # noqa: E731
+    assert sorted(map(key, refused.utilisation)) == sorted(map(key, plain.utilisation))
+    assert sorted(map(key, refused.coverage)) == sorted(map(key, plain.coverage))
+    grouped = [(m, k) for m, k in strict.calls if "GroupBy" in k]
+    # Each grouped call: one refused DAILY request, then one a day (4 days) without it.
+    for method in ("get_reservation_utilization", "get_reservation_coverage",
+                   "get_savings_plans_coverage"):
+        asked = [k for m, k in grouped if m == method]
+        assert len(asked) == 5 and "Granularity" in asked[0]
+        assert [k["TimePeriod"]["Start"] for k in asked[1:]] == [
+            (start + dt.timedelta(days=i)).isoformat() for i in range(4)]
+    assert refused.requests == plain.requests + 3 * 4

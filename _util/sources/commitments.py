@@ -85,6 +85,11 @@ class CommitmentsDenied(SourceError):
 # ---------------------------------------------------------------- calls and pages
 
 
+class GranularityRefused(Exception):
+    """Cost Explorer refused a granularity together with a GroupBy (its documentation
+    says the grouped reservation and Savings Plans calls may): asked again day by day."""
+
+
 @dataclass
 class Caller:
     """Calls one client, following pages and counting requests (each page is one billed
@@ -115,6 +120,9 @@ class Caller:
                 if code == "DataUnavailableException":  # nothing to report for the range
                     return
                 message = exc.response.get("Error", {}).get("Message", "")
+                if (code == "ValidationException" and "granularity" in message.lower()
+                        and "Granularity" in params and "GroupBy" in params):
+                    raise GranularityRefused(message) from exc
                 raise SourceUnavailable(f"Cost Explorer {ACTIONS[method]} failed "
                                         f"({code or 'error'}): {message}") from exc
             except CONNECTION_ERRORS as exc:
@@ -311,6 +319,24 @@ class CommitmentFetch:
     found: bool  # any reservation or plan with a commitment in the days
 
 
+def daily_groups(call: Caller, method: str, params: dict, start: dt.date, end: dt.date,
+                 **tokens: str) -> Iterator[dict]:
+    """The pages of a grouped call for days start..end: one DAILY range, or, when Cost
+    Explorer refuses a granularity with a GroupBy, one request per day without it (each
+    answer then covers its one day)."""
+    try:
+        pages = list(call.pages(method, {**params, "Granularity": "DAILY"}, **tokens))
+    except GranularityRefused as exc:
+        log.info("Cost Explorer %s refused DAILY with GroupBy (%s): asking day by day",
+                 ACTIONS[method], exc)
+    else:
+        yield from pages
+        return
+    for i in range((end - start).days + 1):
+        day = start + dt.timedelta(days=i)
+        yield from call.pages(method, {**params, "TimePeriod": _period(day, day)}, **tokens)
+
+
 def fetch_commitments(client: Any, start: dt.date, end: dt.date, *,
                       check_only_first: bool = False) -> CommitmentFetch:
     """Every figure of days start..end. With `check_only_first`, the two utilisation
@@ -318,27 +344,27 @@ def fetch_commitments(client: Any, start: dt.date, end: dt.date, *,
     Raises CommitmentsDenied naming every refused action (after trying the others)."""
     call = Caller(client)
     period = _period(start, end)
-    utilisation = reservation_utilisation(call.pages(
-        "get_reservation_utilization",
-        {"TimePeriod": period, "Granularity": "DAILY",
-         "GroupBy": [{"Type": "DIMENSION", "Key": "SUBSCRIPTION_ID"}]}))
+    utilisation = reservation_utilisation(daily_groups(
+        call, "get_reservation_utilization",
+        {"TimePeriod": period, "GroupBy": [{"Type": "DIMENSION", "Key": "SUBSCRIPTION_ID"}]},
+        start, end))
     sp_totals = savings_plans_utilisation(call.pages(
         "get_savings_plans_utilization", {"TimePeriod": period, "Granularity": "DAILY"}))
     utilisation += sp_totals
     found = any(r.purchased > 0 for r in utilisation)
     coverage: list[CoverageRow] = []
     if found or not check_only_first or call.denied:
-        coverage += reservation_coverage(call.pages(
-            "get_reservation_coverage",
-            {"TimePeriod": period, "Granularity": "DAILY", "Metrics": ["Hour", "Cost"],
+        coverage += reservation_coverage(daily_groups(
+            call, "get_reservation_coverage",
+            {"TimePeriod": period, "Metrics": ["Hour", "Cost"],
              "GroupBy": [{"Type": "DIMENSION", "Key": "INSTANCE_TYPE"},
-                         {"Type": "DIMENSION", "Key": "REGION"}]}))
-        coverage += savings_plans_coverage(call.pages(
-            "get_savings_plans_coverage",
-            {"TimePeriod": period, "Granularity": "DAILY",
-             "Metrics": ["SpendCoveredBySavingsPlans"], "MaxResults": SP_COVERAGE_PAGE,
+                         {"Type": "DIMENSION", "Key": "REGION"}]}, start, end))
+        coverage += savings_plans_coverage(daily_groups(
+            call, "get_savings_plans_coverage",
+            {"TimePeriod": period, "Metrics": ["SpendCoveredBySavingsPlans"],
+             "MaxResults": SP_COVERAGE_PAGE,
              "GroupBy": [{"Type": "DIMENSION", "Key": "SERVICE"}]},
-            token_in="NextToken", token_out="NextToken"))
+            start, end, token_in="NextToken", token_out="NextToken"))
         for day in sorted({r.usage_date for r in sp_totals}):
             utilisation += savings_plans_details(day, call.pages(
                 "get_savings_plans_utilization_details", {"TimePeriod": _period(day, day)},
