@@ -79,3 +79,16 @@ def slack():
 
     with running_standin() as standin:
         yield standin
+
+
+@pytest.fixture
+def stubbed(clean_env):
+    """A real Cost Explorer client with botocore's Stubber on it (answers validated
+    against the service model); every queued answer must be asked for."""
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client("ce", region_name="us-east-1")
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()

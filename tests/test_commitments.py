@@ -31,14 +31,6 @@ TODAY = DAY + dt.timedelta(days=1)
 ACCOUNT = "aws"
 
 
-@pytest.fixture
-def stubbed(clean_env):
-    client = boto3.client("ce", region_name="us-east-1")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
-
-
 def _period(start: dt.date, end: dt.date) -> dict:
     return {"Start": start.isoformat(), "End": (end + dt.timedelta(days=1)).isoformat()}
 

@@ -7,23 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 
 from _util.errors import SourceError, SourceUnavailable, UnusableResponse
 from _util.sources.cost_explorer import CostFetch, build_request
 from _util.sources.demo_account import DemoCostExplorer
 
 D = dt.date
-
-
-@pytest.fixture
-def stubbed(clean_env):
-    client = boto3.client("ce", region_name="us-east-1")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
 
 
 def _period(day: str, groups: list[tuple[str, str, str]], estimated: bool = False) -> dict:

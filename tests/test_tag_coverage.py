@@ -10,7 +10,6 @@ import os
 import sqlite3
 from dataclasses import dataclass, field
 
-import boto3
 import pandas as pd
 import pytest
 from botocore.stub import Stubber
@@ -195,14 +194,6 @@ def test_skip_fetch_shows_what_is_stored_and_off_is_null(demo_run, tmp_path, cle
 
 
 # ---------------------------------------------------------------- Cost Explorer (Stubber)
-
-
-@pytest.fixture
-def stubbed(clean_env):
-    client = boto3.client("ce", region_name="us-east-1")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
 
 
 def _period(day: dt.date, ec2_tagged: float, ec2_untagged: float, estimated: bool = False) -> dict:
