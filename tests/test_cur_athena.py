@@ -179,3 +179,8 @@ def test_denied_access_names_what_the_bot_needs(aws):
         list(engine.aggregate(QUERY, []))
     assert "AccessDeniedException" in str(info.value)
     assert "athena:StartQueryExecution" in str(info.value) and info.value.exit_code == EXIT_USAGE
+
+
+def test_the_table_s_names_are_quoted_as_identifiers_even_with_a_quote_inside():
+    assert AthenaTable("cur", "data").quoted == '"cur"."data"'
+    assert AthenaTable('my"db', "t").quoted == '"my""db"."t"'

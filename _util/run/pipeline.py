@@ -30,8 +30,8 @@ from _util import sections, weekly
 from _util.alert_kinds import CONTINUING
 from _util.atomic_files import write_text
 from _util.errors import (
-    CostTrackingError,
     EXIT_UNEXPECTED,
+    CostTrackingError,
     DeliveryError,
     SourceError,
     SourceUnavailable,
@@ -79,6 +79,15 @@ class ChannelMessage:
     message: slack_message.SlackMessage
     preview: Path
     kind: str = delivery_log.DAILY
+
+
+@dataclass(frozen=True)
+class ChannelWeek:
+    """One channel's weekly summary and the page written for it."""
+
+    digest: routing.Digest
+    summary: weekly.WeeklySummary
+    page: Path
 
 
 @dataclass
@@ -377,14 +386,14 @@ class DailyRun:
             stage.counts["blocks"] = len(messages[0].message.blocks)
 
         weeks = self.weekly_summaries(found, history, job, record)
-        files += [page for _, _, page in weeks]
+        files += [w.page for w in weeks]
 
         uploaded = self.publish(files, record)
         links = uploaded or not self.clients.publishes
         if not links:
             # The links (to the bucket's website or to COST_TRACKING_SITE_URL in front of
             # it) would open pages that never arrived: send the messages without them.
-            found = routing.without_links(found, slack_message.without_links)
+            found = routing.without_links(found)
             messages = self.write_messages(found, job)
             # render wrote report.json with the links; the local copy says what was sent.
             report = replace(slack_message.without_links(report), routes=routing.slices(found))
@@ -394,10 +403,10 @@ class DailyRun:
             self.deliver(messages, job, record)
 
     def weekly_summaries(self, found: list[routing.Digest], history: pd.DataFrame,
-                         job: RunJob, record: RunRecord) -> list[tuple]:
+                         job: RunJob, record: RunRecord) -> list[ChannelWeek]:
         """On the weekly day, each channel's summary of the seven days ending on the
         report's day (its slice and its alerts, as its daily digests show them), with its
-        page written: (digest, summary, page) each."""
+        page written."""
         s = self.settings
         if not weekly.is_weekly_day(job.report_day, s.weekly_day):
             return []
@@ -419,17 +428,18 @@ class DailyRun:
                 write_text(page, site_pages.weekly_page(
                     summary, None if d.route is None else d.name, up,
                     "../index.html" if d.route else "index.html"))
-                weeks.append((d, summary, page))
+                weeks.append(ChannelWeek(d, summary, page))
             stage.counts["channels"] = len(weeks)
         return weeks
 
-    def write_weekly_messages(self, weeks: list[tuple], job: RunJob,
+    def write_weekly_messages(self, weeks: list[ChannelWeek], job: RunJob,
                               links: bool) -> list[ChannelMessage]:
         """Each weekly summary as its channel's message (slack/<date>.weekly.json, or
         slack/<date>.<route>.weekly.json), linking its page when the site has it."""
         s = self.settings
         written = []
-        for d, summary, page in weeks:
+        for week in weeks:
+            d, summary, page = week.digest, week.summary, week.page
             rel = page.relative_to(s.site_dir).as_posix()
             url = public_url(self.site_url, rel) if links else None
             message = build_weekly_message(summary, d.label(s.account_label), d.mentions, url,

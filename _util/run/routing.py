@@ -26,6 +26,7 @@ from _util.sections.alerts import AlertSection, NoAlertsSection
 from _util.sections.base import SiteContext, public_url
 from _util.sections.tag_coverage import NAME as COVERAGE
 from _util.site import pages
+from _util.slack import message as slack_message
 from _util.tag_coverage import coverage_for
 
 MAIN = "main"
@@ -142,8 +143,9 @@ def slices(found: list[Digest]) -> tuple[RouteSlice, ...]:
                  for d in found if d.route is not None)
 
 
-def without_links(found: list[Digest], strip) -> list[Digest]:
-    return [dataclasses.replace(d, report=strip(d.report)) for d in found]
+def without_links(found: list[Digest]) -> list[Digest]:
+    """The digests with every site URL removed (the site could not be published)."""
+    return [dataclasses.replace(d, report=slack_message.without_links(d.report)) for d in found]
 
 
 def write_route_pages(found: list[Digest], history: pd.DataFrame, site_dir: Path,

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from botocore.exceptions import BotoCoreError, ClientError
+from sqlglot import exp
 
 from _util.errors import ConfigError, SourceError, SourceUnavailable
 from _util.sources.cur_files import LocalReport, ReportFile, S3Report
-from _util.sources.cur_sql import DailyQuery, athena_sql, duckdb_sql
+from _util.sources.cur_sql import ATHENA, DailyQuery, athena_sql, duckdb_sql
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,8 @@ class AthenaTable:
 
     @property
     def quoted(self) -> str:
-        return f'"{self.database}"."{self.table}"'.replace("\0", "")
+        """"db"."table" as Athena reads it, quotes inside the names escaped by sqlglot."""
+        return exp.table_(self.table, db=self.database, quoted=True).sql(dialect=ATHENA)
 
 
 class AthenaEngine:

@@ -31,6 +31,9 @@ GROUP_CHARS = 256
 AMOUNT_DIGITS = 38
 AMOUNT_PLACES = 10
 AMOUNT_LIMIT = 10.0 ** (AMOUNT_DIGITS - AMOUNT_PLACES)
+# A cost amount column: an exact decimal on MySQL/MariaDB, float64 on SQLite.
+AMOUNT_TYPE = sa.Float(asdecimal=False).with_variant(
+    mysql.DECIMAL(AMOUNT_DIGITS, AMOUNT_PLACES, asdecimal=False), "mysql", "mariadb")
 
 cost_daily = sa.Table(
     "cost_daily", metadata,
@@ -38,9 +41,7 @@ cost_daily = sa.Table(
     sa.Column("metric", sa.String(32), primary_key=True),
     sa.Column("service", NameText(SERVICE_CHARS), primary_key=True),
     sa.Column("group_value", NameText(GROUP_CHARS), primary_key=True),
-    sa.Column("amount", sa.Float(asdecimal=False).with_variant(
-        mysql.DECIMAL(AMOUNT_DIGITS, AMOUNT_PLACES, asdecimal=False), "mysql", "mariadb"),
-        nullable=False),
+    sa.Column("amount", AMOUNT_TYPE, nullable=False),
     sa.Column("unit", sa.String(8), nullable=False),
     sa.Column("estimated", sa.Boolean, nullable=False),
     sa.Column("fetched_at", sa.DateTime, nullable=False),

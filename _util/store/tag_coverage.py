@@ -21,21 +21,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from _util.errors import StoreError
-from _util.store.cost_store import (
-    AMOUNT_DIGITS,
-    AMOUNT_PLACES,
-    SERVICE_CHARS,
-    SourceState,
-)
+from _util.store.cost_store import AMOUNT_TYPE as _AMOUNT
+from _util.store.cost_store import SERVICE_CHARS, SourceState
 from _util.store.database import NameText, mask_url, metadata
 
 # AWS allows tag keys of 128 characters.
 TAG_CHARS = 128
 # Rows a day holds are one per service: a few hundred even for a large account.
 INSERT_BATCH_ROWS = 5000
-
-_AMOUNT = sa.Float(asdecimal=False).with_variant(
-    mysql.DECIMAL(AMOUNT_DIGITS, AMOUNT_PLACES, asdecimal=False), "mysql", "mariadb")
 
 tag_coverage_daily = sa.Table(
     "tag_coverage_daily", metadata,
