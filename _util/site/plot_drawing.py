@@ -447,8 +447,54 @@ class UsageTimelinePlot:
         return fig
 
 
+@dataclass(frozen=True)
+class IdleMetricsPlot:
+    """An idle resource's last 30 days: its daily maximum CPU above, its network in+out a
+    day below, each with the threshold under which a day counts as idle as a dashed line
+    (COST_TRACKING_IDLE_CPU_PCT, COST_TRACKING_IDLE_NETWORK_MB); a day without data is a
+    gap."""
+
+    path: Path
+    title: str
+    dates: np.ndarray
+    cpu_max_pct: np.ndarray  # NaN on a day without a datapoint
+    network_mb: np.ndarray  # NaN on a day without a datapoint (always NaN for ECS/EKS)
+    cpu_threshold_pct: float
+    network_threshold_mb: float
+
+    def draw(self) -> Figure:
+        fig = Figure(figsize=(8, 3.6), dpi=DPI)
+        cpu_ax, net_ax = fig.subplots(2, 1, sharex=True)
+        x = mdates.date2num(self.dates)
+        cpu = np.asarray(self.cpu_max_pct, dtype=float)
+        net = np.asarray(self.network_mb, dtype=float)
+        cpu_ax.plot(x, cpu, color=FAST_COLOUR, linewidth=1.5, marker="o", markersize=2.5)
+        cpu_ax.axhline(self.cpu_threshold_pct, color=UP_COLOUR, linewidth=1.0, linestyle="--",
+                       label=f"{self.cpu_threshold_pct:g}% CPU")
+        cpu_ax.set_ylim(0, max(100.0, float(np.nanmax(cpu, initial=0.0)) * 1.05))
+        cpu_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.0f}%"))
+        cpu_ax.set_ylabel("max CPU", fontsize=8)
+        net_ax.plot(x, net, color=SLOW_COLOUR, linewidth=1.5, marker="o", markersize=2.5)
+        net_ax.axhline(self.network_threshold_mb, color=UP_COLOUR, linewidth=1.0,
+                       linestyle="--", label=f"{self.network_threshold_mb:g} MB a day")
+        top = float(np.nanmax(net, initial=0.0))
+        net_ax.set_ylim(0, max(self.network_threshold_mb * 2.0, top * 1.1))
+        net_ax.set_ylabel("network MB", fontsize=8)
+        for ax in (cpu_ax, net_ax):
+            ax.grid(axis="y", alpha=0.3)
+            ax.spines[["top", "right"]].set_visible(False)
+            ax.tick_params(labelsize=7)
+            ax.legend(loc="upper right", fontsize=7, framealpha=0.9, edgecolor="none")
+        if len(x):
+            net_ax.set_xlim(x[0] - 0.5, x[-1] + 0.5)
+        cpu_ax.set_title(self.title, loc="left", fontsize=9)
+        _date_axis(net_ax)
+        fig.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.1, hspace=0.15)
+        return fig
+
+
 PlotJob = (SpikePlot | TrendPlot | MtdPlot | DailyPlot | CoveragePlot | CommitmentPlot
-           | UsageTimelinePlot)
+           | UsageTimelinePlot | IdleMetricsPlot)
 
 
 def draw_and_save(job: PlotJob, currency: str = "USD") -> float:
