@@ -36,6 +36,8 @@ from _util.run.job import Clients
 from _util.run.pipeline import DailyRun, Outcome, first_line
 from _util.run.run_lock import run_lock
 from _util.run.run_record import FAILED, RunRecord
+from _util.run.schedule_run import SCHEDULE_LOCK, run_schedule
+from _util.sections.idle_resources import make_idle_clients
 from _util.settings import ENV_PREFIX, SETTINGS, Settings, load_settings
 from _util.site.publish import make_s3_client
 from _util.slack.delivery import make_slack_client
@@ -63,6 +65,9 @@ EXIT_CODES_HELP = """exit codes:
      possibly stale, data (about the newest stored day when the run's day is missing)
   4  another run holds the lock for this output folder or this database
      (waited COST_TRACKING_LOCK_TIMEOUT_SECONDS)
+--schedule: 0 done or listed; 2 settings, schedules or database; 3 an action failed
+  or was refused, a region could not be read, or its Slack message failed; 4 another
+  --schedule run holds its lock
 """
 
 
@@ -113,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --demo: write the demo account's planted spikes and turns "
                              "from --backtest-from (default: 180 days before --date) to --date "
                              "as a labels file, and exit")
+    parser.add_argument("--schedule", action="store_true",
+                        help="instead of the report: stop and start the resources tagged with "
+                             "a schedule (COST_TRACKING_SCHEDULE_TAG), as the config's "
+                             "[schedule.<name>] tables say; run it from cron every 15 minutes. "
+                             "Acts only with COST_TRACKING_SCHEDULE_ACTIONS=on; with --dry-run "
+                             "it lists the actions and calls nothing that changes anything")
     parser.add_argument("--verbose", action="store_true", help="debug logging on stderr")
     return parser
 
@@ -149,6 +160,27 @@ def _run(settings: Settings, record: RunRecord, today: dt.date, outcome: Outcome
         return
     clients = make_clients(settings, today)
     DailyRun(settings, engine, clients, today, outcome).run(record)
+
+
+def _schedule(settings: Settings, today: dt.date) -> int:
+    """--schedule: one scheduler run under its own locks (the daily report holds others)."""
+    with (run_lock(settings.paths.root / SCHEDULE_LOCK, settings.lock_timeout_seconds),
+          database_lock(settings.db_url, settings.lock_timeout_seconds, purpose="schedule")):
+        now = dt.datetime.now(dt.timezone.utc)  # after the wait: the run acts on its time
+        engine = make_engine(settings.db_url)
+        create_tables(engine)
+        sending = not settings.dry_run and settings.slack_token and settings.slack_channel
+        slack = (partial(make_slack_client, settings.slack_token, settings.slack_api_url,
+                         retries=settings.slack_max_retries) if sending else None)
+        outcome = run_schedule(settings, engine, make_idle_clients(settings, today), slack, now)
+    if outcome.problems:
+        print(f"partial: {'; '.join(outcome.problems)}", file=sys.stderr)
+        return EXIT_PARTIAL
+    taken = sum(1 for a in outcome.actions if a.result == "ok")
+    planned = len(outcome.actions) if not outcome.acting else taken
+    print(f"ok: schedule {'took' if outcome.acting else 'would take'} {planned} action(s); "
+          f"{settings.paths.runs / (outcome.run_id + '.json')}")
+    return EXIT_OK
 
 
 def _write_demo_labels(settings: Settings) -> int:
@@ -221,6 +253,19 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     setup_logging(settings.paths.logs, settings.log_max_bytes,
                   extra_secrets=_secrets(settings), verbose=args.verbose)
     _warn_unknown_environment(environ)
+    if settings.schedule_run:
+        try:
+            return _schedule(settings, today)
+        except CostTrackingError as exc:
+            log.error("%s", exc, extra=FILE_ONLY)
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: log and exit 1
+            summary = f"unexpected {type(exc).__name__}: {first_line(exc)}"
+            log.error("%s", summary, exc_info=True, extra=FILE_ONLY)
+            print(f"error: {summary} (traceback in {settings.paths.logs / LOG_FILE_NAME})",
+                  file=sys.stderr)
+            return EXIT_UNEXPECTED
     record = RunRecord(date=settings.day.isoformat() if settings.backtest_from is None
                        else f"backtest-{settings.backtest_from}_{settings.day}",
                        scheduled=(not flags.get("date") and not settings.dry_run

@@ -22,6 +22,7 @@ from _util.errors import ConfigError
 from _util.paths import OutputPaths
 from _util.report import SEASONALITIES, Rules
 from _util.routes import MAIN_CHANNEL_GETS, MAIN_GETS_ALL, Route, parse_routes
+from _util.schedules import Schedule, parse_schedules
 from _util.sources import SOURCES
 from _util.sources.cost_explorer import CE_DAILY_RETENTION_DAYS
 from _util.sources.cur_report import ENGINES as CUR_ENGINES
@@ -73,6 +74,15 @@ class Settings:
     min_utilisation_pct: float = 80.0
     ec2_usage: str = "on"
     ec2_usage_regions: tuple[str, ...] = ()
+    idle: str = "on"
+    idle_regions: tuple[str, ...] = ()
+    idle_days: int = 7
+    idle_cpu_pct: float = 5.0
+    idle_network_mb: float = 50.0
+    idle_owner_tag: str = "Owner"
+    schedule_tag: str = "cost-tracking:schedule"
+    schedule_actions: str = "off"
+    schedules: tuple[Schedule, ...] = ()
     rules: Rules = field(default_factory=Rules)
     s3_bucket: str | None = None
     s3_prefix: str = ""
@@ -107,6 +117,7 @@ class Settings:
     labels: LabelSet | None = None
     label_window_days: int = DEFAULT_WINDOW_DAYS
     write_demo_labels: Path | None = None
+    schedule_run: bool = False
 
     @property
     def demo(self) -> bool:
@@ -316,6 +327,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("min_utilisation_pct", _float_between(0, 100), "Commitments: a plan or reservation used below this percentage on the day is an alert (default 80)."),
     SettingSpec("ec2_usage", _choice(("on", "off")), "The EC2 instance usage section (who ran which instances, for how long, from CloudTrail): on (default) or off (no calls)."),
     SettingSpec("ec2_usage_regions", _regions, "EC2 instance usage: the regions to read, comma-separated (default: the account's enabled regions)."),
+    SettingSpec("idle", _choice(("on", "off")), "The Idle resources section (EC2 instances, ECS services and EKS node groups nobody used, from CloudWatch): on (default) or off (no calls)."),
+    SettingSpec("idle_regions", _regions, "Idle resources and --schedule: the regions to look in, comma-separated (default: the account's enabled regions)."),
+    SettingSpec("idle_days", _int_between(1, 30), "Idle resources: days in a row a resource must have run unused to be listed (default 7)."),
+    SettingSpec("idle_cpu_pct", _float_between(0, 100), "Idle resources: a day counts as idle when the highest CPU stayed under this percentage (default 5)."),
+    SettingSpec("idle_network_mb", _float_between(0, 1e9), "Idle resources: ... and the network in+out under this many megabytes that day (default 50; ECS services have no network metric)."),
+    SettingSpec("idle_owner_tag", _tag_key, "Idle resources: the tag that names a resource's owner (default Owner)."),
+    SettingSpec("schedule_tag", _tag_key, "The tag whose value names the [schedule.<name>] that stops and starts a resource (default cost-tracking:schedule); nothing without it is ever touched."),
+    SettingSpec("schedule_actions", _choice(("off", "on")), "--schedule stops and starts resources only when on; off (default): it lists what it would do, like --dry-run."),
     SettingSpec("z", _float_between(0.5, 50), "Z-score threshold for spikes (default 3.0)."),
     SettingSpec("min_delta_usd", _float_between(0, 1e9), "A spike must move the cost by at least this many dollars (default 1.00)."),
     SettingSpec("min_delta_pct", _float_between(0, 10000), "A spike must move the cost by at least this percentage of its baseline mean (default 0, off)."),
@@ -346,7 +365,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
 RULE_FIELDS = {f.name for f in dataclasses.fields(Rules)}
-TOML_ONLY_KEYS = {"mute", "route", "commitment_mute"}
+TOML_ONLY_KEYS = {"mute", "route", "commitment_mute", "schedule"}
 
 
 def _parse(spec: SettingSpec, raw: Any, source: str) -> Any:
@@ -481,6 +500,12 @@ def load_settings(flags: Mapping[str, Any], environ: Mapping[str, str], today: d
     write_demo_labels = Path(flags["write_demo_labels"]) if flags.get("write_demo_labels") else None
     if write_demo_labels is not None and values.get("source") != "demo":
         raise ConfigError("--write-demo-labels writes the demo account's planted events: add --demo")
+    schedule_run = bool(flags.get("schedule"))
+    if schedule_run and (backtest_from is not None or flags.get("date")):
+        raise ConfigError("--schedule acts on the present: it takes no --date or --backtest-from")
+    for tag_setting in ("idle_owner_tag", "schedule_tag"):
+        if tag_setting in values and values[tag_setting] is None:
+            del values[tag_setting]  # empty: the default
 
     return Settings(
         day=day,
@@ -500,5 +525,7 @@ def load_settings(flags: Mapping[str, Any], environ: Mapping[str, str], today: d
         labels=None if labels_file is None else LabelSet(
             labels_file, read_labels(labels_file), values.get("label_window_days", DEFAULT_WINDOW_DAYS)),
         write_demo_labels=write_demo_labels,
+        schedule_run=schedule_run,
+        schedules=parse_schedules(toml.get("schedule"), f"--config file {config_path}"),
         **values,
     )

@@ -69,6 +69,9 @@ def clean_env(monkeypatch):
     # The Commitments section's Cost Explorer calls would add to every run's request
     # count, which many tests pin: off unless a test turns it on.
     monkeypatch.setenv("COST_TRACKING_COMMITMENTS", "off")
+    # The Idle resources section reads EC2, ECS, EKS and CloudWatch in every region: off
+    # unless a test turns it on (moto and the demo answer it).
+    monkeypatch.setenv("COST_TRACKING_IDLE", "off")
     return os.environ
 
 

@@ -1,6 +1,7 @@
 """The README stays true: every setting, flag and exit code the code knows is documented."""
 from __future__ import annotations
 
+import json
 import re
 from itertools import dropwhile, takewhile
 from pathlib import Path
@@ -64,10 +65,12 @@ def test_the_exit_code_table_lists_exactly_the_codes_the_bot_exits_with():
     assert documented == codes
 
 
-def _cron_command() -> str:
-    """The command of the README's crontab line (after the five time fields)."""
-    block = README.split("```cron", 1)[1].split("```", 1)[0]
-    [line] = [ln for ln in block.splitlines() if re.match(r"^[\d*]", ln)]
+def _cron_command(schedule: bool = False) -> str:
+    """The command of the README's crontab line (after the five time fields): the daily
+    report's, or with `schedule` the scheduler's."""
+    blocks = [part.split("```", 1)[0] for part in README.split("```cron")[1:]]
+    lines = [ln for block in blocks for ln in block.splitlines() if re.match(r"^[\d*]", ln)]
+    [line] = [ln for ln in lines if ("--schedule" in ln) == schedule]
     assert "%" not in line  # cron would turn it into a newline
     return line.split(None, 5)[5]
 
@@ -87,11 +90,11 @@ def _fresh_install(tmp_path: Path, env_lines: list[str]) -> Path:
     return home
 
 
-def _run_cron_line(home: Path):
+def _run_cron_line(home: Path, schedule: bool = False):
     import os
     import subprocess
 
-    command = _cron_command().replace("/opt/cost-bot", str(home))
+    command = _cron_command(schedule).replace("/opt/cost-bot", str(home))
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("COST_TRACKING_", "SLACK_", "AWS_"))}
     env["AWS_EC2_METADATA_DISABLED"] = "true"
@@ -106,6 +109,15 @@ def test_the_crontab_line_works_as_written_on_a_fresh_install_and_is_silent(tmp_
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     assert (home / "output" / "logs" / "cost_tracking.log").stat().st_size > 0
     assert list((home / "output" / "site" / "reports").glob("*/report.json"))
+
+
+def test_the_schedule_crontab_line_works_as_written_and_is_silent(tmp_path):
+    home = _fresh_install(tmp_path, ["COST_TRACKING_SOURCE=demo",
+                                     f"COST_TRACKING_OUTPUT_DIR={tmp_path / 'cost-bot' / 'output'}"])
+    done = _run_cron_line(home, schedule=True)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    [run] = list((home / "output" / "runs").glob("schedule-*.json"))
+    assert json.loads(run.read_text())["acting"] is False  # actions are off by default
 
 
 def test_the_crontab_line_prints_the_error_when_the_run_fails(tmp_path):

@@ -18,6 +18,7 @@ from _util.sections.base import DayContext, Section, SiteContext, SitePart
 from _util.sections.commitments import CommitmentsSection
 from _util.sections.ec2_usage import Ec2UsageSection
 from _util.sections.headline import HeadlineSection
+from _util.sections.idle_resources import IdleResourcesSection
 from _util.sections.summaries import SummariesSection
 from _util.sections.tag_coverage import TagCoverageSection
 from _util.site import pages
@@ -32,6 +33,8 @@ SECTIONS: list[Section] = [
 ]
 # Who ran what: after the alerts it helps explain (an EC2 spike's instances).
 SECTIONS.append(Ec2UsageSection())
+# What could be stopped: after what ran.
+SECTIONS.append(IdleResourcesSection())
 
 
 def current(sections: Sequence[Section] | None = None) -> Sequence[Section]:

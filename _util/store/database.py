@@ -104,6 +104,7 @@ def create_tables(engine: Engine) -> None:
     import _util.store.commitments  # noqa: F401
     import _util.store.cost_store  # noqa: F401
     import _util.store.delivery_log  # noqa: F401
+    import _util.store.idle_resources  # noqa: F401
     import _util.store.instance_usage  # noqa: F401
     import _util.store.tag_coverage  # noqa: F401
     check_existing_tables(engine)

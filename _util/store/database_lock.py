@@ -30,21 +30,24 @@ LOCK_PREFIX = "cost_tracking:"
 
 
 @contextmanager
-def database_lock(db_url: str, timeout_seconds: float = 0.0) -> Iterator[None]:
-    """Hold the database's run lock for the block (see the module's docstring)."""
+def database_lock(db_url: str, timeout_seconds: float = 0.0, purpose: str = "") -> Iterator[None]:
+    """Hold the database's run lock for the block (see the module's docstring). A
+    `purpose` ("schedule") names a lock of its own: the scheduler's runs exclude each
+    other, not the daily report."""
     url = make_url(db_url)
     backend = url.get_backend_name()
     if backend == "sqlite":
         if not url.database or url.database == ":memory:":
             yield
             return
-        with run_lock(Path(f"{url.database}.lock"), timeout_seconds):
+        suffix = f".{purpose}" if purpose else ""
+        with run_lock(Path(f"{url.database}{suffix}.lock"), timeout_seconds):
             yield
         return
     if backend not in ("mysql", "mariadb"):
         yield
         return
-    name = f"{LOCK_PREFIX}{url.database or ''}"[:64]
+    name = f"{LOCK_PREFIX}{purpose + ':' if purpose else ''}{url.database or ''}"[:64]
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
