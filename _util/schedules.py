@@ -34,6 +34,13 @@ DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # The newest transition is looked for this many days back: a week holds every weekday.
 SEARCH_DAYS = 8
 SCHEDULE_KEYS = {"timezone", "on", "off", "idle_stop"}
+# --demo without [schedule.*] tables: the schedules its tagged resources name, so
+# `--demo --schedule --dry-run` shows what they would get.
+DEMO_SCHEDULES = {
+    "office-hours": {"timezone": "Europe/Berlin", "on": "Mon-Fri 08:00", "off": "Mon-Fri 19:00",
+                     "idle_stop": True},
+    "weekend-off": {"timezone": "America/New_York", "on": "Mon 07:00", "off": "Fri 20:00"},
+}
 _TIME = re.compile(r"^\s*(?P<days>[A-Za-z,\- ]+?)\s+(?P<hour>\d{1,2}):(?P<minute>\d{2})\s*$")
 
 

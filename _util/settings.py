@@ -22,7 +22,7 @@ from _util.errors import ConfigError
 from _util.paths import OutputPaths
 from _util.report import SEASONALITIES, Rules
 from _util.routes import MAIN_CHANNEL_GETS, MAIN_GETS_ALL, Route, parse_routes
-from _util.schedules import Schedule, parse_schedules
+from _util.schedules import DEMO_SCHEDULES, Schedule, parse_schedules
 from _util.sources import SOURCES
 from _util.sources.cost_explorer import CE_DAILY_RETENTION_DAYS
 from _util.sources.cur_report import ENGINES as CUR_ENGINES
@@ -526,6 +526,8 @@ def load_settings(flags: Mapping[str, Any], environ: Mapping[str, str], today: d
             labels_file, read_labels(labels_file), values.get("label_window_days", DEFAULT_WINDOW_DAYS)),
         write_demo_labels=write_demo_labels,
         schedule_run=schedule_run,
-        schedules=parse_schedules(toml.get("schedule"), f"--config file {config_path}"),
+        schedules=parse_schedules(
+            toml.get("schedule", DEMO_SCHEDULES if values.get("source") == "demo" else None),
+            f"--config file {config_path}"),
         **values,
     )

@@ -155,10 +155,10 @@ def test_off_hours_stop_what_is_tagged_and_nothing_else(office, tmp_path):
                for a in written["actions"])
 
 
-def test_monday_morning_restores_exactly_what_was_stopped(office, tmp_path):
+def test_monday_morning_restores_exactly_what_was_stopped(office, tmp_path, db_engine):
     fleet, ids = office
     settings = _settings(tmp_path)
-    engine = make_engine(settings.db_url)
+    engine = db_engine
     _run(settings, MotoClients((REGION,)), SATURDAY_NOON, engine)
     outcome = _run(settings, MotoClients((REGION,)), MONDAY_0801_BERLIN, engine)
     assert {(a.kind, a.action, a.result) for a in outcome.actions} == {
@@ -261,10 +261,10 @@ def test_a_refused_action_is_one_line_and_the_others_go_on(office, tmp_path):
 
 
 def test_a_run_killed_between_the_call_and_its_record_is_reconciled(office, tmp_path,
-                                                                    monkeypatch):
+                                                                    monkeypatch, db_engine):
     fleet, ids = office
     settings = _settings(tmp_path)
-    engine = make_engine(settings.db_url)
+    engine = db_engine
     real_finish = schedule_run.finish_action
 
     def killed(*args, **kwargs):

@@ -208,6 +208,8 @@ def carry_out(engine: Engine, the_plan: Plan, by_region: dict[str, RegionClients
     for planned in the_plan.actions:
         t = planned.target
         if not outcome.acting:
+            log.info("schedule (not acting): would %s %s (%s) for %s", planned.action,
+                     _key_text(t), t.name or "no Name", planned.reason)
             outcome.actions.append(_report(planned, DRY_RUN, None))
             continue
         if planned.action == STOP and t.kind != EC2:
