@@ -175,3 +175,31 @@ def test_browser_a_right_to_left_override_in_a_name_reverses_nothing_after_it(tm
     # The title and the alt text hold the name as isolated text, never markup.
     assert "<bdi>" not in title and "Spike up: \u2068Evil \u202eService\u2069" in title
     assert "<bdi>" not in alt and "\\u202e" in alt  # the plot's own title marks the control
+
+
+def test_the_idle_resources_page_loads_its_plots_and_fits_a_phone(tmp_path, browser,
+                                                                  tmp_path_factory, clean_env):
+    """The demo's idle resources (its stand-ins answer the section's calls): the report
+    page links the page, whose every plot loads, and the page stays phone-wide."""
+    from tests.ops_support import QUIET, TODAY, copy_template, run_bot
+
+    copy_template(tmp_path_factory, "demo", tmp_path)
+    assert run_bot(["--demo", "--dry-run"], tmp_path, TODAY, COST_TRACKING_IDLE="on", **QUIET) == 0
+    handler = functools.partial(_QuietHandler, directory=str(tmp_path / "site"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/reports/2026-11-22"
+        page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=1)
+        page.goto(f"{base}/index.html")
+        page.click("text=Every idle resource, with its CPU and network")
+        assert page.url == f"{base}/idle-resources.html"
+        assert _image_count(page) == 8 and _broken_images(page) == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert "metrics-collector" in page.inner_text("table")
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

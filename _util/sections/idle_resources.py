@@ -248,7 +248,8 @@ def idle_blocks(report: IdleReport, page_url: str | None) -> list[dict[str, Any]
 # ---------------------------------------------------------------- the site
 
 HEADERS = ["Resource", "Kind", "ID", "Region", "Owner", "Idle for", "Max CPU", "Network MB a day",
-           "Daily cost (estimate)", "Schedule"]
+           "Daily cost (estimate)", "Schedule", "Tags"]
+TAG_CHARS = 300  # of a resource's tags on the page
 
 
 def _rows(report: IdleReport, limit: int | None = None) -> list[list[str]]:
@@ -257,7 +258,13 @@ def _rows(report: IdleReport, limit: int | None = None) -> list[list[str]]:
              f"{r.max_cpu_pct:.1f}%",
              "" if r.network_mb_per_day is None else f"{r.network_mb_per_day:,.1f}",
              usd_text(r.daily_usd) + (" (share)" if r.cost_basis == SHARE else ""),
-             r.schedule or ""] for r in shown]
+             r.schedule or "", _tags_text(r)] for r in shown]
+
+
+def _tags_text(r: IdleResource) -> str:
+    """Its tags but Name, as key=value, cut to TAG_CHARS."""
+    text = ", ".join(f"{k}={v}" for k, v in r.tags if k != "Name")
+    return clip(text, TAG_CHARS)
 
 
 def _image(r: IdleResource) -> str:
