@@ -134,12 +134,13 @@ def analyse_idle(ctx: DayContext, make_clients=make_idle_clients) -> IdleReport 
                     "COST_TRACKING_IDLE_REGIONS or allow ec2:DescribeRegions", exc)
         return None
     watched, notes, metrics, requests = [], [], 0, 0
+    denied: dict[str, list[str]] = {}  # action -> regions
     for region in regions:
         rc = clients.region(region)
         try:
             found, asked = watch_region(rc, day)
         except IdleAccessDenied as exc:
-            log.warning("Idle resources: %s; that region is left out", exc)
+            denied.setdefault(exc.action, []).append(region)
             notes.append(f"{region}: {exc.action} is denied")
             continue
         except (BotoCoreError, ClientError) as exc:
@@ -150,6 +151,11 @@ def analyse_idle(ctx: DayContext, make_clients=make_idle_clients) -> IdleReport 
             requests += rc.requests
         watched += found
         metrics += asked
+    for action, where in denied.items():
+        # One line per missing permission, not one per region (an account has ~17).
+        log.warning("Idle resources: %s is denied in %d region(s) (%s); they are left out "
+                    "(allow it, or set COST_TRACKING_IDLE=off)", action, len(where),
+                    ", ".join(where))
     limits = thresholds(s)
     idle = find_idle(watched, day, limits, s.idle_owner_tag, s.schedule_tag)
     idle_ids = {(i.region, i.id) for i in idle}
