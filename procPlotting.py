@@ -35,7 +35,14 @@ from _util.sections.base import Section, SiteContext
 from _util.settings import DEFAULT_MAX_ALERT_PLOTS
 from _util.site import pages as site_pages
 from _util.site.pages import IndexEntry, money, signed_money
-from _util.site.plot_drawing import PlotJob, SpikePlot, TrendPlot, label, run_jobs
+from _util.site.plot_drawing import (
+    Drawing,
+    PlotJob,
+    PlotWorkers,
+    SpikePlot,
+    TrendPlot,
+    label,
+)
 from _util.site.slugs import unique_slugs
 from _util.slack.message import linked_alert_keys
 
@@ -196,7 +203,7 @@ def _not_plotted_note(missing: int, limit: int | None) -> Markup:
 def render(
     report: Report, history: pd.DataFrame, site_dir: Path, site_url: str | None,
     workers: int = 2, max_alert_plots: int | None = DEFAULT_MAX_ALERT_PLOTS,
-    sections: Sequence[Section] | None = None,
+    sections: Sequence[Section] | None = None, pool: PlotWorkers | None = None,
 ) -> Rendered:
     """Plots, pages, report.json and the site index for the report's day.
 
@@ -210,7 +217,8 @@ def render(
     alerts get a plot and a page (None: every alert; see `alerts_to_plot`); the report
     page still lists them (up to SECTION_MAX_ROWS a section, plotted ones always), and
     those without a plot link to a note that says why (their `plot_url` is None, so
-    Slack shows no button).
+    Slack shows no button). The plots are drawn by `pool`, the run's plot workers when
+    it has started them, else by `workers` processes started here.
     """
     site_dir = Path(site_dir)
     out = report_dir(site_dir, report.day)
@@ -224,9 +232,15 @@ def render(
         if alert.key in chosen:
             first.setdefault(alert.key, alert)
     relevant = history[history["service"].isin({a.service for a in first.values()})]
-    plans = [_plan_alert(a, slugs[key], procAmzAlerts.series_of(
-                 relevant, report.day, report.rules, a.service, a.group), report, out)
-             for key, a in first.items()]
+    # Each plot is handed to the workers as soon as it is planned; the pages are made
+    # while they draw.
+    start = time.perf_counter()
+    drawing = Drawing(pool, workers)
+    plans = []
+    for key, a in first.items():
+        plans.append(_plan_alert(a, slugs[key], procAmzAlerts.series_of(
+            relevant, report.day, report.rules, a.service, a.group), report, out))
+        drawing.add([plans[-1].job])
 
     site = SiteContext(out, rel_dir, site_url, {key: f"{slugs[key]}.html" for key in first})
     final = dataclasses.replace(
@@ -237,12 +251,10 @@ def render(
         report_url=site.url(paths.REPORT_PAGE),
     )
     parts = site_parts(final, history, site, sections)
+    drawing.add(job for p in parts for job in p.jobs)
     final = dataclasses.replace(final, page_urls={k: v for p in parts for k, v in p.urls.items()})
     jobs = [*(job for p in parts for job in p.jobs), *(p.job for p in plans)]
 
-    start = time.perf_counter()
-    plot_ms = run_jobs(jobs, workers)
-    wall_ms = (time.perf_counter() - start) * 1000.0
     files: list[Path] = [job.path for job in jobs]
     for plan in plans:
         files.append(_write(out / f"{plan.slug}.html", plan.page_html))
@@ -259,6 +271,9 @@ def render(
     files.append(_write(out / paths.REPORT_PAGE, report_page(final, parts, footer)))
     files.append(write_report_json(site_dir, final, sections))
     files.append(write_site_index(site_dir))
+    ms_by_job = dict(zip(map(id, drawing.jobs), drawing.finish()))
+    plot_ms = [ms_by_job[id(job)] for job in jobs]
+    wall_ms = (time.perf_counter() - start) * 1000.0
     log.info("rendered %d plots in %.0f ms (median %.0f ms per plot, %d workers)",
              len(jobs), wall_ms, float(np.median(plot_ms)) if plot_ms else 0.0, workers)
     return Rendered(report=final, files=files, plots_rendered=len(jobs), plot_ms=plot_ms,

@@ -23,6 +23,11 @@ the database). `--seed-above N` writes the backfill of sizes above N series dire
 only the daily run matters; the table says which backfills were seeded.
 
 Then, in child processes of their own:
+  - every plot type drawn and saved again and again in one process (the inputs of
+    tests/test_plot_likeness.py, the types taken in turn), the median milliseconds each;
+  - the demo's daily run against a bare import of the five packages it is built on
+    (pandas, matplotlib, boto3, SQLAlchemy, slack_sdk), alternated in pairs: their
+    medians and the ratio, on the busiest demo day of the last four weeks;
   - the analysis (detection + summaries) on N dense synthetic series x 365 days, and the
     per-series reference implementation (tests/reference_detection.py, a pandas
     groupby-apply) against the vectorised code on the same data in the same process;
@@ -38,6 +43,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +63,9 @@ QUICK_SIZES = ("demo", "100x10")
 METRIC = "UnblendedCost"
 GROUP_BY = "TAG:Name"
 RECORD_TYPES = ("Credit", "Refund")
+BARE_IMPORT = "import pandas, matplotlib, boto3, sqlalchemy, slack_sdk"
+RATIO_PAIRS = 5
+PLOT_REPEATS = 20
 
 
 # ---------------------------------------------------------------- sizes
@@ -295,6 +304,98 @@ def seed_database(size: str, db_url: str, day: dt.date, today: dt.date) -> dict:
     return {"rows": written, "seconds": round(time.perf_counter() - start, 2)}
 
 
+# ---------------------------------------------------------------- plots, and the run against its imports
+
+
+def plot_medians(repeats: int) -> dict:
+    """Each plot type of tests/test_plot_likeness.py drawn and saved `repeats` times in this
+    process, the types taken in turn after a first drawing of each: milliseconds (the
+    first, and the median of the rest) and the PNG's size."""
+    sys.path.insert(0, str(ROOT))
+    from _util.site.plot_drawing import draw_and_save
+    from tests.test_plot_likeness import plot_jobs
+
+    jobs = plot_jobs(Path(tempfile.mkdtemp(prefix="bench-plots-")))
+    first = {name: draw_and_save(job) for name, job in jobs.items()}
+    times: dict[str, list[float]] = {name: [] for name in jobs}
+    for _ in range(repeats):
+        for name, job in jobs.items():
+            times[name].append(draw_and_save(job))
+    out = {name: {"first_ms": round(first[name], 1),
+                  "median_ms": round(statistics.median(times[name]), 1),
+                  "png_kb": round(job.path.stat().st_size / 1024, 1)}
+           for name, job in jobs.items()}
+    shutil.rmtree(next(iter(jobs.values())).path.parent, ignore_errors=True)
+    return out
+
+
+def busiest_demo_day(last: dt.date, days: int = 28) -> tuple[dt.date, int]:
+    """The day of the `days` ending on `last` on which the demo account has the most
+    alerts (the latest of equals), and their number."""
+    import pandas as pd
+
+    import procAmzAlerts
+    from _util.report import Rules
+    from _util.sources.demo_account import demo_history
+
+    rules = Rules()
+    history = demo_history(last)
+    counts = []
+    for back in range(days):
+        day = last - dt.timedelta(days=back)
+        seen = history[history["usage_date"] <= pd.Timestamp(day)]
+        counts.append((len(procAmzAlerts.detect_alerts(seen, day, rules)), day))
+    alerts, day = max(counts)
+    return day, alerts
+
+
+def daily_against_import(pairs: int, keep: bool) -> dict:
+    """The demo's daily run (`--demo --dry-run`, a child process; the database backfilled
+    to the day before, restored before each run) and a bare import of its five packages
+    (`python -c "import pandas, ..."`), alternated `pairs` times after one pair not
+    counted: wall seconds of each, their medians and the ratio of the medians."""
+    today = dt.datetime.now(dt.timezone.utc).date()
+    day, _ = busiest_demo_day(today - dt.timedelta(days=2))
+    work = Path(tempfile.mkdtemp(prefix="bench-ratio-"))
+    out_dir, pristine = work / "output", work / "pristine"
+    env = child_env(out_dir, None, f"sqlite:///{out_dir / 'cost_tracking.db'}")
+    log = work / "bench.log"
+    daily = [str(ROOT / "runCostReporting.py"), "--demo", "--dry-run"]
+    code, *_ = run_child(daily + ["--date", (day - dt.timedelta(days=1)).isoformat()], env, log)
+    if code != 0:
+        raise RuntimeError(f"the demo's backfill failed (exit {code}); see {log}")
+    shutil.copytree(out_dir, pristine)
+    bare_s, daily_s = [], []
+    for i in range(pairs + 1):
+        _, wall, *_ = run_child(["-c", BARE_IMPORT], env, log)
+        shutil.rmtree(out_dir)
+        shutil.copytree(pristine, out_dir)
+        code, run_wall, *_ = run_child(daily + ["--date", day.isoformat()], env, log)
+        if code != 0:
+            raise RuntimeError(f"the demo's daily run failed (exit {code}); see {log}")
+        if i:  # the first pair warms the disk cache
+            bare_s.append(wall)
+            daily_s.append(run_wall)
+    record = figures_of(read_record(out_dir, day), RunFigures(
+        size="demo", db="sqlite", run="daily", series=0, wall_s=0.0, max_rss_mb=0.0,
+        tree_pss_mb=0.0, exit_code=0))
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    bare, run = statistics.median(bare_s), statistics.median(daily_s)
+    return {"day": day.isoformat(), "alerts": record.alerts, "plots": record.plots,
+            "plot_s": round(record.stages.get("plot", 0.0), 3), "pairs": pairs,
+            "bare_s": [round(v, 3) for v in bare_s], "daily_s": [round(v, 3) for v in daily_s],
+            "bare_median_s": round(bare, 3), "daily_median_s": round(run, 3),
+            "ratio": round(run / bare, 2)}
+
+
+def plots_table(medians: dict) -> str:
+    lines = ["| plot | first ms | median ms | PNG KB |", "|---|---|---|---|"]
+    for name, m in medians.items():
+        lines.append(f"| {name} | {m['first_ms']} | {m['median_ms']} | {m['png_kb']} |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- analysis and upserts
 
 
@@ -421,6 +522,15 @@ def main() -> None:
     parser.add_argument("--analysis-series", type=int, help="default 10,000 (quick: 1,000)")
     parser.add_argument("--reference-series", type=int, help="default 10,000 (quick: 1,000)")
     parser.add_argument("--upsert-series", type=int, help="default 10,000 (quick: 1,000)")
+    parser.add_argument("--plot-repeats", type=int, default=PLOT_REPEATS,
+                        help=f"drawings of each plot type (default {PLOT_REPEATS})")
+    parser.add_argument("--pairs", type=int, default=RATIO_PAIRS,
+                        help="daily runs and bare imports, alternated, for the ratio "
+                             f"(default {RATIO_PAIRS})")
+    parser.add_argument("--plots-only", action="store_true",
+                        help="only the plot timings and the daily run against its imports")
+    parser.add_argument("--skip-plots", action="store_true")
+    parser.add_argument("--skip-ratio", action="store_true")
     parser.add_argument("--skip-runs", action="store_true")
     parser.add_argument("--skip-analysis", action="store_true")
     parser.add_argument("--skip-upsert", action="store_true")
@@ -429,6 +539,7 @@ def main() -> None:
     parser.add_argument("--child-upsert", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-analysis", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-reference", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-plots", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--db-url", help=argparse.SUPPRESS)
     parser.add_argument("--day", type=dt.date.fromisoformat, help=argparse.SUPPRESS)
     parser.add_argument("--today", type=dt.date.fromisoformat, help=argparse.SUPPRESS)
@@ -439,6 +550,9 @@ def main() -> None:
         return
     if args.child_upsert:
         print(json.dumps(upsert_year(args.child_upsert, args.db_url)))
+        return
+    if args.child_plots:
+        print(json.dumps(plot_medians(args.child_plots)))
         return
     if args.child_analysis or args.child_reference:
         import bench_analysis
@@ -456,8 +570,28 @@ def main() -> None:
     if "mysql" in dbs and not args.mysql_url:
         parser.error("--db mysql needs --mysql-url or COST_TRACKING_TEST_MYSQL_URL")
 
+    if args.plots_only:
+        args.skip_runs = args.skip_analysis = args.skip_upsert = True
+
     print(f"## Benchmark ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC)\n")
     print(f"Machine: {machine()}.\n")
+    if not args.skip_plots:
+        print(f"### Plots: each type drawn and saved {args.plot_repeats} times in one process "
+              "(the types in turn)\n")
+        print(plots_table(child_json(["--child-plots", str(args.plot_repeats)])))
+        print("\nFirst: the first drawing of the type in the process (its figure is made "
+              "then; for the first type, matplotlib's drawing modules may be imported too); "
+              "median: of the drawings after it. Inputs: tests/test_plot_likeness.py.\n",
+              flush=True)
+    if not args.skip_ratio:
+        r = daily_against_import(args.pairs, args.keep)
+        print(f"### The demo's daily run against importing its packages ({r['pairs']} pairs, "
+              "alternated)\n")
+        print(f"Daily run of {r['day']} (`--demo --dry-run`; {r['alerts']} alerts, "
+              f"{r['plots']} plots, plot stage {r['plot_s']} s): median **{r['daily_median_s']} "
+              f"s** {r['daily_s']}; `python -c \"{BARE_IMPORT}\"`: median "
+              f"**{r['bare_median_s']} s** {r['bare_s']}; ratio **{r['ratio']}x**.\n",
+              flush=True)
     if not args.skip_runs:
         print("### Whole runs (`--demo --dry-run`, a child process each)\n")
         figures: list[RunFigures] = []

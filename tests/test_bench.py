@@ -5,9 +5,12 @@ what is pinned is that each part runs to its end and reports what the README sho
 """
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +29,8 @@ def _table_rows(text: str, header_start: str) -> list[list[str]]:
 def test_a_small_benchmark_runs_every_part_and_prints_its_tables(clean_env, tmp_path):
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench_run.py"), "--sizes", "demo", "--db", "sqlite",
-         "--analysis-series", "300", "--reference-series", "60", "--upsert-series", "300"],
+         "--analysis-series", "300", "--reference-series", "60", "--upsert-series", "300",
+         "--plot-repeats", "2", "--pairs", "1"],
         capture_output=True, text=True, cwd=tmp_path, timeout=300, check=True).stdout
 
     runs = _table_rows(out, "| size |")
@@ -41,3 +45,14 @@ def test_a_small_benchmark_runs_every_part_and_prints_its_tables(clean_env, tmp_
     assert "Per-series reference" in out and "faster; same alerts: True" in out
     upserts = _table_rows(out, "| db | rows |")
     assert [u[0] for u in upserts] == ["sqlite"] and int(upserts[0][1].replace(",", "")) > 0
+    plots = _table_rows(out, "| plot |")
+    assert [p[0] for p in plots] == ["spike", "spike_down", "trend", "mtd", "daily", "coverage",
+                                     "commitment", "usage_timeline", "idle_metrics"]
+    assert all(float(p[2]) > 0 and float(p[3]) > 1 for p in plots)  # median ms, PNG KB
+    ratio = re.search(r"Daily run of \S+ \(`--demo --dry-run`; (\d+) alerts, (\d+) plots.*"
+                      r"median \*\*([\d.]+) s\*\*.*median \*\*([\d.]+) s\*\*.*ratio "
+                      r"\*\*([\d.]+)x\*\*", out)
+    assert ratio, out
+    alerts, plots_drawn, daily_s, import_s, times = ratio.groups()
+    assert int(plots_drawn) >= int(alerts) + 2 and float(daily_s) > float(import_s) > 0
+    assert float(times) == pytest.approx(float(daily_s) / float(import_s), abs=0.01)

@@ -4,7 +4,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import struct
+import subprocess
+import sys
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -366,6 +370,94 @@ def test_parallel_rendering_writes_every_plot_in_order(tmp_path):
     rendered = procPlotting.render(report, history, tmp_path, SITE_URL, workers=2)
     assert rendered.plots_rendered == 8 and len(rendered.plot_ms) == 8
     assert [a.service for a in rendered.report.alerts] == [f"S{i}" for i in range(6)]
+
+
+# ---------------------------------------------------------------- the run's plot workers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # not a zombie
+
+
+def test_the_runs_workers_draw_every_plot_and_stop_when_the_block_ends(tmp_path):
+    day = dt.date(2024, 3, 10)
+    history = synthetic_history(day, {(f"S{i}", ""): 50.0 for i in range(3)})
+    report = report_for(history, day, [spike(f"S{i}", None) for i in range(3)])
+    with plot_drawing.PlotWorkers(2) as pool:
+        pids = {pool._pool.submit(os.getpid).result() for _ in range(8)}
+        # Fewer jobs than MIN_PARALLEL_JOBS still go to the run's workers.
+        rendered = procPlotting.render(report, history, tmp_path, SITE_URL, workers=2,
+                                       pool=pool)
+    assert rendered.plots_rendered == 5 and all(ms > 0 for ms in rendered.plot_ms)
+    assert all(png_size(p)[0] > 0 for p in rendered.files if p.suffix == ".png")
+    assert pids and os.getpid() not in pids
+    assert not any(_alive(pid) for pid in pids)
+
+
+def test_plots_are_drawn_in_the_runs_process_once_its_workers_are_gone(tmp_path):
+    day = dt.date(2024, 3, 10)
+    history = synthetic_history(day, {("Known", ""): 50.0})
+    pool = plot_drawing.PlotWorkers(1).start()
+    pool.close()
+    rendered = procPlotting.render(report_for(history, day, [spike("Known", None)]), history,
+                                   tmp_path, None, workers=1, pool=pool)
+    assert rendered.plots_rendered == 3
+    assert all(png_size(p)[0] > 0 for p in rendered.files if p.suffix == ".png")
+
+
+@dataclasses.dataclass(frozen=True)
+class DiesInAWorker:
+    """A plot job that ends any process but the run's that draws it."""
+
+    path: Path
+    run_pid: int
+
+    def draw(self):
+        from matplotlib.figure import Figure
+
+        if os.getpid() != self.run_pid:
+            os._exit(1)
+        return Figure(figsize=(2, 1))
+
+
+def test_plots_whose_worker_died_are_drawn_in_the_runs_process(tmp_path):
+    jobs = [DiesInAWorker(tmp_path / f"p{i}.png", os.getpid()) for i in range(3)]
+    with plot_drawing.PlotWorkers(2) as pool:
+        plot_ms = plot_drawing.run_jobs(jobs, 2, pool)
+    assert len(plot_ms) == 3 and all(ms > 0 for ms in plot_ms)
+    assert all(png_size(job.path) == (200, 100) for job in jobs)
+
+
+KILLED_RUN = """
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+from _util.site.plot_drawing import PlotWorkers
+pool = PlotWorkers(2).start()
+print(*sorted({pool._pool.submit(os.getpid).result() for _ in range(8)}), flush=True)
+time.sleep(60)
+"""
+
+
+def test_workers_of_a_killed_run_stop_instead_of_holding_its_files():
+    """Forked workers share the run's open files (its lock among them): when the run is
+    killed, they must not live on."""
+    root = str(Path(__file__).resolve().parent.parent)
+    run = subprocess.Popen([sys.executable, "-c", KILLED_RUN, root], stdout=subprocess.PIPE,
+                           text=True)
+    try:
+        workers = [int(pid) for pid in run.stdout.readline().split()]
+        assert workers and all(_alive(pid) for pid in workers)
+    finally:
+        run.kill()
+        run.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
 
 
 # ---------------------------------------------------------------- small pieces

@@ -51,6 +51,7 @@ from _util.sections.base import DayContext, public_url
 from _util.sections.tag_coverage import NAME as COVERAGE
 from _util.settings import Settings
 from _util.site import pages as site_pages
+from _util.site.plot_drawing import PlotWorkers
 from _util.site.publish import publish, website_url
 from _util.slack import message as slack_message
 from _util.slack.delivery import with_metadata
@@ -112,6 +113,8 @@ class DailyRun:
     clients: Clients
     today: dt.date
     outcome: Outcome = field(default_factory=Outcome)
+    # The run's plot workers, started by `run` before anything else (see PlotWorkers).
+    plot_workers: PlotWorkers | None = None
 
     @cached_property
     def site_url(self) -> str | None:
@@ -141,7 +144,15 @@ class DailyRun:
 
     def run(self, record: RunRecord) -> None:
         """Fetch, catch up, and report the run's day (or, when the source failed, the
-        newest stored day, marked stale)."""
+        newest stored day, marked stale).
+
+        The plot workers start first (they are forked: before the fetch opens threads
+        and connections of its own) and ready matplotlib while the run fetches and
+        detects; they stop when the run ends, error or not."""
+        with PlotWorkers(self.settings.plot_workers) as self.plot_workers:
+            self.fetch_and_report(record)
+
+    def fetch_and_report(self, record: RunRecord) -> None:
         day = self.settings.day
         job = RunJob(report_day=day, run_day=day, force=self.settings.force)
         failure = None
@@ -365,7 +376,8 @@ class DailyRun:
         with record.stage("plot") as stage:
             rendered = procPlotting.render(report, history, s.site_dir, self.site_url,
                                            workers=s.plot_workers,
-                                           max_alert_plots=s.max_alert_plots)
+                                           max_alert_plots=s.max_alert_plots,
+                                           pool=self.plot_workers)
             report = rendered.report
             stage.counts["plots_rendered"] = rendered.plots_rendered
             stage.counts["alerts_not_plotted"] = rendered.alerts_not_plotted
