@@ -22,6 +22,7 @@ import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 
 from _util.idle import (
+    EKS_NODEGROUP,
     KIND_NAMES,
     SERVICE_OF_KIND,
     SHARE,
@@ -288,7 +289,9 @@ def idle_site(report: IdleReport, site: SiteContext) -> SitePart:
                                 dtype=float, na_value=float("nan")),
                             pd.array(r.network_mb or (None,) * len(r.days), dtype="Float64"
                                      ).to_numpy(dtype=float, na_value=float("nan")),
-                            t.cpu_pct, t.network_mb)
+                            t.cpu_pct, t.network_mb,
+                            "network MB, busiest node" if r.kind == EKS_NODEGROUP
+                            else "network MB")
             for r in plotted]
     for job in jobs:
         job.path.parent.mkdir(parents=True, exist_ok=True)

@@ -638,12 +638,14 @@ class IdleMetricsPlot:
     title: str
     dates: np.ndarray
     cpu_max_pct: np.ndarray  # NaN on a day without a datapoint
-    network_mb: np.ndarray  # NaN on a day without a datapoint (always NaN for ECS/EKS)
+    network_mb: np.ndarray  # NaN on a day without a datapoint (every day for ECS)
     cpu_threshold_pct: float
     network_threshold_mb: float
     network_label: str = "network MB"  # the lower panel's axis label
 
     def draw(self) -> Figure:
+        from matplotlib.ticker import AutoLocator, NullLocator
+
         fig = _frame(("idle_metrics",), (8, 3.6), _idle_setup)
         cpu_ax, net_ax = fig.axes
         x = _x(self.dates)
@@ -652,14 +654,27 @@ class IdleMetricsPlot:
         cpu_ax.plot(x, cpu, color=FAST_COLOUR, linewidth=1.5, marker="o", markersize=2.5)
         cpu_ax.axhline(self.cpu_threshold_pct, color=UP_COLOUR, linewidth=1.0, linestyle="--",
                        label=f"{self.cpu_threshold_pct:g}% CPU")
-        cpu_ax.set_ylim(0, max(100.0, float(np.nanmax(cpu, initial=0.0)) * 1.05))
-        net_ax.plot(x, net, color=SLOW_COLOUR, linewidth=1.5, marker="o", markersize=2.5)
-        net_ax.axhline(self.network_threshold_mb, color=UP_COLOUR, linewidth=1.0,
-                       linestyle="--", label=f"{self.network_threshold_mb:g} MB a day")
-        top = float(np.nanmax(net, initial=0.0))
-        net_ax.set_ylim(0, max(self.network_threshold_mb * 2.0, top * 1.1))
+        # Scaled to what it shows, not to 100%: an idle series at 1-5% is not flat on the
+        # axis, and a day at 4.9% is told from the 5% line.
+        cpu_top = float(np.nanmax(cpu, initial=0.0))
+        cpu_ax.set_ylim(0, max(self.cpu_threshold_pct * 2.0, cpu_top * 1.1, 1.0))
         net_ax.set_ylabel(self.network_label, fontsize=8)
-        for ax in (cpu_ax, net_ax):
+        legends = [cpu_ax]
+        if np.isnan(net).all():
+            # An ECS service has no network metric: say so rather than draw an empty panel.
+            net_ax.set_ylim(0, 1)
+            net_ax.yaxis.set_major_locator(NullLocator())
+            net_ax.text(0.5, 0.5, "no network metric", transform=net_ax.transAxes,
+                        ha="center", va="center", fontsize=8, color=OTHER_COLOUR)
+        else:
+            net_ax.yaxis.set_major_locator(AutoLocator())  # the frame may be an ECS plot's
+            net_ax.plot(x, net, color=SLOW_COLOUR, linewidth=1.5, marker="o", markersize=2.5)
+            net_ax.axhline(self.network_threshold_mb, color=UP_COLOUR, linewidth=1.0,
+                           linestyle="--", label=f"{self.network_threshold_mb:g} MB a day")
+            top = float(np.nanmax(net, initial=0.0))
+            net_ax.set_ylim(0, max(self.network_threshold_mb * 2.0, top * 1.1))
+            legends.append(net_ax)
+        for ax in legends:
             ax.legend(loc="upper right", fontsize=7, framealpha=0.9, edgecolor="none")
         if len(x):
             net_ax.set_xlim(x[0] - 0.5, x[-1] + 0.5)
