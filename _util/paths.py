@@ -1,7 +1,8 @@
 """Where every output goes, in one place (the README's "Outputs" section lists them).
 
 <output>/cost_tracking.db, site/ (index.html, reports/<date>/..., backtest/), slack/<date>.json,
-runs/<date>.json, logs/, backtest/<first>_<last>.csv, and the run lock.
+runs/<date>.json, logs/, backtest/<first>_<last>.csv, cache/ (the history cache), and the run
+lock.
 """
 from __future__ import annotations
 
@@ -65,6 +66,13 @@ class OutputPaths:
     @property
     def lock(self) -> Path:
         return self.root / ".run.lock"
+
+    @property
+    def history_cache(self) -> Path:
+        """The daily run's copy of the history window (`_util/store/history_cache.py`):
+        checked against the database on every read, deleted and rebuilt whenever it
+        disagrees, so removing the folder only costs the next run time."""
+        return self.root / "cache"
 
     def report_dir(self, day: dt.date) -> Path:
         return report_dir(self.site, day)

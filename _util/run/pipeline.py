@@ -65,8 +65,9 @@ from _util.store.account_names import (
     load_account_names,
     save_account_names,
 )
-from _util.store.cost_store import load_history, read_source_state, stored_currency
+from _util.store.cost_store import read_source_state, stored_currency
 from _util.store.database import mask_url
+from _util.store.history_cache import load_cached_history
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +295,8 @@ class DailyRun:
         before it that echoes look back on)."""
         with record.stage("load") as stage:
             start = procAmzAlerts.history_start(day, self.settings.rules)
-            history = load_history(self.engine, self.settings.metric, start, day)
+            history = load_cached_history(self.engine, self.settings.metric, start, day,
+                                          self.paths.history_cache)
             stage.counts["rows"] = len(history)
         record.report_day = day.isoformat()
         return history

@@ -363,26 +363,105 @@ def load_history(engine: Engine, metric: str, start: dt.date, end: dt.date) -> p
     and binds the statement but does not convert value by value (which was most of the
     time). Each value arrives in one form on every dialect: the day as 'YYYY-MM-DD' text,
     the amount as a double (MySQL's DECIMAL would arrive as a Decimal), the flag as 0/1.
+    The daily run reads the same frame through `history_cache` (a local copy checked
+    against this table), which reads the days it lacks with the same statement.
     """
+    with reading_rows(engine) as conn:
+        chunks = list(read_history(conn, history_select(metric, start, end)))
+    return history_frame(chunks)
+
+
+def history_select(metric: str, start: dt.date, end: dt.date) -> sa.Select:
+    """The rows of `load_history` for days start..end, every value in the one form the
+    chunk conversion expects (see `load_history`); binds strings only, for
+    `_driver_rows`."""
     c = cost_daily.c
-    window = ((c.metric == sa.bindparam("metric", metric, type_=sa.String))
-              & c.usage_date.between(sa.bindparam("start", start.isoformat(), type_=sa.String),
-                                     sa.bindparam("end", end.isoformat(), type_=sa.String)))
-    stmt = sa.select(
+    return sa.select(
         sa.cast(c.usage_date, sa.String(10)).label("usage_date"),
         c.service,
         c.group_value,
         (c.amount + sa.literal_column("0e0")).label("amount"),
         c.estimated,
-    ).where(window)
-    # Rows read straight from the driver raise the driver's own errors (DBAPI's Error).
+    ).where(_window(metric, start, end))
+
+
+def _window(metric: str, start: dt.date, end: dt.date) -> sa.ColumnElement[bool]:
+    """metric = :metric AND usage_date BETWEEN :start AND :end, the values bound as text
+    (ISO days compare as dates on every dialect)."""
+    c = cost_daily.c
+    return ((c.metric == sa.bindparam("metric", metric, type_=sa.String))
+            & c.usage_date.between(sa.bindparam("start", start.isoformat(), type_=sa.String),
+                                   sa.bindparam("end", end.isoformat(), type_=sa.String)))
+
+
+def read_history(conn: Connection, stmt: sa.Select) -> Iterator[HistoryChunk]:
+    """The rows of a `history_select` statement as typed column chunks, a chunk at a time."""
+    for rows in _driver_rows(conn, stmt, LOAD_CHUNK_ROWS):
+        yield _history_chunk(rows)
+
+
+@contextmanager
+def reading_rows(engine: Engine) -> Iterator[Connection]:
+    """A connection for `_driver_rows` reads: the database's errors, and the driver's own
+    (rows read straight from the driver raise DBAPI's Error), become one StoreError line."""
     driver_error = getattr(engine.dialect.loaded_dbapi, "Error", SQLAlchemyError)
     try:
         with engine.connect() as conn:
-            chunks = [_history_chunk(rows) for rows in _driver_rows(conn, stmt, LOAD_CHUNK_ROWS)]
+            yield conn
     except (SQLAlchemyError, driver_error) as exc:
         raise StoreError(f"cannot read costs from {mask_url(str(engine.url))}: {exc}") from exc
-    return _concat(chunks)
+
+
+def day_fingerprints(conn: Connection, metric: str, start: dt.date,
+                     end: dt.date) -> dict[dt.date, str]:
+    """A fingerprint of each stored day start..end of `metric`: a copy of a day's rows is
+    current while the day's fingerprint is unchanged.
+
+    It is the day's row count, sum of amounts and number of Estimated rows, from one
+    aggregate query (one row per day: the server reads every row, the client 365), and
+    the fetched_at of the day's first row (one indexed probe per day). What it sees:
+      - every write by `replace_days`: a day fetched again has a new fetched_at (to the
+        microsecond on SQLite, to the second on MySQL/MariaDB; within one second, only
+        if the count, sum or flags changed too);
+      - rows inserted or deleted by hand (the count);
+      - an amount changed by hand: exactly on MySQL/MariaDB (DECIMAL sums); on SQLite
+        (float64 sums) unless the change is below the rounding of the day's total, about
+        1e-16 of it (1e-10 on a day of $1M);
+      - an Estimated flag changed by hand (the count of Estimated rows).
+    What it does not see: a service or group renamed by hand (UPDATE ... SET
+    group_value) that keeps the day's count, amounts and flags, or amounts swapped
+    between rows by hand. Names would need a hash summed per row: SQLite has none, and
+    MariaDB's CRC32 over every row cost 3-5 s more at 18M rows (the aggregate takes
+    3-4 s on SQLite and 6-8 s on MariaDB already). A day fetched again is always seen.
+    Values are the driver's own (exact decimals, repr of doubles), joined as text.
+    """
+    c = cost_daily.c
+    stmt = (sa.select(sa.cast(c.usage_date, sa.String(10)), sa.func.count(),
+                      sa.func.sum(c.amount), sa.func.sum(c.estimated))
+            .where(_window(metric, start, end)).group_by(c.usage_date))
+    prints = {}
+    for rows in _driver_rows(conn, stmt, LOAD_CHUNK_ROWS):
+        for day, *values in rows:
+            prints[dt.date.fromisoformat(day)] = "|".join(map(str, values))
+    # The primary key's index leads with (usage_date, metric): each probe is one seek.
+    probe = (sa.select(c.fetched_at)
+             .where(c.metric == metric).where(c.usage_date == sa.bindparam("day"))
+             .order_by(c.service, c.group_value).limit(1))
+    for day in prints:
+        prints[day] += f"|{conn.execute(probe, {'day': day}).scalar()}"
+    return prints
+
+
+def begin_snapshot(conn: Connection) -> None:
+    """Make the connection's next reads one consistent view of the database.
+
+    MySQL/MariaDB (InnoDB, REPEATABLE READ) already read one snapshot per transaction.
+    pysqlite runs each SELECT in a transaction of its own unless one is begun by hand,
+    as SQLAlchemy's documentation does for it; the transaction only reads and ends with
+    the connection (rolled back).
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN")
 
 
 LOAD_CHUNK_ROWS = 200_000
@@ -419,7 +498,7 @@ def _driver_rows(conn: Connection, stmt: sa.Select, chunk_rows: int) -> Iterator
 
 
 @dataclass
-class _Chunk:
+class HistoryChunk:
     """One slice of the history as arrays; names as codes into the slice's own uniques."""
 
     usage_date: np.ndarray
@@ -429,7 +508,7 @@ class _Chunk:
     estimated: np.ndarray
 
 
-def _history_chunk(rows: list) -> _Chunk:
+def _history_chunk(rows: list) -> HistoryChunk:
     """One slice of rows as typed columns (values column by column, not row by row)."""
     n = len(rows)
 
@@ -439,7 +518,7 @@ def _history_chunk(rows: list) -> _Chunk:
     # A year has 365 distinct days: parse each once.
     day_codes, day_text = pd.factorize(column(0))
     days = pd.to_datetime(day_text, format="%Y-%m-%d").to_numpy(dtype="datetime64[ns]")
-    return _Chunk(
+    return HistoryChunk(
         usage_date=days[day_codes],
         service=_factorized(column(1)),
         group_value=_factorized(column(2)),
@@ -471,7 +550,7 @@ def _categorical(parts: list[tuple[np.ndarray, np.ndarray]]) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, dtype=dtype)
 
 
-def _concat(chunks: list[_Chunk]) -> pd.DataFrame:
+def history_frame(chunks: list[HistoryChunk]) -> pd.DataFrame:
     """One frame from the slices, a column at a time (only one column is ever held twice)."""
     def stacked(name: str, empty: np.ndarray) -> np.ndarray:
         parts = [getattr(chunk, name) for chunk in chunks]
