@@ -121,7 +121,8 @@ def child_env(out_dir: Path, scale: tuple[int, int] | None, db_url: str) -> dict
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("COST_TRACKING_") and k != "SLACK_BOT_TOKEN"}
     env.update(COST_TRACKING_OUTPUT_DIR=str(out_dir), COST_TRACKING_DB_URL=db_url,
-               COST_TRACKING_COMMITMENTS="off", COST_TRACKING_EC2_USAGE="off")
+               COST_TRACKING_COMMITMENTS="off", COST_TRACKING_EC2_USAGE="off",
+               COST_TRACKING_IDLE="off")
     if scale:
         env["COST_TRACKING_DEMO_SCALE"] = f"{scale[0]}x{scale[1]}"
     return env
