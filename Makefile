@@ -25,6 +25,7 @@ test: $(VENV)/.deps-dev.stamp
 
 bench: $(VENV)/.deps-dev.stamp
 	$(PY) bench/bench_run.py
+	$(PY) bench/bench_history.py
 
 clean:
 	rm -rf output .pytest_cache .hypothesis
