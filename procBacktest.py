@@ -29,7 +29,6 @@ from typing import Callable
 
 import pandas as pd
 import sqlalchemy as sa
-from matplotlib.figure import Figure
 from sqlalchemy.engine import Engine, make_url
 
 from _util.alert_kinds import ALERT_KINDS, CONTINUING, NEW, RULES
@@ -186,6 +185,10 @@ def write_timeline(path: Path, by_day: dict[dt.date, tuple[Alert, ...]], title: 
     new = [c[NEW] for c in counts]
     continuing = [c[CONTINUING] for c in counts]
     echoes = [c[ECHO] for c in counts]
+    # Imported here: the daily run never draws a timeline (and its plot workers import
+    # matplotlib's drawing modules themselves, while the run fetches).
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(10, 3.6), dpi=100)
     ax = fig.add_subplot()
     x = pd.to_datetime(days)

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterator
 
-from babel.numbers import get_currency_precision, get_currency_symbol
-
 # No-break space between a code used as its own symbol and the number ("CHF 12.00").
 _NBSP = "\u00a0"
 
@@ -41,10 +39,17 @@ def currency(code: str) -> Currency:
     """The currency with ISO 4217 `code`, as read in English: US dollars '$', euros '€',
     yen '¥' with no decimals, Canadian dollars 'CA$' (Babel's CLDR data, en_US); a code
     CLDR does not know reads as itself ('XTS 12.00')."""
+    if code == USD.code:
+        return USD
+    # Imported here: a run in US dollars never loads Babel and its CLDR data (~30 ms).
+    from babel.numbers import get_currency_precision, get_currency_symbol
+
     return Currency(code, get_currency_symbol(code, "en_US"), get_currency_precision(code))
 
 
-USD = currency("USD")
+# US dollars as Babel reads them ("$", two places), written out: the default, asked for
+# by most runs.
+USD = Currency("USD", "$", 2)
 _current: ContextVar[Currency] = ContextVar("currency", default=USD)
 
 

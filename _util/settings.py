@@ -23,9 +23,8 @@ from _util.paths import OutputPaths
 from _util.report import SEASONALITIES, Rules
 from _util.routes import MAIN_CHANNEL_GETS, MAIN_GETS_ALL, Route, parse_routes
 from _util.schedules import DEMO_SCHEDULES, Schedule, parse_schedules
-from _util.sources import SOURCES
+from _util.sources import CUR_ENGINES, SOURCES
 from _util.sources.cost_explorer import CE_DAILY_RETENTION_DAYS
-from _util.sources.cur_report import ENGINES as CUR_ENGINES
 from _util.weekly import WEEKDAYS
 
 ENV_PREFIX = "COST_TRACKING_"
