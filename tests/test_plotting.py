@@ -531,3 +531,33 @@ def test_a_section_with_more_alerts_than_the_page_lists_shows_the_largest_and_po
     assert listed == ["S001"] + [f"S{i:03d}" for i in range(extra, site_pages.SECTION_MAX_ROWS + extra)]
     assert f"{extra - 1} more are in" in page and 'href="report.json"' in page
     assert ">Known<" in page  # other sections are unaffected
+
+
+def _text_picture(canvas_class) -> np.ndarray:
+    """Text at many sizes, angles and positions within a pixel, some not anti-aliased, and
+    a name without glyphs in the default font, drawn on a canvas of `canvas_class`."""
+    import warnings
+
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 3), dpi=100)
+    canvas = canvas_class(fig)
+    for i in range(12):
+        fig.text(0.03 + i * 0.0731, 0.1 + i * 0.0613, "EMA12 · €1.2k − 7-day\nsecond 漢",
+                 fontsize=6 + i * 0.7, rotation=(0, 90, 33)[i % 3], antialiased=i % 4 != 3)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing")
+        canvas.draw()
+    return np.asarray(canvas.buffer_rgba()).copy()
+
+
+def test_text_drawn_from_the_renderers_caches_is_agg_s_pixel_for_pixel():
+    """The plots' renderer keeps each string's layout and each glyph's bitmap
+    (plot_drawing._canvas_class); what it draws, the first time and from its caches, is
+    what matplotlib's own Agg renderer draws."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    agg = _text_picture(FigureCanvasAgg)
+    cached = plot_drawing._canvas_class()
+    assert np.array_equal(_text_picture(cached), agg)
+    assert np.array_equal(_text_picture(cached), agg)

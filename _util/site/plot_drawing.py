@@ -14,7 +14,12 @@ picture as drawn before):
 - a fixed layout; the two summaries, whose size follows their names, are drawn on a
   canvas with room around and cropped where savefig's bbox_inches="tight" would crop,
   without its second drawing pass (`save_png`);
-- date ticks are worked out once per plot, not on every drawing pass (`_date_ticks`);
+- date ticks are worked out once per plot, not on every drawing pass (`_date_ticks`,
+  `_fix_ticks`), and an axis that never has a label does not measure its tick labels
+  again to place one (`_unlabelled`);
+- text, which Agg lays out and renders glyph by glyph on every drawing, is laid out once
+  per string and each glyph rendered once per position within a pixel, by the canvas's
+  renderer (`_canvas_class`), to the same pixels;
 - PNGs are written as RGB (the background is opaque), rows unfiltered, at zlib level 3
   (`write_png`): smaller than matplotlib's RGBA through Pillow, in a third of the time.
 matplotlib is imported on the first drawing, not with this module: the run's plot
@@ -39,7 +44,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -164,12 +169,11 @@ def _frame(key: tuple, figsize: tuple[float, float], setup: Callable[[Figure], N
         for ax in fig.axes:
             _clear(ax)
         return fig
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     (w, h), (rx, ry) = figsize, room
     fig = Figure(figsize=(w + 2 * rx, h + 2 * ry), dpi=DPI)
-    FigureCanvasAgg(fig)
+    _canvas_class()(fig)
     if rx or ry:
         sp = fig.subplotpars  # matplotlib's defaults, as fractions of `figsize`
         fig.subplots_adjust(left=(rx + sp.left * w) / (w + 2 * rx),
@@ -184,6 +188,123 @@ def _frame(key: tuple, figsize: tuple[float, float], setup: Callable[[Figure], N
 
 
 _FRAMES: OrderedDict[tuple, Figure] = OrderedDict()
+
+
+@cache
+def _canvas_class() -> type:
+    """FigureCanvasAgg whose renderer remembers text it has drawn (made on first use, as
+    matplotlib is imported then).
+
+    Agg draws a text by laying out its string (HarfBuzz, via libraqm) and rendering each
+    glyph with FreeType, every time; and lays out a line by reading the font's tables
+    every time it is measured. Plots of one kind repeat most of their text (legends, tick
+    labels) in the same places, so the renderer keeps:
+    - each string's layout, per font, size and hinting (`_LAYOUTS`);
+    - each glyph's bitmap, per font, size, rotation and position within a pixel (1/64):
+      a glyph drawn a whole number of pixels away is the same bitmap moved (`_GLYPHS`);
+    - each font's line metrics (`_get_font_height_metrics`, which matplotlib's Text asks
+      a renderer for when it has it).
+    The pixels are those RendererAgg draws (tests/test_plotting.py compares them)."""
+    from matplotlib.backends.backend_agg import (
+        FigureCanvasAgg,
+        RendererAgg,
+        get_hinting_flag,
+    )
+    from matplotlib.font_manager import fontManager, get_font
+    from matplotlib.ft2font import RenderMode
+
+    class Renderer(RendererAgg):
+        def _get_font_height_metrics(self, prop):
+            key = (prop.copy(), self.dpi)
+            metrics = _LINE_METRICS.get(key)
+            if metrics is None:
+                metrics = _LINE_METRICS[key] = _line_metrics(
+                    get_font(fontManager._find_fonts_by_props(prop)),
+                    prop.get_size_in_points(), self.dpi)
+            return metrics
+
+        def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+            if ismath:
+                return super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
+            features = mtext.get_fontfeatures() if mtext is not None else None
+            language = mtext.get_language() if mtext is not None else None
+            flags = get_hinting_flag()
+            key = (s, prop.copy(), self.dpi, flags, features, language)
+            try:
+                layout = _LAYOUTS.get(key)
+            except TypeError:  # unhashable features or language: as Agg draws it
+                return super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
+            if layout is None:
+                font = self._prepare_font(prop)
+                items = font._layout(s, flags=flags, features=features, language=language)
+                layout = _LAYOUTS[key] = tuple((item.ft_object, item.glyph_index, item.x,
+                                                item.y) for item in items)
+                if len(_LAYOUTS) > MAX_TEXT_CACHE:
+                    _LAYOUTS.clear()
+            self._draw_glyphs(gc, x, y, angle, prop.get_size_in_points(), layout, flags)
+
+        def _draw_glyphs(self, gc, x, y, angle, size, layout, flags) -> None:
+            """RendererAgg._draw_text_glyphs_and_boxes for a layout, each glyph's bitmap
+            rendered once per position within a pixel."""
+            cos = math.cos(math.radians(angle))
+            sin = math.sin(math.radians(angle))
+            matrix = (0x10000 * np.array([[cos, -sin], [sin, cos]])).round().astype(int)
+            mode = RenderMode.NORMAL if gc.get_antialiased() else RenderMode.MONO
+            shape = (tuple(matrix.ravel().tolist()), mode)
+            height = self.height
+            draw_image = self._renderer.draw_text_image
+            for font, glyph_index, dx, dy in layout:  # dy is upwards.
+                # FreeType's position, in 1/64 pixel; its y is upwards.
+                px = round(0x40 * (x + dx * cos - dy * sin))
+                py = round(0x40 * (height - y + dx * sin + dy * cos))
+                key = (font, size, self.dpi, glyph_index, shape, flags, px & 63, py & 63)
+                glyph = _GLYPHS.get(key)
+                if glyph is None:
+                    font.set_size(size, self.dpi)
+                    font._set_transform(matrix, [px & 63, py & 63])
+                    bitmap = font._render_glyph(glyph_index, flags, mode)
+                    buffer = bitmap.buffer
+                    if mode is RenderMode.MONO:
+                        buffer *= 0xff
+                    glyph = _GLYPHS[key] = (buffer, bitmap.left, bitmap.top)
+                    if len(_GLYPHS) > MAX_GLYPH_CACHE:
+                        _GLYPHS.clear()
+                buffer, left, top = glyph
+                # draw_text_image's y is downwards & the bitmap's bottom side.
+                draw_image(buffer, left + (px >> 6),
+                           int(height) - (top + (py >> 6)) + buffer.shape[0], 0, gc)
+
+    class Canvas(FigureCanvasAgg):
+        def get_renderer(self):
+            w, h = self.get_width_height(physical=True)
+            key = w, h, self.figure.dpi
+            if self._lastKey != key:
+                self.renderer = Renderer(w, h, self.figure.dpi)
+                self._lastKey = key
+            return self.renderer
+
+    return Canvas
+
+
+def _line_metrics(font, size: float, dpi: float) -> tuple:
+    """A font's (ascent, descent, line gap) in pixels, as matplotlib's Text reads them
+    from its tables (text.py, Text._get_layout); None x 3 when it has neither table."""
+    for table_name, gap_key, ascent_key, descent_key in (
+            ("OS/2", "sTypoLineGap", "sTypoAscender", "sTypoDescender"),
+            ("hhea", "lineGap", "ascent", "descent")):
+        table = font.get_sfnt_table(table_name)
+        if table is None:
+            continue
+        scale = 1 / font.get_sfnt_table("head")["unitsPerEm"] * size * dpi / 72
+        return table[ascent_key] * scale, -table[descent_key] * scale, table[gap_key] * scale
+    return None, None, None
+
+
+MAX_TEXT_CACHE = 4096  # strings laid out, kept (cleared when full)
+MAX_GLYPH_CACHE = 50_000  # glyph bitmaps kept, ~100 bytes each (cleared when full)
+_LAYOUTS: dict[tuple, tuple] = {}
+_GLYPHS: dict[tuple, tuple] = {}
+_LINE_METRICS: dict[tuple, tuple] = {}
 
 
 def _clear(ax: Axes) -> None:
@@ -217,22 +338,37 @@ def _style(ax: Axes, formatter: Callable = _money_tick) -> None:
     ax.tick_params(labelsize=8)
 
 
+def _unlabelled(axis) -> None:
+    """For an axis that never has a label (an x- or y-axis, of a figure saved whole): its
+    empty label stays put, so that a drawing does not measure every tick label a second
+    time to place it. (A summary's crop would take an empty label's place into account.)"""
+    axis.set_label_coords(0.5, 0.5)
+
+
 def _date_ticks(ax: Axes) -> None:
     """The date ticks and labels AutoDateLocator and ConciseDateFormatter give the axis's
     limits (set them first), worked out once: left to them, every drawing pass would
     ask again, walking the calendar (rrule) several times."""
     import matplotlib.dates as mdates
-    from matplotlib.ticker import FixedFormatter, FixedLocator
 
     locator = mdates.AutoDateLocator(maxticks=10)
-    formatter = mdates.ConciseDateFormatter(locator)
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(formatter)
-    locs = ax.xaxis.get_majorticklocs()
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    _fix_ticks(ax.xaxis)
+
+
+def _fix_ticks(axis) -> None:
+    """The major ticks and labels `axis`'s locator and formatter give for its limits (set
+    them first), fixed: left to them, every drawing pass and every measurement of the
+    axis would work them out again."""
+    from matplotlib.ticker import FixedFormatter, FixedLocator
+
+    formatter = axis.get_major_formatter()
+    locs = axis.get_majorticklocs()
     labels = FixedFormatter(formatter.format_ticks(locs))
     labels.set_offset_string(formatter.get_offset())
-    ax.xaxis.set_major_locator(FixedLocator(locs))
-    ax.xaxis.set_major_formatter(labels)
+    axis.set_major_locator(FixedLocator(locs))
+    axis.set_major_formatter(labels)
 
 
 def _one_axes(left: float, right: float, top: float, bottom: float,
@@ -241,13 +377,18 @@ def _one_axes(left: float, right: float, top: float, bottom: float,
     def setup(fig: Figure) -> None:
         ax = fig.add_subplot()
         _style(ax, formatter)
+        _unlabelled(ax.xaxis)
+        _unlabelled(ax.yaxis)
         fig.subplots_adjust(left=left, right=right, top=top, bottom=bottom)
     return setup
 
 
 def _bars(ax: Axes, x: np.ndarray, height: np.ndarray, width: float, colour, bottom=None,
-          label: str | None = None, alpha: float = 1.0, autoscale: bool = True):
-    """Vertical bars as one collection: ax.bar makes an artist per bar, ~1 ms each."""
+          label: str | None = None, alpha: float = 1.0, autoscale: bool = True,
+          autolim: bool = True):
+    """Vertical bars as one collection: ax.bar makes an artist per bar, ~1 ms each.
+    `autolim`: False leaves the data limits to the caller (adding a collection with
+    them first autoscales the axes for the one added before)."""
     from matplotlib.collections import PolyCollection
 
     h = np.asarray(height, dtype=float)
@@ -257,7 +398,7 @@ def _bars(ax: Axes, x: np.ndarray, height: np.ndarray, width: float, colour, bot
                       ((left, b), (left, b + h), (right, b + h), (right, b))], axis=1)
     bars = PolyCollection(verts, facecolors=colour, edgecolors="none", linewidths=0,
                           label=label, alpha=alpha)
-    ax.add_collection(bars, autolim=True)
+    ax.add_collection(bars, autolim=autolim)
     if autoscale:
         ax.autoscale_view()
     return bars
@@ -324,6 +465,8 @@ def _trend_setup(fig: Figure) -> None:
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     for ax in (top, bottom):
         _style(ax)
+        _unlabelled(ax.xaxis)
+        _unlabelled(ax.yaxis)
     fig.subplots_adjust(left=0.08, right=0.98, top=0.89, bottom=0.07, hspace=0.08)
 
 
@@ -425,11 +568,7 @@ class MtdPlot:
 
 
 def _daily_setup(fig: Figure) -> None:
-    import matplotlib.dates as mdates
-
-    ax = fig.add_subplot()
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%d"))
-    _style(ax)
+    _style(fig.add_subplot())
 
 
 @dataclass(frozen=True)
@@ -451,12 +590,15 @@ class DailyPlot:
         x = _x(self.dates)
         up = np.zeros(len(x))
         down = np.zeros(len(x))
+        stacks = []
         for name, row, colour in zip(self.names, self.matrix, self.colours):
-            _bars(ax, x, row, 0.8, colour, bottom=np.where(row >= 0, up, down), label=label(name),
-                  autoscale=False)
+            stacks.append(_bars(ax, x, row, 0.8, colour, bottom=np.where(row >= 0, up, down),
+                                label=label(name), autoscale=False, autolim=False))
             up = up + np.clip(row, 0, None)
             down = down + np.clip(row, None, 0)
-        if len(self.names):
+        if stacks:  # the data limits of them all at once, then one autoscaling
+            ax.update_datalim(np.concatenate([bars.get_datalim(ax.transData).get_points()
+                                              for bars in stacks]))
             ax.autoscale_view()
         handles, labels_ = ax.get_legend_handles_labels()
         ax.legend(handles[::-1], labels_[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0),
@@ -465,6 +607,8 @@ class DailyPlot:
             ax.set_xlim(x[0] - 0.6, x[-1] + 0.6)
             _headroom(ax, float(up.max()) / 1.1, float(down.min()))
         ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, math.ceil(len(x) / 16))))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%d"))
+        _fix_ticks(ax.xaxis)
         if len(self.dates):
             last = np.datetime64(self.dates[-1], "D").astype(object)
             ax.set_xlabel(last.strftime("%B %Y"), fontsize=9)
@@ -568,6 +712,8 @@ def _timeline_setup(fig: Figure) -> None:
     ax.grid(axis="x", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     ax.tick_params(labelsize=7)
+    _unlabelled(ax.xaxis)
+    _unlabelled(ax.yaxis)
     fig.subplots_adjust(left=0.24, right=0.98, top=1 - 0.5 / fig.get_figheight(),
                         bottom=0.4 / fig.get_figheight())
 
@@ -621,6 +767,7 @@ def _idle_setup(fig: Figure) -> None:
     cpu_ax.yaxis.set_major_formatter(FuncFormatter(_percent_tick))
     cpu_ax.set_ylabel("max CPU", fontsize=8)
     for ax in (cpu_ax, net_ax):
+        _unlabelled(ax.xaxis)
         ax.grid(axis="y", alpha=0.3)
         ax.spines[["top", "right"]].set_visible(False)
         ax.tick_params(labelsize=7)
@@ -698,7 +845,7 @@ def save_png(fig: Figure, fh: IO[bytes], tight: bool = False) -> None:
     canvas (made with room for it by `_frame`) instead of in a drawing pass of its own."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else _canvas_class()(fig)
     crop = (slice(None), slice(None))
     if tight:
         for ax in fig.axes:  # where the previous plot's crop moved them from
@@ -744,7 +891,7 @@ def write_png(fh: IO[bytes], rgb: np.ndarray, dpi: int = DPI) -> None:
     fh.write(b"\x89PNG\r\n\x1a\n"
              + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
              + chunk(b"pHYs", struct.pack(">IIB", per_metre, per_metre, 1))
-             + chunk(b"IDAT", zlib.compress(rows.tobytes(), PNG_COMPRESS_LEVEL))
+             + chunk(b"IDAT", zlib.compress(rows, PNG_COMPRESS_LEVEL))
              + chunk(b"IEND", b""))
 
 
