@@ -194,6 +194,7 @@ def test_the_idle_resources_page_loads_its_plots_and_fits_a_phone(tmp_path, brow
         page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=1)
         page.goto(f"{base}/index.html")
         page.click("text=Every idle resource, with its CPU and network")
+        page.wait_for_load_state("load")  # a click does not wait for the images
         assert page.url == f"{base}/idle-resources.html"
         assert _image_count(page) == 8 and _broken_images(page) == []
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
