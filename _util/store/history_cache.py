@@ -91,6 +91,9 @@ class CacheMismatch(Exception):
     """The cache file's rows differ from the digest written with them."""
 
 
+READ_DAYS_AT_ONCE = 16  # days of the copy read by one query (see `_read_days`)
+
+
 def history_cache_file(cache_dir: Path, metric: str) -> Path:
     """The cache file of one metric in the cache folder."""
     return Path(cache_dir) / f"history-{re.sub(r'[^A-Za-z0-9_-]', '_', metric)}.duckdb"
@@ -324,7 +327,7 @@ class HistoryCache:
             elif day > end:
                 # Kept for a later window (a day reported again reads an earlier one).
                 later.append((day, fingerprint, digest))
-        days = {day: self._read_day(day) for day in sorted(digests)}
+        days = self._read_days(sorted(digests))
         for day in days.values():
             if day.digest != digests[day.day]:
                 raise CacheMismatch(f"the rows of {day.day} differ from their digest")
@@ -359,6 +362,29 @@ class HistoryCache:
             self.con.execute("INSERT INTO costs SELECT CAST(usage_date AS DATE), series, "
                              "amount, estimated FROM new_rows")
             self.con.unregister("new_rows")
+
+    def _read_days(self, wanted: list[dt.date]) -> dict[dt.date, _Day]:
+        """The rows of the `wanted` days (sorted), READ_DAYS_AT_ONCE days a query: a query
+        per day costs ~0.5 ms of DuckDB's own (most of a small account's load), one for
+        the whole window holds every column twice at once (+550 MB at 51,000 series).
+        Each day's rows come in insertion order (rowid), as `_read_day` gives them."""
+        found: dict[dt.date, _Day] = {}
+        for at in range(0, len(wanted), READ_DAYS_AT_ONCE):
+            block = wanted[at:at + READ_DAYS_AT_ONCE]
+            got = self.con.execute(
+                "SELECT usage_date, series, amount, estimated FROM costs "
+                "WHERE usage_date BETWEEN ? AND ? ORDER BY usage_date, rowid",
+                [block[0], block[-1]]).fetchnumpy()
+            dates = np.asarray(got["usage_date"], dtype="datetime64[D]")
+            series = np.asarray(got["series"], dtype=np.int32)
+            amount = np.asarray(got["amount"], dtype=np.float64)
+            estimated = np.asarray(got["estimated"], dtype=bool)
+            keys = np.array([np.datetime64(day, "D") for day in block])
+            first = np.searchsorted(dates, keys, side="left")
+            last = np.searchsorted(dates, keys, side="right")
+            found.update((day, _Day(day, series[a:b], amount[a:b], estimated[a:b]))
+                         for day, a, b in zip(block, first, last))
+        return found
 
     def _read_day(self, day: dt.date) -> _Day:
         # A query per day: DuckDB's zone maps make each one cheap, and the rows come back
