@@ -561,3 +561,31 @@ def test_text_drawn_from_the_renderers_caches_is_agg_s_pixel_for_pixel():
     cached = plot_drawing._canvas_class()
     assert np.array_equal(_text_picture(cached), agg)
     assert np.array_equal(_text_picture(cached), agg)
+
+
+def _text_caches_in_child(queue) -> None:
+    from _util.site import plot_drawing
+
+    queue.put((len(plot_drawing._LAYOUTS), len(plot_drawing._GLYPHS), len(plot_drawing._FRAMES)))
+
+
+def test_a_forked_plot_worker_starts_without_the_parents_fonts_and_figures(tmp_path):
+    """The text caches hold FreeType fonts whose open files share their read offset across
+    a fork: two workers loading glyphs through the parent's fonts read each other's
+    positions ("FT_Load_Glyph ... invalid outline", seen in a full test run)."""
+    import multiprocessing
+
+    from _util.site import plot_drawing
+    from _util.site.plot_drawing import SpikePlot
+
+    job = SpikePlot(tmp_path / "spike.png", "a title with text", np.array(
+        [np.datetime64("2026-11-01") + np.timedelta64(i, "D") for i in range(40)]),
+        np.linspace(1.0, 5.0, 40), 2.0, 1.0, 3.0, UP)
+    plot_drawing.draw_and_save(job)
+    assert plot_drawing._LAYOUTS and plot_drawing._FRAMES  # the parent has drawn text
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_text_caches_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=30)
+    assert queue.get(timeout=5) == (0, 0, 0)

@@ -307,6 +307,21 @@ _GLYPHS: dict[tuple, tuple] = {}
 _LINE_METRICS: dict[tuple, tuple] = {}
 
 
+def _forget_after_fork() -> None:
+    """A forked plot worker starts without the parent's figures and text caches: the
+    layouts hold the parent's FreeType fonts, whose open font files share their read
+    offset with the parent and the other workers, so two processes loading glyphs through
+    them read each other's positions ("FT_Load_Glyph ... invalid outline"). matplotlib
+    clears its own font cache at a fork for the same reason."""
+    _LAYOUTS.clear()
+    _GLYPHS.clear()
+    _LINE_METRICS.clear()
+    _FRAMES.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def _clear(ax: Axes) -> None:
     """Remove the data, labels and legend a plot added, keeping the axes' set-up, and
     put the limits, margins and autoscaling back as a new axes has them (a plot without
