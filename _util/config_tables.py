@@ -19,13 +19,18 @@ def table_entries(raw: Any, name: str, where: str,
         raise ConfigError(f"{where}: '{name}' must be a list of [[{name}]] tables")
     for i, entry in enumerate(raw, start=1):
         label = f"{where}: {name} entry {i}"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{label} must be a table")
-        unknown = sorted(set(entry) - allowed)
-        if unknown:
-            raise ConfigError(f"{label} has unknown key(s) {', '.join(unknown)}; allowed: "
-                              f"{', '.join(sorted(allowed))}")
+        check_table(entry, label, allowed)
         yield label, entry
+
+
+def check_table(entry: Any, label: str, allowed: set[str]) -> None:
+    """A config table with only `allowed` keys; one line naming it (`label`) otherwise."""
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{label} must be a table")
+    unknown = sorted(set(entry) - allowed)
+    if unknown:
+        raise ConfigError(f"{label} has unknown key(s) {', '.join(unknown)}; allowed: "
+                          f"{', '.join(sorted(allowed))}")
 
 
 def entry_date(entry: dict[str, Any], key: str, label: str) -> dt.date | None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from _util.config_tables import check_table
 from _util.errors import ConfigError
 
 ON = "on"
@@ -143,12 +144,7 @@ def parse_schedules(raw: Any, where: str) -> tuple[Schedule, ...]:
     schedules = []
     for name, entry in raw.items():
         label = f"{where}: [schedule.{name}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{label} must be a table")
-        unknown = sorted(set(entry) - SCHEDULE_KEYS)
-        if unknown:
-            raise ConfigError(f"{label} has unknown key(s) {', '.join(unknown)}; allowed: "
-                              f"{', '.join(sorted(SCHEDULE_KEYS))}")
+        check_table(entry, label, SCHEDULE_KEYS)
         zone = entry.get("timezone", "UTC")
         try:
             ZoneInfo(str(zone))
