@@ -17,8 +17,10 @@ The rules, in order, for a resource tagged with a schedule's name:
   day's finding, during the schedule's `on` hours (in `off` hours the transition rules);
   a resource the scheduler starts is not stopped again for a finding made before;
 - a resource in between (pending, stopping) is looked at again next run.
-A start restores what the stop saved (desired counts, sizes); with nothing saved (the
-resource was stopped by someone else) it is left alone with a line saying so.
+A start restores what the scheduler's own stop saved (desired counts, sizes; for an EC2
+instance, that it was running) and the caller then clears it; with nothing saved (stopped
+by someone else, or scaled to 0 by its owner after a start) it is left alone with a line
+saying so.
 """
 from __future__ import annotations
 
@@ -109,11 +111,21 @@ def _previous(target: Target) -> dict[str, Any]:
 
 
 def _restore(target: Target, memory: Remembered | None) -> Mapping[str, int] | None:
-    if target.kind == EC2:
-        return {}
+    """What a start sets (empty for an EC2 instance), or None when the scheduler did not
+    stop the resource: nothing saved by a stop of its own (a saved stop is cleared when
+    its start succeeds)."""
     if memory is None or not memory.saved:
         return None
-    return dict(memory.saved)
+    return {} if target.kind == EC2 else dict(memory.saved)
+
+
+def _below_saved(target: Target, memory: Remembered | None) -> bool:
+    """A stopped service or group something raised above 0 but below what its stop saved
+    (an autoscaler's minimum, say): the start still restores what was saved."""
+    if target.kind == EC2 or memory is None or not memory.saved:
+        return False
+    return any(int(target.counts.get(k, 0)) < int(v) for k, v in memory.saved.items()
+               if k in ("min", "desired"))
 
 
 def idle_key(day: dt.date) -> str:
@@ -156,7 +168,8 @@ def plan(targets: Sequence[Target], schedules: Sequence[Schedule],
             if transition.state == OFF and target.state == RUNNING:
                 result.actions.append(Planned(target, STOP, transition.key, _previous(target)))
                 continue
-            if transition.state == ON and target.state == STOPPED:
+            if transition.state == ON and (target.state == STOPPED
+                                           or _below_saved(target, known)):
                 restore = _restore(target, known)
                 if restore is None:
                     result.left_alone.append(LeftAlone(

@@ -339,3 +339,51 @@ def test_two_schedule_processes_at_once_act_once(clean_env, tmp_path, monkeypatc
         assert _state(fleet, instance) == "stopped"
     finally:
         server.stop()
+
+
+def test_a_start_restores_once_and_a_stop_by_hand_afterwards_is_the_owners(office, tmp_path):
+    fleet, ids = office
+    settings = _settings(tmp_path)
+    engine = make_engine(settings.db_url)
+    _run(settings, MotoClients((REGION,)), SATURDAY_NOON, engine)
+    # Something raises the stopped service to 1 over the weekend; the next off saves
+    # nothing over the 3 the first stop saved.
+    fleet.ecs.update_service(cluster="apps", service="reports", desiredCount=1)
+    friday_off = dt.datetime(2026, 12, 11, 18, 30, tzinfo=dt.timezone.utc)
+    _run(settings, MotoClients((REGION,)), MONDAY_0801_BERLIN - dt.timedelta(hours=1), engine)
+    assert _ecs_desired(fleet, "reports") == 1  # Monday 07:01 Berlin: still the weekend's off
+    _run(settings, MotoClients((REGION,)), MONDAY_0801_BERLIN, engine)
+    assert _ecs_desired(fleet, "reports") == 3
+    # Its owner scales it to 0 by hand on Tuesday; the off and the next on leave it at 0.
+    fleet.ecs.update_service(cluster="apps", service="reports", desiredCount=0)
+    _run(settings, MotoClients((REGION,)), friday_off, engine)
+    outcome = _run(settings, MotoClients((REGION,)),
+                   dt.datetime(2026, 12, 14, 7, 1, tzinfo=dt.timezone.utc), engine)
+    assert "apps/reports" not in {a.resource for a in outcome.actions}
+    assert _ecs_desired(fleet, "reports") == 0
+
+
+def test_the_same_failure_is_posted_once_not_every_run(office, tmp_path, slack):
+    from botocore.exceptions import ClientError
+
+    class EcsDenied(MotoClients):
+        def region(self, region):
+            rc = super().region(region)
+
+            def refuse(**_params):
+                raise ClientError({"Error": {"Code": "AccessDeniedException",
+                                             "Message": "not allowed"}}, "UpdateService")
+            rc.ecs.update_service = refuse
+            return rc
+
+    settings = _settings(tmp_path, **{"COST_TRACKING_SLACK_CHANNEL": "C0OPS"})
+    make_slack = lambda: make_slack_client("xoxb-test", slack.base_url, retries=0)  # noqa: E731
+    engine = make_engine(settings.db_url)
+    first = _run(settings, EcsDenied((REGION,)), SATURDAY_NOON, engine, make_slack)
+    again = _run(settings, EcsDenied((REGION,)), SATURDAY_NOON + dt.timedelta(minutes=15),
+                 engine, make_slack)
+    assert [a.result for a in first.actions if a.kind == "ecs_service"] == ["denied"]
+    assert [(a.result, a.repeated) for a in again.actions] == [("denied", True)]
+    assert again.problems  # still a partial run (exit 3) and in the log and run file
+    [message] = slack.posted()  # the second run did nothing new: nothing posted
+    assert ":warning: could not stop reports" in message.fields["text"]

@@ -102,11 +102,21 @@ def test_off_hours_stop_a_running_instance():
     assert (result.left_alone, result.applied) == ([], [])
 
 
-def test_on_hours_start_a_stopped_instance_with_nothing_saved():
+def test_on_hours_leave_an_instance_the_scheduler_did_not_stop_alone():
+    # Stopped by a person (or before actions were turned on): nothing of a stop of the
+    # scheduler's own is saved, so it is not started.
     target = instance(STOPPED)
     result = plan_now([target], TUESDAY_MORNING)
+    assert result.actions == [] and result.applied == []
+    assert [a.reason for a in result.left_alone] == [
+        "nothing saved to restore (not stopped by the scheduler); start it by hand"]
+
+
+def test_on_hours_start_an_instance_the_scheduler_stopped():
+    target = instance(STOPPED)
+    result = plan_now([target], TUESDAY_MORNING,
+                      {target.key: remembered(MONDAY_OFF, saved={"state": "running"})})
     assert result.actions == [Planned(target, START, TUESDAY_ON, {"state": STOPPED}, {})]
-    assert (result.left_alone, result.applied) == ([], [])
 
 
 def test_an_applied_transition_does_not_overrule_an_instance_started_by_hand():
@@ -132,7 +142,8 @@ def test_the_next_transition_applies_again_after_a_change_by_hand():
 
 def test_the_next_on_transition_starts_what_the_last_off_stopped():
     target = instance(STOPPED)
-    result = plan_now([target], TUESDAY_MORNING, {target.key: remembered(MONDAY_OFF)})
+    result = plan_now([target], TUESDAY_MORNING,
+                      {target.key: remembered(MONDAY_OFF, saved={"state": "running"})})
     assert only_action(result) == Planned(target, START, TUESDAY_ON, {"state": STOPPED}, {})
 
 
@@ -320,9 +331,11 @@ def test_idle_stop_needs_the_setting_a_finding_and_a_running_resource(
 
 def test_a_resource_started_for_on_hours_is_not_stopped_as_idle_by_the_next_run():
     stopped = instance(STOPPED, schedule="idle-office")
-    first = plan_now([stopped], TUESDAY_MORNING, {}, {stopped.key}, IDLE_DAY)
+    memory = {stopped.key: remembered(saved={"state": "running"}, schedule="idle-office")}
+    first = plan_now([stopped], TUESDAY_MORNING, memory, {stopped.key}, IDLE_DAY)
     started = replace(stopped, state=RUNNING)
-    second = plan_now([started], TUESDAY_MORNING, record(first, {}), {started.key}, IDLE_DAY)
+    second = plan_now([started], TUESDAY_MORNING, record(first, memory), {started.key},
+                      IDLE_DAY)
     # Either it is not started (it was found idle) or, once started, it stays so.
     assert [a.action for a in first.actions + second.actions] in ([], [START])
 
@@ -351,9 +364,11 @@ def record(result: Plan, memory: dict) -> dict:
     for applied in result.applied:
         remember(memory, applied.target, applied.transition.key, None)
     for planned in result.actions:
-        if planned.action == STOP and planned.target.kind != EC2:
-            remember(memory, planned.target, None, dict(planned.target.counts))
-        remember(memory, planned.target, planned.reason, None)
+        t = planned.target
+        known = memory.get(t.key)
+        if planned.action == STOP and not (known and known.saved):
+            remember(memory, t, None, dict(t.counts) if t.kind != EC2 else {"state": "running"})
+        remember(memory, t, planned.reason, {} if planned.action == START else None)
         if planned.also_applied:
             remember(memory, planned.target, planned.also_applied, None)
     return memory

@@ -29,6 +29,7 @@ from _util.atomic_files import write_text
 from _util.errors import DeliveryError, SourceError
 from _util.scheduler import (
     EC2,
+    START,
     STOP,
     LeftAlone,
     Plan,
@@ -57,6 +58,7 @@ from _util.store.idle_resources import (
     load_idle_day,
     load_memory,
     pending_actions,
+    previous_result,
     save_memory,
 )
 
@@ -64,6 +66,9 @@ log = logging.getLogger(__name__)
 
 SCHEDULE_LOCK = ".schedule.lock"
 SLACK_NAMES = 10  # resources named per line of the Slack message
+# idle_stop uses the daily run's finding only while it is fresh: the report's day is
+# yesterday, so a finding older than this means the daily run has not run since.
+IDLE_FINDING_DAYS = 2
 
 
 @dataclass
@@ -80,6 +85,7 @@ class ActionReport:
     previous: dict[str, Any]
     result: str
     message: str | None = None
+    repeated: bool = False  # the same failure as the attempt before: not posted again
 
     def as_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -212,15 +218,22 @@ def carry_out(engine: Engine, the_plan: Plan, by_region: dict[str, RegionClients
                      _key_text(t), t.name or "no Name", planned.reason)
             outcome.actions.append(_report(planned, DRY_RUN, None))
             continue
-        if planned.action == STOP and t.kind != EC2:
-            # Saved before the call: a run killed after it can still restore exactly.
-            _remember_done(engine, memory, t.key, t.schedule, None, dict(t.counts))
+        known = memory.get(t.key)
+        if planned.action == STOP and not (known and known.saved):
+            # Saved before the call: a run killed after it can still restore exactly. Not
+            # over counts a stop saved and no start has restored yet (an autoscaler that
+            # raised a stopped service to its minimum must not become what is restored).
+            _remember_done(engine, memory, t.key, t.schedule, None,
+                           dict(t.counts) if t.kind != EC2 else {"state": "running"})
         row = begin_action(engine, outcome.run_id, t.kind, t.region, t.id, t.schedule,
                            planned.action, planned.reason, dict(planned.previous))
         result: Outcome = act(by_region[t.region], planned)
         finish_action(engine, row, result.result, result.message)
         if result.result == OK:
-            _remember_done(engine, memory, t.key, t.schedule, planned.reason, None)
+            # A start restored what was saved: cleared, so a later stop by hand is the
+            # owner's (nothing saved: left alone at the next on).
+            _remember_done(engine, memory, t.key, t.schedule, planned.reason,
+                           {} if planned.action == START else None)
             if planned.also_applied:
                 _remember_done(engine, memory, t.key, t.schedule, planned.also_applied, None)
             log.info("schedule: %s %s (%s) for %s", planned.action, _key_text(t),
@@ -229,7 +242,12 @@ def carry_out(engine: Engine, the_plan: Plan, by_region: dict[str, RegionClients
             log.warning("schedule: could not %s %s: %s (%s); tried again next run",
                         planned.action, _key_text(t), result.result, result.message)
             outcome.problems.append(f"{planned.action} {_key_text(t)}: {result.result}")
-        outcome.actions.append(_report(planned, result.result, result.message))
+        report = _report(planned, result.result, result.message)
+        # The same failure as the attempt before is not posted again (every 15 minutes
+        # until the next transition); the log and the run file still have it.
+        report.repeated = result.result != OK and (result.result, result.message) == (
+            previous_result(engine, t.kind, t.region, t.id, planned.reason, row))
+        outcome.actions.append(report)
 
 
 def _left_alone_json(item: LeftAlone) -> dict[str, Any]:
@@ -245,7 +263,7 @@ def slack_text(outcome: ScheduleOutcome) -> str | None:
     """The run's short message ("Stopped 3 instances of office-hours: a, b, c; started
     2 ..."), or None when nothing was done or failed."""
     done = [a for a in outcome.actions if a.result == OK]
-    failed = [a for a in outcome.actions if a.result not in (OK, DRY_RUN)]
+    failed = [a for a in outcome.actions if a.result not in (OK, DRY_RUN) and not a.repeated]
     if not done and not failed:
         return None
     groups: dict[tuple[str, str, str], list[ActionReport]] = defaultdict(list)
@@ -303,6 +321,10 @@ def run_schedule(settings: Settings, engine: Engine, clients: Any,
     if acting:
         reconcile(engine, targets, memory, outcome)
     idle = load_idle_day(engine)
+    if idle is not None and idle.day < now.date() - dt.timedelta(days=IDLE_FINDING_DAYS):
+        log.info("schedule: the newest idle finding (%s) is older than %d days: not used "
+                 "for idle_stop", idle.day, IDLE_FINDING_DAYS)
+        idle = None
     idle_ids = ({(r.kind, r.region, r.id) for r in idle.resources} if idle else set())
     the_plan = plan(targets, settings.schedules, memory, idle_ids,
                     idle.day if idle else None, now)

@@ -49,8 +49,7 @@ ASG_TAG = "aws:autoscaling:groupName"
 ASG_INSTANCES_BATCH = 50  # DescribeAutoScalingInstances' limit
 GONE_CODES = frozenset({"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed",
                         "ServiceNotFoundException", "ServiceNotActiveException",
-                        "ClusterNotFoundException", "ResourceNotFoundException",
-                        "ValidationError"})
+                        "ClusterNotFoundException", "ResourceNotFoundException"})
 OK = "ok"
 FAILED = "failed"
 DENIED = "denied"
@@ -175,15 +174,20 @@ def _call(rc: RegionClients, planned: Planned) -> None:
                 service=service, desiredCount=int(counts["desired"]))
     elif t.kind == EKS_NODEGROUP:
         cluster, group = t.id.split("/", 1)
-        maximum = max(int(t.counts.get("max", 1)), int(counts.get("max", 0)), 1)
+        # The group's max as it is now, raised only as far as the start needs.
+        maximum = max(int(t.counts.get("max", 1)), int(counts.get("desired", 0)),
+                      int(counts.get("min", 0)), 1)
         rc.call(rc.eks, "update_nodegroup_config", "eks:UpdateNodegroupConfig",
                 clusterName=cluster, nodegroupName=group,
                 scalingConfig={"minSize": int(counts["min"]), "maxSize": maximum,
                                "desiredSize": int(counts["desired"])})
     elif t.kind == ASG:
+        # MaxSize raised only when the group's max was lowered below what is restored.
+        maximum = max(int(t.counts.get("max", 0)), int(counts["desired"]), int(counts["min"]))
         rc.call(rc.autoscaling, "update_auto_scaling_group",
                 "autoscaling:UpdateAutoScalingGroup", AutoScalingGroupName=t.id,
-                MinSize=int(counts["min"]), DesiredCapacity=int(counts["desired"]))
+                MinSize=int(counts["min"]), DesiredCapacity=int(counts["desired"]),
+                **({"MaxSize": maximum} if maximum > int(t.counts.get("max", 0)) else {}))
     else:
         raise ValueError(f"unknown kind {t.kind}")
 

@@ -219,6 +219,23 @@ def _row(r: Any) -> ActionRow:
                      r.result, r.message)
 
 
+def previous_result(engine: Engine, kind: str, region: str, resource_id: str, reason: str,
+                    before_id: int) -> tuple[str, str | None] | None:
+    """The result and message of the attempt before row `before_id` at the same action
+    (resource and reason), or None when it is the first."""
+    c = schedule_action.c
+    stmt = (sa.select(c.result, c.message)
+            .where((c.kind == kind) & (c.region == region) & (c.resource_id == resource_id)
+                   & (c.reason == reason) & (c.id < before_id))
+            .order_by(c.id.desc()).limit(1))
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(stmt).first()
+    except SQLAlchemyError as exc:
+        raise _error(engine, "read the scheduled actions", exc) from exc
+    return None if row is None else (row.result, row.message)
+
+
 def pending_actions(engine: Engine) -> list[ActionRow]:
     """Actions a killed run left without a result, oldest first."""
     return _select(engine, schedule_action.c.result == PENDING)
