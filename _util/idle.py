@@ -172,8 +172,7 @@ class CostBasis:
     service_day_usd: Mapping[str, float] = field(default_factory=dict)
 
 
-def _priced(resource: WatchedResource, watched_by_id: Mapping[tuple[str, str], WatchedResource],
-            basis: CostBasis) -> float | None:
+def _priced(resource: WatchedResource, basis: CostBasis) -> float | None:
     types = resource.instance_types
     if not types:
         return None
@@ -206,7 +205,7 @@ def with_costs(idle: Sequence[IdleResource], watched: Sequence[WatchedResource],
     costed = []
     for resource in idle:
         source = by_id[(resource.region, resource.id)]
-        usd, how = _priced(source, by_id, basis), PRICE
+        usd, how = _priced(source, basis), PRICE
         if usd is None:
             usd, how = _share(source, watched, basis), SHARE
         costed.append(replace(resource, daily_usd=None if usd is None else round(usd, 2),

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
@@ -59,6 +60,19 @@ def _settings(tmp_path: Path, dry_run: bool = False, actions_on: bool = True, **
     flags = {"config": str(config), "schedule": True, **({"dry_run": True} if dry_run else {})}
     (tmp_path / "out").mkdir(exist_ok=True)
     return load_settings(flags, environ, dt.date(2026, 12, 1))
+
+
+class EcsDenied(MotoClients):
+    """moto's clients, ECS's UpdateService refused as IAM refuses it."""
+
+    def region(self, region):
+        rc = super().region(region)
+
+        def refuse(**_params):
+            raise ClientError({"Error": {"Code": "AccessDeniedException",
+                                         "Message": "not allowed"}}, "UpdateService")
+        rc.ecs.update_service = refuse
+        return rc
 
 
 def _run(settings, clients, now, engine=None, slack=None):
@@ -234,20 +248,7 @@ def test_an_idle_resource_of_an_idle_stop_schedule_is_stopped_once_for_that_day(
 
 
 def test_a_refused_action_is_one_line_and_the_others_go_on(office, tmp_path):
-    from botocore.exceptions import ClientError
-
     fleet, ids = office
-
-    class EcsDenied(MotoClients):
-        def region(self, region):
-            rc = super().region(region)
-
-            def refuse(**_params):
-                raise ClientError({"Error": {"Code": "AccessDeniedException",
-                                             "Message": "not allowed"}}, "UpdateService")
-            rc.ecs.update_service = refuse
-            return rc
-
     settings = _settings(tmp_path)
     engine = make_engine(settings.db_url)
     outcome = _run(settings, EcsDenied((REGION,)), SATURDAY_NOON, engine)
@@ -364,18 +365,6 @@ def test_a_start_restores_once_and_a_stop_by_hand_afterwards_is_the_owners(offic
 
 
 def test_the_same_failure_is_posted_once_not_every_run(office, tmp_path, slack):
-    from botocore.exceptions import ClientError
-
-    class EcsDenied(MotoClients):
-        def region(self, region):
-            rc = super().region(region)
-
-            def refuse(**_params):
-                raise ClientError({"Error": {"Code": "AccessDeniedException",
-                                             "Message": "not allowed"}}, "UpdateService")
-            rc.ecs.update_service = refuse
-            return rc
-
     settings = _settings(tmp_path, **{"COST_TRACKING_SLACK_CHANNEL": "C0OPS"})
     make_slack = lambda: make_slack_client("xoxb-test", slack.base_url, retries=0)  # noqa: E731
     engine = make_engine(settings.db_url)

@@ -93,32 +93,39 @@ def _regions(clients: Any, settings: Any, stored: dict[str, int]) -> tuple[list[
         return sorted(stored), [f"The enabled regions could not be listed ({exc})."]
 
 
-def _prices(ctx: DayContext, clients: Any, instances: dict[str, list]
-            ) -> tuple[dict[tuple[str, str], float | None], int]:
-    """On-demand prices of the day's (region, type) pairs: cached ones younger than
-    PRICE_DAYS, the others asked of the Price List (when the run fetches), and the requests
-    that took. A refusal is one warning and no estimates; a run that does not fetch uses
-    the cached prices however old."""
+def instance_prices(engine: Any, clients: Any, pairs: set[tuple[str, str]], section: str,
+                    without: str) -> tuple[dict[tuple[str, str], float | None], int]:
+    """On-demand prices of (region, type) pairs and the Price List requests that took:
+    cached ones younger than PRICE_DAYS, the others asked (`clients.pricing()`). A run that
+    does not fetch (`clients` None) uses the cached prices however old; a refusal is one
+    warning naming `section` and saying what it does `without` them. Shared by the EC2
+    usage and idle resources sections (one cache, `instance_price`)."""
     if clients is None:
-        return load_prices(ctx.engine), 0
+        return load_prices(engine), 0
     now = dt.datetime.now(dt.timezone.utc)
-    cached = load_prices(ctx.engine, now - dt.timedelta(days=PRICE_DAYS))
-    wanted = {(region, i.facts.instance_type) for region, found in instances.items()
-              for i in found if i.facts.instance_type}
-    missing = sorted(wanted - cached.keys())
+    cached = load_prices(engine, now - dt.timedelta(days=PRICE_DAYS))
+    missing = sorted(pairs - cached.keys())
     if not missing:
         return cached, 0
     try:
         fetched, requests = fetch_prices(clients.pricing(), missing)
     except PricesDenied as exc:
-        log.warning("EC2 instance usage: %s is denied (%s); no on-demand cost estimates",
-                    GET_PRODUCTS, exc)
-        return load_prices(ctx.engine), 1
+        log.warning("%s: %s is denied (%s); %s", section, GET_PRODUCTS, exc, without)
+        return load_prices(engine), 1
     except (BotoCoreError, ClientError) as exc:
-        log.warning("EC2 instance usage: no client for the Price List (%s)", exc)
-        return load_prices(ctx.engine), 0
-    save_prices(ctx.engine, fetched)
-    return {**load_prices(ctx.engine), **fetched}, requests
+        log.warning("%s: no client for the Price List (%s)", section, exc)
+        return load_prices(engine), 0
+    save_prices(engine, fetched)
+    return {**load_prices(engine), **fetched}, requests
+
+
+def _prices(ctx: DayContext, clients: Any, instances: dict[str, list]
+            ) -> tuple[dict[tuple[str, str], float | None], int]:
+    """Prices of the day's (region, type) pairs (see `instance_prices`)."""
+    wanted = {(region, i.facts.instance_type) for region, found in instances.items()
+              for i in found if i.facts.instance_type}
+    return instance_prices(ctx.engine, clients, wanted, "EC2 instance usage",
+                           "no on-demand cost estimates")
 
 
 def analyse_usage(ctx: DayContext, make_clients=make_usage_clients) -> Ec2Usage | None:

@@ -35,6 +35,7 @@ from _util.idle import (
 )
 from _util.report import Report
 from _util.sections.base import DayContext, Section, SiteContext, SitePart, SlackPart
+from _util.sections.ec2_usage import instance_prices
 from _util.site import pages
 from _util.site.plot_drawing import IdleMetricsPlot, label
 from _util.site.slugs import slug
@@ -46,16 +47,9 @@ from _util.slack.blocks import (
     section,
     strong,
 )
-from _util.sources.ec2_prices import (
-    GET_PRODUCTS,
-    PRICE_DAYS,
-    PricesDenied,
-    fetch_prices,
-)
 from _util.sources.ec2_usage import RegionAccessDenied
 from _util.sources.idle_resources import IdleAccessDenied, watch_region
 from _util.store.idle_resources import load_idle_day, save_idle_day
-from _util.store.instance_usage import load_prices, save_prices
 
 log = logging.getLogger(__name__)
 
@@ -93,28 +87,6 @@ def _service_day_usd(ctx: DayContext) -> dict[str, float]:
     day = day[day["service"].isin(wanted)]
     return {str(k): float(v) for k, v in
             day.groupby("service", observed=True)["amount"].sum().items()}
-
-
-def _prices(ctx: DayContext, clients: Any, pairs: set[tuple[str, str]]
-            ) -> tuple[dict[tuple[str, str], float | None], int]:
-    """Prices of the (region, type) pairs: cached ones younger than PRICE_DAYS, the others
-    asked of the Price List; a refusal is one warning and share estimates instead."""
-    now = dt.datetime.now(dt.timezone.utc)
-    cached = load_prices(ctx.engine, now - dt.timedelta(days=PRICE_DAYS))
-    missing = sorted(pairs - cached.keys())
-    if not missing:
-        return cached, 0
-    try:
-        fetched, requests = fetch_prices(clients.pricing(), missing)
-    except PricesDenied as exc:
-        log.warning("Idle resources: %s is denied (%s); daily costs are shares of the "
-                    "service's cost", GET_PRODUCTS, exc)
-        return load_prices(ctx.engine), 1
-    except (BotoCoreError, ClientError) as exc:
-        log.warning("Idle resources: no client for the Price List (%s)", exc)
-        return load_prices(ctx.engine), 0
-    save_prices(ctx.engine, fetched)
-    return {**load_prices(ctx.engine), **fetched}, requests
 
 
 def analyse_idle(ctx: DayContext, make_clients=make_idle_clients) -> IdleReport | None:
@@ -162,7 +134,9 @@ def analyse_idle(ctx: DayContext, make_clients=make_idle_clients) -> IdleReport 
     idle_ids = {(i.region, i.id) for i in idle}
     pairs = {(r.region, t) for r in watched for t in r.instance_types
              if (r.region, r.id) in idle_ids}
-    prices, priced = _prices(ctx, clients, pairs) if pairs else ({}, 0)
+    prices, priced = (instance_prices(ctx.engine, clients, pairs, "Idle resources",
+                                      "daily costs are shares of the service's cost")
+                      if pairs else ({}, 0))
     resources = with_costs(idle, watched, CostBasis(prices, _service_day_usd(ctx)))
     report = IdleReport(day, limits, tuple(resources), len(watched), tuple(regions),
                         tuple(notes), metrics, requests + priced)

@@ -157,13 +157,12 @@ class Outcome:
     message: str | None = None
 
 
-def _stop_counts(target: Target) -> dict[str, int]:
-    return {"min": 0, "desired": 0}
+STOP_COUNTS = {"min": 0, "desired": 0}  # what a stop sets a service or group to
 
 
 def _call(rc: RegionClients, planned: Planned) -> None:
     t, stopping = planned.target, planned.action == STOP
-    counts = _stop_counts(t) if stopping else dict(planned.restore or {})
+    counts = STOP_COUNTS if stopping else dict(planned.restore or {})
     if t.kind == EC2:
         method = "stop_instances" if stopping else "start_instances"
         rc.call(rc.ec2, method, f"ec2:{'Stop' if stopping else 'Start'}Instances",

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from _util.errors import StoreError
-from _util.store.database import mask_url, metadata
+from _util.store.database import metadata, store_error, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +40,6 @@ account_name = sa.Table(
 )
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
-
-
-def _store_error(engine: Engine, action: str, exc: SQLAlchemyError) -> StoreError:
-    reason = str(getattr(exc, "orig", exc)).splitlines()[0]
-    return StoreError(f"cannot {action} in {mask_url(str(engine.url))}: {reason}")
 
 
 def _rows(names: Mapping[str, str], source: str, now: dt.datetime) -> list[dict]:
@@ -82,14 +75,14 @@ def save_account_names(engine: Engine, names: Mapping[str, str], source: str) ->
     """Store `names` (account ID -> name) as said by `source`, replacing what another
     source said of the same accounts; empty IDs and names are ignored. Returns how many
     were written."""
-    rows = _rows(names, source, _now())
+    rows = _rows(names, source, utc_now())
     if not rows:
         return 0
     try:
         with engine.begin() as conn:
             conn.execute(_upsert(engine), rows)
     except SQLAlchemyError as exc:
-        raise _store_error(engine, "store account names", exc) from exc
+        raise store_error(engine, "store account names", exc) from exc
     log.debug("stored %d account name(s) from %s", len(rows), source)
     return len(rows)
 
@@ -101,4 +94,4 @@ def load_account_names(engine: Engine) -> dict[str, str]:
         with engine.connect() as conn:
             return dict(conn.execute(query).tuples().all())
     except SQLAlchemyError as exc:
-        raise _store_error(engine, "read account names", exc) from exc
+        raise store_error(engine, "read account names", exc) from exc

@@ -24,8 +24,7 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from _util.errors import StoreError
-from _util.store.database import NameText, mask_url, metadata
+from _util.store.database import NameText, metadata, store_error, utc_now
 
 SAVINGS_PLANS = "savings_plans"
 RESERVATIONS = "reservations"
@@ -156,13 +155,6 @@ class CommitmentCheck:
     recommended_on: dt.date | None
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
-
-
-def _error(engine: Engine, action: str, exc: SQLAlchemyError) -> StoreError:
-    reason = str(getattr(exc, "orig", exc)).splitlines()[0]
-    return StoreError(f"cannot {action} in {mask_url(str(engine.url))}: {reason}")
 
 
 def fetched_days(engine: Engine, account: str, start: dt.date,
@@ -176,7 +168,7 @@ def fetched_days(engine: Engine, account: str, start: dt.date,
         with engine.connect() as conn:
             return {d: bool(s) for d, s in conn.execute(stmt).tuples()}
     except SQLAlchemyError as exc:
-        raise _error(engine, "read the fetched commitment days", exc) from exc
+        raise store_error(engine, "read the fetched commitment days", exc) from exc
 
 
 def replace_days(engine: Engine, account: str, start: dt.date, end: dt.date,
@@ -185,7 +177,7 @@ def replace_days(engine: Engine, account: str, start: dt.date, end: dt.date,
     """Replace `account`'s stored days start..end (inclusive) with these rows and mark
     each day fetched (settled or not), in one transaction, so a day fetched again never
     holds a row twice and a failure leaves what was stored. Returns the rows written."""
-    now = _now()
+    now = utc_now()
     u, cv, f = commitment_utilisation.c, commitment_coverage.c, commitment_fetch.c
     urows = [{"account": account, "fetched_at": now, **_fields(r)} for r in utilisation]
     crows = [{"account": account, "fetched_at": now, **_fields(r)} for r in coverage]
@@ -204,7 +196,7 @@ def replace_days(engine: Engine, account: str, start: dt.date, end: dt.date,
                 {"account": account, "usage_date": d, "settled": d in settled, "fetched_at": now}
                 for d in days])
     except SQLAlchemyError as exc:
-        raise _error(engine, "store commitments", exc) from exc
+        raise store_error(engine, "store commitments", exc) from exc
     return len(urows) + len(crows)
 
 
@@ -223,7 +215,7 @@ def load_utilisation(engine: Engine, account: str, start: dt.date,
         with engine.connect() as conn:
             return [UtilisationRow(**dict(zip(names, r))) for r in conn.execute(stmt)]
     except SQLAlchemyError as exc:
-        raise _error(engine, "read commitment utilisation", exc) from exc
+        raise store_error(engine, "read commitment utilisation", exc) from exc
 
 
 def load_coverage(engine: Engine, account: str, start: dt.date,
@@ -237,7 +229,7 @@ def load_coverage(engine: Engine, account: str, start: dt.date,
         with engine.connect() as conn:
             return [CoverageRow(**dict(zip(names, r))) for r in conn.execute(stmt)]
     except SQLAlchemyError as exc:
-        raise _error(engine, "read commitment coverage", exc) from exc
+        raise store_error(engine, "read commitment coverage", exc) from exc
 
 
 def read_check(engine: Engine, account: str) -> CommitmentCheck | None:
@@ -247,7 +239,7 @@ def read_check(engine: Engine, account: str) -> CommitmentCheck | None:
             row = conn.execute(sa.select(c.checked_on, c.found, c.recommended_on)
                                .where(c.account == account)).first()
     except SQLAlchemyError as exc:
-        raise _error(engine, "read the commitment check", exc) from exc
+        raise store_error(engine, "read the commitment check", exc) from exc
     return None if row is None else CommitmentCheck(row[0], bool(row[1]), row[2])
 
 
@@ -271,7 +263,7 @@ def save_check(engine: Engine, account: str, checked_on: dt.date, found: bool) -
         with engine.begin() as conn:
             _upsert_check(conn, account, values)
     except SQLAlchemyError as exc:
-        raise _error(engine, "store the commitment check", exc) from exc
+        raise store_error(engine, "store the commitment check", exc) from exc
 
 
 def replace_recommendations(engine: Engine, account: str, day: dt.date,
@@ -292,7 +284,7 @@ def replace_recommendations(engine: Engine, account: str, day: dt.date,
                 "checked_on": previous.checked_on if previous else day,
                 "found": previous.found if previous else True, "recommended_on": day})
     except SQLAlchemyError as exc:
-        raise _error(engine, "store commitment recommendations", exc) from exc
+        raise store_error(engine, "store commitment recommendations", exc) from exc
     return len(rows)
 
 
@@ -304,4 +296,4 @@ def load_recommendations(engine: Engine, account: str) -> list[Recommendation]:
         with engine.connect() as conn:
             return [Recommendation(*r) for r in conn.execute(stmt)]
     except SQLAlchemyError as exc:
-        raise _error(engine, "read commitment recommendations", exc) from exc
+        raise store_error(engine, "read commitment recommendations", exc) from exc

@@ -6,6 +6,7 @@ Tables are declared in the modules that own them (`cost_store`, `delivery_log`,
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import sqlalchemy as sa
@@ -201,3 +202,15 @@ def upgrade_name_collations(engine: Engine) -> None:
         except SQLAlchemyError as exc:
             log.warning("could not change the collation of %s (%s); run as an administrator: "
                         "%s", table.name, str(getattr(exc, "orig", exc)).splitlines()[0], alter)
+
+
+def utc_now() -> dt.datetime:
+    """Now in UTC, naive and to the second: how the stores write `fetched_at` and the like."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def store_error(engine: Engine, action: str, exc: SQLAlchemyError) -> StoreError:
+    """One line for a failed database action: what, where (password masked) and the
+    driver's first line of why."""
+    reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+    return StoreError(f"cannot {action} in {mask_url(str(engine.url))}: {reason}")

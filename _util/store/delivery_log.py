@@ -33,7 +33,7 @@ from _util.slack.delivery import (
     post_digest,
     with_metadata,
 )
-from _util.store.database import NameText, mask_url, metadata
+from _util.store.database import NameText, metadata, store_error, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +99,6 @@ class DeliveryOutcome:
     skipped_reason: str | None = None
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
-
-
-def _store_error(engine: Engine, action: str, exc: SQLAlchemyError) -> StoreError:
-    reason = str(getattr(exc, "orig", exc)).splitlines()[0]
-    return StoreError(f"cannot {action} in {mask_url(str(engine.url))}: {reason}")
 
 
 def _record(row: sa.Row) -> DeliveryRecord:
@@ -123,7 +116,7 @@ def delivery_status(engine: Engine, day: dt.date, channel: str) -> DeliveryRecor
         with engine.connect() as conn:
             row = conn.execute(query).first()
     except SQLAlchemyError as exc:
-        raise _store_error(engine, "read the Slack delivery log", exc) from exc
+        raise store_error(engine, "read the Slack delivery log", exc) from exc
     return None if row is None else _record(row)
 
 
@@ -144,7 +137,7 @@ def record_pending(engine: Engine, day: dt.date, channel: str, payload: dict[str
     """Record (or replace) the payload for `day` and `channel` as not yet delivered:
     'pending', or 'posting' when it is about to be sent (`now`: when the post begins)."""
     text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
-    now = now or _now()
+    now = now or utc_now()
     values = dict(report_date=day, channel=channel, payload=text, status=status, ts=None,
                   attempts=0, created_at=now, delivered_at=None)
     stmt = _upsert(engine, values, {"payload": text, "status": status, "ts": None,
@@ -153,7 +146,7 @@ def record_pending(engine: Engine, day: dt.date, channel: str, payload: dict[str
         with engine.begin() as conn:
             conn.execute(stmt)
     except SQLAlchemyError as exc:
-        raise _store_error(engine, "record the Slack payload", exc) from exc
+        raise store_error(engine, "record the Slack payload", exc) from exc
 
 
 def _count_attempt(engine: Engine, day: dt.date, channel: str) -> None:
@@ -164,7 +157,7 @@ def _count_attempt(engine: Engine, day: dt.date, channel: str) -> None:
         with engine.begin() as conn:
             conn.execute(stmt)
     except SQLAlchemyError as exc:
-        raise _store_error(engine, "count a Slack delivery attempt", exc) from exc
+        raise store_error(engine, "count a Slack delivery attempt", exc) from exc
 
 
 def _set_status(engine: Engine, day: dt.date, channel: str, status: str) -> None:
@@ -175,19 +168,19 @@ def _set_status(engine: Engine, day: dt.date, channel: str, status: str) -> None
         with engine.begin() as conn:
             conn.execute(stmt)
     except SQLAlchemyError as exc:
-        raise _store_error(engine, "record the Slack delivery's status", exc) from exc
+        raise store_error(engine, "record the Slack delivery's status", exc) from exc
 
 
 def record_delivered(engine: Engine, day: dt.date, channel: str, ts: str) -> None:
     """Mark the day's payload for `channel` as delivered, with Slack's message ts."""
     stmt = (sa.update(slack_delivery)
             .where(slack_delivery.c.report_date == day, slack_delivery.c.channel == channel)
-            .values(status=DELIVERED, ts=ts, delivered_at=_now()))
+            .values(status=DELIVERED, ts=ts, delivered_at=utc_now()))
     try:
         with engine.begin() as conn:
             conn.execute(stmt)
     except SQLAlchemyError as exc:
-        raise _store_error(engine, "record the Slack delivery", exc) from exc
+        raise store_error(engine, "record the Slack delivery", exc) from exc
 
 
 def pending_deliveries(engine: Engine, exclude_day: dt.date | None = None) -> list[DeliveryRecord]:
@@ -203,7 +196,7 @@ def pending_deliveries(engine: Engine, exclude_day: dt.date | None = None) -> li
         with engine.connect() as conn:
             rows = conn.execute(query).all()
     except SQLAlchemyError as exc:
-        raise _store_error(engine, "read the Slack delivery log", exc) from exc
+        raise store_error(engine, "read the Slack delivery log", exc) from exc
     return [_record(r) for r in rows]
 
 
@@ -240,7 +233,7 @@ def deliver_once(engine: Engine, client: WebClient, day: dt.date, channel: str,
                       f"(ts {ts}) though it got no answer; recorded as delivered")
             log.info("%s", reason)
             return DeliveryOutcome(posted=False, ts=ts, skipped_reason=reason)
-    since = _now()
+    since = utc_now()
     record_pending(engine, day, key, payload, status=POSTING, now=since)
     _count_attempt(engine, day, key)
     try:

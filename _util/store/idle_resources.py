@@ -23,10 +23,9 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from _util.errors import StoreError
 from _util.idle import IdleReport, IdleResource, IdleThresholds
 from _util.scheduler import Remembered
-from _util.store.database import NameText, mask_url, metadata
+from _util.store.database import NameText, metadata, store_error, utc_now
 
 ID_CHARS = 520  # an ECS service's cluster/service (255 characters each)
 KIND_CHARS = 16
@@ -74,13 +73,6 @@ schedule_action = sa.Table(
 )
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
-
-
-def _error(engine: Engine, action: str, exc: SQLAlchemyError) -> StoreError:
-    reason = str(getattr(exc, "orig", exc)).splitlines()[0]
-    return StoreError(f"cannot {action} in {mask_url(str(engine.url))}: {reason}")
 
 
 # ---------------------------------------------------------------- idle days
@@ -113,9 +105,9 @@ def save_idle_day(engine: Engine, report: IdleReport) -> None:
         with engine.begin() as conn:
             conn.execute(idle_day.delete().where(idle_day.c.day == report.day))
             conn.execute(idle_day.insert(), {"day": report.day, "document": document,
-                                             "fetched_at": _now()})
+                                             "fetched_at": utc_now()})
     except SQLAlchemyError as exc:
-        raise _error(engine, "store the idle resources", exc) from exc
+        raise store_error(engine, "store the idle resources", exc) from exc
 
 
 def load_idle_day(engine: Engine, day: dt.date | None = None) -> IdleReport | None:
@@ -127,7 +119,7 @@ def load_idle_day(engine: Engine, day: dt.date | None = None) -> IdleReport | No
         with engine.connect() as conn:
             row = conn.execute(stmt).first()
     except SQLAlchemyError as exc:
-        raise _error(engine, "read the idle resources", exc) from exc
+        raise store_error(engine, "read the idle resources", exc) from exc
     if row is None:
         return None
     doc = json.loads(row.document)
@@ -146,7 +138,7 @@ def load_memory(engine: Engine) -> dict[tuple[str, str, str], Remembered]:
         with engine.connect() as conn:
             rows = conn.execute(sa.select(schedule_state)).all()
     except SQLAlchemyError as exc:
-        raise _error(engine, "read the scheduler's state", exc) from exc
+        raise store_error(engine, "read the scheduler's state", exc) from exc
     return {(r.kind, r.region, r.resource_id): Remembered(
         r.schedule, r.applied, r.idle_applied, None if r.saved is None else json.loads(r.saved))
         for r in rows}
@@ -160,13 +152,13 @@ def save_memory(engine: Engine, key: tuple[str, str, str], memory: Remembered) -
               "schedule": memory.schedule, "applied": memory.applied,
               "idle_applied": memory.idle_applied,
               "saved": None if memory.saved is None else json.dumps(dict(memory.saved)),
-              "updated_at": _now()}
+              "updated_at": utc_now()}
     try:
         with engine.begin() as conn:
             conn.execute(schedule_state.delete().where(where))
             conn.execute(schedule_state.insert(), values)
     except SQLAlchemyError as exc:
-        raise _error(engine, "store the scheduler's state", exc) from exc
+        raise store_error(engine, "store the scheduler's state", exc) from exc
 
 
 # ---------------------------------------------------------------- the actions
@@ -195,13 +187,13 @@ def begin_action(engine: Engine, run_id: str, kind: str, region: str, resource_i
     try:
         with engine.begin() as conn:
             result = conn.execute(schedule_action.insert(), {
-                "run_id": run_id, "at": _now(), "kind": kind, "region": region,
+                "run_id": run_id, "at": utc_now(), "kind": kind, "region": region,
                 "resource_id": resource_id, "schedule": schedule, "action": action,
                 "reason": reason, "previous": None if previous is None else json.dumps(previous),
                 "result": PENDING, "message": None})
             return int(result.inserted_primary_key[0])
     except SQLAlchemyError as exc:
-        raise _error(engine, "record a scheduled action", exc) from exc
+        raise store_error(engine, "record a scheduled action", exc) from exc
 
 
 def finish_action(engine: Engine, action_id: int, result: str, message: str | None) -> None:
@@ -210,7 +202,7 @@ def finish_action(engine: Engine, action_id: int, result: str, message: str | No
             conn.execute(schedule_action.update().where(schedule_action.c.id == action_id)
                          .values(result=result, message=message))
     except SQLAlchemyError as exc:
-        raise _error(engine, "record a scheduled action's result", exc) from exc
+        raise store_error(engine, "record a scheduled action's result", exc) from exc
 
 
 def _row(r: Any) -> ActionRow:
@@ -232,7 +224,7 @@ def previous_result(engine: Engine, kind: str, region: str, resource_id: str, re
         with engine.connect() as conn:
             row = conn.execute(stmt).first()
     except SQLAlchemyError as exc:
-        raise _error(engine, "read the scheduled actions", exc) from exc
+        raise store_error(engine, "read the scheduled actions", exc) from exc
     return None if row is None else (row.result, row.message)
 
 
@@ -252,5 +244,5 @@ def _select(engine: Engine, where: Any) -> list[ActionRow]:
             rows = conn.execute(sa.select(schedule_action).where(where)
                                 .order_by(schedule_action.c.id)).all()
     except SQLAlchemyError as exc:
-        raise _error(engine, "read the scheduled actions", exc) from exc
+        raise store_error(engine, "read the scheduled actions", exc) from exc
     return [_row(r) for r in rows]

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from _util.ec2_intervals import DayUsage
 from _util.errors import StoreError
 from _util.sources.ec2_usage import InstanceDay, InstanceFacts, RegionDay
-from _util.store.database import NameText, mask_url, metadata
+from _util.store.database import NameText, metadata, store_error, utc_now
 
 REGION_CHARS = 32
 ID_CHARS = 32
@@ -59,9 +59,6 @@ instance_usage_fetch = sa.Table(
 )
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
-
 
 def _naive(t: dt.datetime) -> dt.datetime:
     return t.astimezone(dt.timezone.utc).replace(tzinfo=None)
@@ -70,10 +67,6 @@ def _naive(t: dt.datetime) -> dt.datetime:
 def _aware(t: dt.datetime) -> dt.datetime:
     return t.replace(tzinfo=dt.timezone.utc)
 
-
-def _error(engine: Engine, action: str, exc: SQLAlchemyError) -> StoreError:
-    reason = str(getattr(exc, "orig", exc)).splitlines()[0]
-    return StoreError(f"cannot {action} in {mask_url(str(engine.url))}: {reason}")
 
 
 def _cut(text: str | None, chars: int) -> str | None:
@@ -85,7 +78,7 @@ def save_region_day(engine: Engine, day: dt.date, region: RegionDay) -> int:
     day read for it, in one transaction. Returns the intervals written."""
     if region.status != "ok":
         raise ValueError(f"only an answered region is stored, not {region.status}")
-    now = _now()
+    now = utc_now()
     rows = [{"day": day, "region": region.region, "instance_id": i.usage.instance_id,
              "start_time": _naive(start), "end_time": _naive(end),
              "instance_type": _cut(i.facts.instance_type, TYPE_CHARS), "spot": i.facts.spot,
@@ -108,7 +101,7 @@ def save_region_day(engine: Engine, day: dt.date, region: RegionDay) -> int:
                            "instances": len(region.instances), "requests": region.requests,
                            "fetched_at": now}])
     except SQLAlchemyError as exc:
-        raise _error(engine, "store EC2 instance usage", exc) from exc
+        raise store_error(engine, "store EC2 instance usage", exc) from exc
     return len(rows)
 
 
@@ -120,7 +113,7 @@ def fetched_regions(engine: Engine, day: dt.date) -> dict[str, int]:
         with engine.connect() as conn:
             return dict(conn.execute(query).tuples().all())
     except SQLAlchemyError as exc:
-        raise _error(engine, "read EC2 instance usage", exc) from exc
+        raise store_error(engine, "read EC2 instance usage", exc) from exc
 
 
 def load_day(engine: Engine, day: dt.date,
@@ -135,7 +128,7 @@ def load_day(engine: Engine, day: dt.date,
         with engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
     except SQLAlchemyError as exc:
-        raise _error(engine, "read EC2 instance usage", exc) from exc
+        raise store_error(engine, "read EC2 instance usage", exc) from exc
     grouped: dict[tuple[str, str], list] = {}
     for row in rows:
         grouped.setdefault((row["region"], row["instance_id"]), []).append(row)
@@ -188,7 +181,7 @@ def load_prices(engine: Engine, newer_than: dt.datetime | None = None
         with engine.connect() as conn:
             return {(r, t): usd for r, t, usd in conn.execute(query).tuples().all()}
     except SQLAlchemyError as exc:
-        raise _error(engine, "read EC2 prices", exc) from exc
+        raise store_error(engine, "read EC2 prices", exc) from exc
 
 
 def _price_upsert(engine: Engine) -> sa.Executable:
@@ -210,11 +203,11 @@ def save_prices(engine: Engine, prices: dict[tuple[str, str], float | None]) -> 
     """Store fetched prices, replacing older ones of the same (region, type)."""
     if not prices:
         return
-    now = _now()
+    now = utc_now()
     rows = [{"region": r, "instance_type": t[:TYPE_CHARS], "usd_per_hour": usd,
              "fetched_at": now} for (r, t), usd in prices.items()]
     try:
         with engine.begin() as conn:
             conn.execute(_price_upsert(engine), rows)
     except SQLAlchemyError as exc:
-        raise _error(engine, "store EC2 prices", exc) from exc
+        raise store_error(engine, "store EC2 prices", exc) from exc
