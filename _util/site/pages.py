@@ -26,6 +26,7 @@ from _util.money import signed_money as format_signed_money
 from _util.names import has_bidi_controls, isolated, visible_controls
 from _util.paths import SLACK_PREVIEW
 from _util.report import Alert, Report
+from _util.site.template_cache import template_code_cache
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Rows each section of the report page lists (the largest dollar changes first). A large
@@ -159,9 +160,13 @@ _loader = FileSystemLoader([str(TEMPLATES)])
 # default), so a partial ends where its markup ends. Text with quotes belongs in template
 # data or the context: a string constant printed by {{ }} is escaped when the template is
 # compiled, by markupsafe (&#39;), bypassing `escape`; still safe, but other bytes.
+_options = dict(autoescape=True, finalize=escape, undefined=StrictUndefined,
+                trim_blocks=True, lstrip_blocks=True)
 environment = Environment(
-    loader=_loader, autoescape=True, finalize=escape, undefined=StrictUndefined,
-    trim_blocks=True, lstrip_blocks=True,
+    loader=_loader, **_options,
+    # Compiled once, not every run (see template_cache).
+    bytecode_cache=template_code_cache(tuple((k, getattr(v, "__qualname__", v))
+                                             for k, v in sorted(_options.items()))),
 )
 environment.filters.update(money=money, signed_money=signed_money, percent=percent,
                            group_label=group_label, status_text=status_text,
