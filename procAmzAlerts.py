@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -114,16 +115,31 @@ def macd_lines(series: pd.Series, rules: Rules) -> pd.DataFrame:
     """Fast and slow EMAs, MACD and its signal line for one daily series.
 
     Exponential weighting by span with no bias adjustment (pandas `adjust=False`), starting
-    at the series' first day: the lines come from the trend rule's own walk (`macd_walk`,
-    on a one-series matrix), so a plot draws exactly what the rule compared.
+    at the series' first day: the lines come from the trend rule's own walk (`macd_walk`),
+    so a plot draws exactly what the rule compared.
     """
-    cost = series.astype(float)
-    lines = {name: np.empty(len(cost)) for name in ("ema_fast", "ema_slow", "macd", "signal")}
-    walk = macd_walk(cost.to_numpy()[:, None], np.zeros(1, dtype=np.int64), rules)
-    for t, fast, slow, macd, signal in walk:
-        lines["ema_fast"][t], lines["ema_slow"][t] = fast[0], slow[0]
-        lines["macd"][t], lines["signal"][t] = macd[0], signal[0]
-    return pd.DataFrame({"cost": cost, **lines}, index=series.index)
+    return macd_lines_of([series], rules)[0]
+
+
+def macd_lines_of(many: Sequence[pd.Series], rules: Rules) -> list[pd.DataFrame]:
+    """`macd_lines` of each series, from one walk over their days: each series is a
+    column of its own (ending on the last row, starting on its first day), and a column's
+    numbers are its own whatever the others hold; one walk instead of one per series
+    (most of a trend plot's planning time)."""
+    costs = [series.astype(float) for series in many]
+    n_days = max((len(cost) for cost in costs), default=0)
+    values = np.zeros((n_days, len(costs)))
+    start = np.array([n_days - len(cost) for cost in costs], dtype=np.int64)
+    for k, cost in enumerate(costs):
+        values[start[k]:, k] = cost.to_numpy()
+    names = ("ema_fast", "ema_slow", "macd", "signal")
+    lines = {name: np.empty((n_days, len(costs))) for name in names}
+    for t, fast, slow, macd, signal in macd_walk(values, start, rules):
+        for name, row in zip(names, (fast, slow, macd, signal)):
+            lines[name][t] = row
+    return [pd.DataFrame({"cost": cost, **{name: lines[name][start[k]:, k] for name in names}},
+                         index=cost.index)
+            for k, cost in enumerate(costs)]
 
 
 def detect_alerts(history: pd.DataFrame, day: dt.date, rules: Rules) -> tuple[Alert, ...]:

@@ -105,8 +105,9 @@ class _AlertPlan:
 
 
 def _plan_alert(alert: Alert, slug: str, series: pd.Series, report: Report,
-                out: Path) -> _AlertPlan:
-    """The plot job and page of one alert, drawn from the series detection evaluated."""
+                out: Path, trend_lines: pd.DataFrame | None = None) -> _AlertPlan:
+    """The plot job and page of one alert, drawn from the series detection evaluated
+    (a trend's lines, `procAmzAlerts.macd_lines` of it, computed when not given)."""
     rules = report.rules
     baseline = baseline_text(rules, report.day, procAmzAlerts.baseline_days(series, rules))
     title = _plot_title(alert, report, baseline)
@@ -120,7 +121,9 @@ def _plan_alert(alert: Alert, slug: str, series: pd.Series, report: Report,
         rows = [[d.date().isoformat(), money(v), signed_money(v - alert.baseline_mean)]
                 for d, v in recent.items()]
     else:
-        lines = procAmzAlerts.macd_lines(series, rules).join(procAmzAlerts.moving_means(series))
+        if trend_lines is None:
+            trend_lines = procAmzAlerts.macd_lines(series, rules)
+        lines = trend_lines.join(procAmzAlerts.moving_means(series))
         lines = lines.iloc[-TREND_WINDOW_DAYS:]
         job = TrendPlot(out / image, title, _dates(lines.index), lines["cost"].to_numpy(float),
                         lines["ema_fast"].to_numpy(float), lines["ema_slow"].to_numpy(float),
@@ -236,10 +239,15 @@ def render(
     # while they draw.
     start = time.perf_counter()
     drawing = Drawing(pool, workers)
+    series = {key: procAmzAlerts.series_of(relevant, report.day, report.rules, a.service,
+                                           a.group) for key, a in first.items()}
+    trends = [key for key, a in first.items()
+              if kind_of(a.kind, a.direction).plot != SPIKE_PLOT]
+    trend_lines = dict(zip(trends, procAmzAlerts.macd_lines_of([series[k] for k in trends],
+                                                               report.rules)))
     plans = []
     for key, a in first.items():
-        plans.append(_plan_alert(a, slugs[key], procAmzAlerts.series_of(
-            relevant, report.day, report.rules, a.service, a.group), report, out))
+        plans.append(_plan_alert(a, slugs[key], series[key], report, out, trend_lines.get(key)))
         drawing.add([plans[-1].job])
 
     site = SiteContext(out, rel_dir, site_url, {key: f"{slugs[key]}.html" for key in first})

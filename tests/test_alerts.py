@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import procAmzAlerts
 from _util.alert_kinds import DOWN, SPIKE, TREND, UP
 from _util.detection.alert_rules import series_stats, trend_moved
 from _util.detection.series_matrix import build_matrices
@@ -338,6 +339,21 @@ def test_macd_lines_equal_pandas_ewm_on_any_series(zeros, body):
     got, want = macd_lines(series, RULES), _pandas_macd_lines(series, RULES)
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     assert np.array_equal(got.to_numpy().view(np.int64), want.to_numpy().view(np.int64))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.floats(-1e7, 1e7, allow_nan=False), max_size=60), max_size=5))
+def test_macd_lines_of_many_series_at_once_equal_each_ones_own_bit_for_bit(bodies):
+    """Trend plots are planned from one walk over all their series (of any lengths)."""
+    many = [pd.Series(body, index=pd.date_range(end=pd.Timestamp(D), periods=len(body),
+                                                freq="D", name="usage_date"), dtype=float)
+            for body in bodies]
+    together = procAmzAlerts.macd_lines_of(many, RULES)
+    assert len(together) == len(many)
+    for got, series in zip(together, many):
+        want = _pandas_macd_lines(series, RULES)
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+        assert np.array_equal(got.to_numpy().view(np.int64), want.to_numpy().view(np.int64))
 
 
 # ----------------------------------------------------------------------------------------

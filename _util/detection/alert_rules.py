@@ -322,13 +322,22 @@ def echo_lags(values: np.ndarray, window_lo: np.ndarray, cols: np.ndarray, firin
     if rules.echo_days <= 0:
         return np.full(len(cols), -1)
     lag = np.where(trend & (firing.spike_up | firing.spike_down), 0, -1)
-    for days_back in range(1, rules.echo_days + 1):
-        todo = np.flatnonzero(trend & (lag < 0) & (window_lo - days_back >= 0))
-        if not len(todo):
-            break
-        _, earlier = window_stats(values, window_lo[todo] - days_back, cols[todo], rules)
-        hit = todo[earlier.spike_up | earlier.spike_down]
-        lag[hit] = days_back
+    todo = np.flatnonzero(trend & (lag < 0))
+    # Every earlier day of every such position in one evaluation: one walk over the
+    # window's days instead of one per day back (each window's numbers are its own).
+    days_back = np.repeat(np.arange(1, rules.echo_days + 1), len(todo))
+    position = np.tile(todo, rules.echo_days)
+    lo = window_lo[position] - days_back
+    keep = lo >= 0
+    position, days_back, lo = position[keep], days_back[keep], lo[keep]
+    if not len(position):
+        return lag
+    _, earlier = window_stats(values, lo, cols[position], rules)
+    spiked = earlier.spike_up | earlier.spike_down
+    # The nearest earlier spike: days back ascend, so the last write per position wins
+    # when written from the farthest to the nearest.
+    hit = np.flatnonzero(spiked)[::-1]
+    lag[position[hit]] = days_back[hit]
     return lag
 
 
