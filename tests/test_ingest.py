@@ -9,9 +9,14 @@ import pytest
 import procAmzData
 from _util.errors import SourceUnavailable
 from _util.sources.base import CostQuery
-from _util.sources.cost_explorer import CE_RETRY_CONFIG, CostExplorerSource
+from _util.sources.cost_explorer import CostExplorerSource, ce_retry_config
 from _util.sources.demo_account import DemoCostExplorer
-from _util.store.cost_store import SourceState, count_rows, load_history, read_source_state
+from _util.store.cost_store import (
+    SourceState,
+    count_rows,
+    load_history,
+    read_source_state,
+)
 from procAmzData import FetchPlan, plan_fetch
 from tests.ce_standin import CostExplorerStandIn
 
@@ -137,7 +142,7 @@ def test_throttling_is_retried_with_backoff_and_the_run_completes(clean_env, mon
     create_tables(engine)
     with CostExplorerStandIn(TODAY) as standin:
         standin.script = [(400, "LimitExceededException"), (400, "ThrottlingException")]
-        client = boto3.client("ce", region_name="us-east-1", endpoint_url=standin.url, config=CE_RETRY_CONFIG)
+        client = boto3.client("ce", region_name="us-east-1", endpoint_url=standin.url, config=ce_retry_config())
         result = _ingest(engine, client, account="aws")
     assert len(standin.requests) == result.requests + 2
     assert count_rows(engine) == result.rows_upserted > 0

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-import boto3
 import botocore.exceptions
 import pandas as pd
 from sqlalchemy.engine import Engine
@@ -124,6 +123,8 @@ class DailyRun:
         if s.site_url:
             return s.site_url
         if s.s3_bucket:
+            import boto3  # with the first client: see cost_explorer.make_ce_client
+
             region = boto3.session.Session().region_name or "us-east-1"
             return website_url(s.s3_bucket, region, s.s3_prefix)
         return None

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from _util.errors import DeliveryError
@@ -67,6 +65,9 @@ def make_s3_client() -> Any:
     Credentials, region, `AWS_PROFILE` and `AWS_ENDPOINT_URL_S3` come from the environment
     the usual boto3 way, so tests and S3-compatible stores need no code of their own.
     """
+    import boto3  # with the first client: see cost_explorer.make_ce_client
+    from botocore.config import Config
+
     return boto3.session.Session().client("s3", config=Config(retries={"mode": "standard"}))
 
 

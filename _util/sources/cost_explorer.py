@@ -13,10 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
-import boto3
 import botocore.exceptions
-import botocore.session
-from botocore.config import Config
 
 from _util.errors import SourceError, SourceUnavailable, UnusableResponse
 from _util.sources.base import CostQuery
@@ -24,6 +21,8 @@ from _util.store.account_names import LINKED_ACCOUNT
 from _util.store.cost_store import CostRow
 
 if TYPE_CHECKING:
+    from botocore.config import Config
+
     from _util.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,8 +33,6 @@ log = logging.getLogger(__name__)
 # average), unless the AWS config says otherwise (AWS_MAX_ATTEMPTS, or max_attempts in the
 # profile), which an explicit count in the client Config would silently override.
 CE_MAX_ATTEMPTS = 8
-CE_RETRY_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": CE_MAX_ATTEMPTS},
-                         connect_timeout=10, read_timeout=60)
 # Cost Explorer keeps daily data for about 14 months; stay a month inside that.
 CE_DAILY_RETENTION_DAYS = 395
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -49,9 +46,13 @@ CONNECTION_ERRORS = (botocore.exceptions.EndpointConnectionError,
 
 def ce_retry_config() -> Config:
     """Standard retry mode; CE_MAX_ATTEMPTS attempts unless the AWS config sets a count."""
-    if botocore.session.get_session().get_config_variable("max_attempts") is not None:
-        return Config(retries={"mode": "standard"}, connect_timeout=10, read_timeout=60)
-    return CE_RETRY_CONFIG
+    import botocore.session
+    from botocore.config import Config
+
+    retries = {"mode": "standard"}
+    if botocore.session.get_session().get_config_variable("max_attempts") is None:
+        retries["total_max_attempts"] = CE_MAX_ATTEMPTS
+    return Config(retries=retries, connect_timeout=10, read_timeout=60)
 
 
 def make_ce_client() -> Any:
@@ -59,7 +60,13 @@ def make_ce_client() -> Any:
 
     Cost Explorer has one endpoint, in us-east-1; AWS_ENDPOINT_URL_COST_EXPLORER (or
     AWS_ENDPOINT_URL) redirects it as usual.
+
+    boto3 (and botocore's client machinery) is imported here, with the first client, not
+    with the bot: about 0.1 s that a run making no AWS client (the demo, --skip-fetch
+    with --dry-run) does without. The other client factories do the same.
     """
+    import boto3
+
     session = boto3.session.Session()  # fresh: never credentials cached by an earlier client
     return session.client("ce", region_name=session.region_name or "us-east-1",
                           config=ce_retry_config())

@@ -11,26 +11,27 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import boto3
 import botocore.exceptions
-from botocore.config import Config
 
 log = logging.getLogger(__name__)
 
 # Who said so, in the account_name table.
 ORGANIZATIONS = "organizations"
 # ListAccounts allows a few requests a second; standard retries ride out throttling.
-ORGANIZATIONS_RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5},
-                                    connect_timeout=10, read_timeout=30)
+ORGANIZATIONS_RETRIES = {"mode": "standard", "max_attempts": 5}
 
 
 def make_organizations_client() -> Any:
     """boto3's Organizations client with the standard credential chain. Organizations is
     a global service whose endpoint is in us-east-1 (AWS_ENDPOINT_URL_ORGANIZATIONS, or
     AWS_ENDPOINT_URL, redirects it as usual)."""
+    import boto3  # with the first client: see cost_explorer.make_ce_client
+    from botocore.config import Config
+
     session = boto3.session.Session()
     return session.client("organizations", region_name=session.region_name or "us-east-1",
-                          config=ORGANIZATIONS_RETRY_CONFIG)
+                          config=Config(retries=ORGANIZATIONS_RETRIES, connect_timeout=10,
+                                        read_timeout=30))
 
 
 def organization_account_names(client: Any) -> dict[str, str]:
