@@ -65,7 +65,7 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _assert_same_history(engine, cache_dir, start: dt.date = START, end: dt.date = DAY) -> pd.DataFrame:
     """The cached path's frame equals load_history's: values, series, days and dtypes."""
-    cached = load_cached_history(engine, METRIC, start, end, cache_dir)
+    cached = load_cached_history(engine, METRIC, start, end, cache_dir, min_rows=0)
     pd.testing.assert_frame_equal(_sorted(cached), _sorted(load_history(engine, METRIC, start, end)))
     return cached
 
@@ -154,10 +154,10 @@ def test_the_cached_history_keeps_the_databases_row_order(db_engine, tmp_path):
     """Rows in the order load_history gives them (days in order, each day's rows as the
     database returns them), so sums over the frame round the same way."""
     _fill(db_engine)
-    load_cached_history(db_engine, METRIC, START, DAY, tmp_path)
+    load_cached_history(db_engine, METRIC, START, DAY, tmp_path, min_rows=0)
     # A day in the middle is written again: the cache file appends its rows at the end.
     _store(db_engine, REVISED, REVISED, _rows(REVISED, REVISED, scale=2.0))
-    cached = load_cached_history(db_engine, METRIC, START, DAY, tmp_path)
+    cached = load_cached_history(db_engine, METRIC, START, DAY, tmp_path, min_rows=0)
     pd.testing.assert_frame_equal(cached, load_history(db_engine, METRIC, START, DAY))
 
 
@@ -236,7 +236,7 @@ def test_a_cache_made_for_another_database_is_emptied_not_used(tmp_path, caplog)
 def test_an_empty_window_loads_load_historys_empty_frame(db_engine, tmp_path):
     _fill(db_engine)
     far = dt.date(2020, 1, 1)
-    cached = load_cached_history(db_engine, METRIC, far, far + dt.timedelta(days=9), tmp_path)
+    cached = load_cached_history(db_engine, METRIC, far, far + dt.timedelta(days=9), tmp_path, min_rows=0)
     pd.testing.assert_frame_equal(cached, load_history(db_engine, METRIC, far,
                                                        far + dt.timedelta(days=9)))
 
@@ -261,4 +261,30 @@ def test_a_cache_folder_that_cannot_be_made_costs_time_not_the_run(db_engine, tm
 def test_a_database_error_is_a_store_error_as_load_historys_is(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")  # no tables
     with pytest.raises(StoreError, match="cannot read costs"):
-        load_cached_history(engine, METRIC, START, DAY, tmp_path / "cache")
+        load_cached_history(engine, METRIC, START, DAY, tmp_path / "cache", min_rows=0)
+
+
+# ---------------------------------------------------------------- small windows
+
+
+def test_a_small_window_without_a_copy_is_read_from_the_database_and_no_copy_is_made(
+        db_engine, tmp_path):
+    _fill(db_engine)
+    rows = len(load_history(db_engine, METRIC, START, DAY))
+    cached = load_cached_history(db_engine, METRIC, START, DAY, tmp_path, min_rows=rows + 1)
+    pd.testing.assert_frame_equal(cached, load_history(db_engine, METRIC, START, DAY))
+    assert not history_cache_file(tmp_path, METRIC).exists()
+
+
+def test_a_window_of_min_rows_makes_the_copy_which_stays_in_use_below_it(db_engine, tmp_path,
+                                                                         caplog):
+    _fill(db_engine)
+    rows = len(load_history(db_engine, METRIC, START, DAY))
+    load_cached_history(db_engine, METRIC, START, DAY, tmp_path, min_rows=rows)
+    assert history_cache_file(tmp_path, METRIC).exists()
+    # The account shrinks below the threshold: the copy it has is still read and checked.
+    _store(db_engine, REVISED, REVISED, [])
+    with caplog.at_level(logging.INFO, logger=LOG):
+        cached = load_cached_history(db_engine, METRIC, START, DAY, tmp_path, min_rows=rows)
+    pd.testing.assert_frame_equal(cached, load_history(db_engine, METRIC, START, DAY))
+    assert "from the cache" in caplog.text

@@ -601,6 +601,13 @@ def load_services_history(engine: Engine, metric: str, start: dt.date, end: dt.d
         usage_date=lambda f: pd.to_datetime(f["usage_date"]))
 
 
+def count_window_rows(engine: Engine, metric: str, start: dt.date, end: dt.date) -> int:
+    """Rows stored for days start..end of `metric` (an index range count)."""
+    stmt = sa.select(sa.func.count()).select_from(cost_daily).where(_window(metric, start, end))
+    with _reading(engine) as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
 def stored_names(engine: Engine, metric: str, start: dt.date, end: dt.date) -> set[tuple[str, str]]:
     """The (service, group) pairs stored for days start..end."""
     stmt = (sa.select(cost_daily.c.service, cost_daily.c.group_value).distinct()

@@ -29,6 +29,10 @@ in order), so sums over it round the same way.
 DuckDB rather than Parquet files: one file updated in place by transactions (a day fetched
 again replaces only that day's rows), block checksums on every read, and no pyarrow (not a
 dependency here). SQL on it is constant text with bound parameters.
+
+A small window (under COPY_MIN_ROWS rows) with no copy yet is read from the database
+directly, and no copy is made: at the demo's 15,000 rows that takes 25-50 ms, the copy's
+checks and DuckDB's import and start about 0.15 s. A copy once made is kept in use.
 """
 from __future__ import annotations
 
@@ -41,9 +45,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
-import duckdb
 import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
@@ -53,6 +56,7 @@ from _util.run.run_lock import run_lock
 from _util.store.cost_store import (
     HistoryChunk,
     begin_snapshot,
+    count_window_rows,
     day_fingerprints,
     history_frame,
     history_select,
@@ -61,6 +65,9 @@ from _util.store.cost_store import (
     reading_rows,
 )
 from _util.store.database import mask_url
+
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +99,9 @@ class CacheMismatch(Exception):
 
 
 READ_DAYS_AT_ONCE = 16  # days of the copy read by one query (see `_read_days`)
+# From this many rows in the window a copy is made (about 275 series over a year): below
+# it the database is read faster directly (SQLite and MariaDB both, measured at 15,000).
+COPY_MIN_ROWS = 100_000
 
 
 def history_cache_file(cache_dir: Path, metric: str) -> Path:
@@ -100,11 +110,15 @@ def history_cache_file(cache_dir: Path, metric: str) -> Path:
 
 
 def load_cached_history(engine: Engine, metric: str, start: dt.date, end: dt.date,
-                        cache_dir: Path) -> pd.DataFrame:
+                        cache_dir: Path, min_rows: int = COPY_MIN_ROWS) -> pd.DataFrame:
     """`load_history(engine, metric, start, end)`'s frame, read through the cache file in
-    `cache_dir` (see the module's docstring). Database errors raise StoreError as
-    `load_history`'s do; a cache that cannot be used costs time, never the run."""
+    `cache_dir` (see the module's docstring), or from the database alone while there is
+    no cache file and the window holds fewer than `min_rows` rows. Database errors raise
+    StoreError as `load_history`'s do; a cache that cannot be used costs time, never the
+    run."""
     path = history_cache_file(cache_dir, metric)
+    if not path.exists() and count_window_rows(engine, metric, start, end) < min_rows:
+        return load_history(engine, metric, start, end)
     try:
         with run_lock(path.with_name(path.name + ".lock")):
             return _load_through(path, engine, metric, start, end)
@@ -115,6 +129,8 @@ def load_cached_history(engine: Engine, metric: str, start: dt.date, end: dt.dat
 
 def _load_through(path: Path, engine: Engine, metric: str, start: dt.date,
                   end: dt.date) -> pd.DataFrame:
+    import duckdb  # 35-90 ms: only when there is a copy to keep
+
     source = {"format": CACHE_FORMAT, "database": mask_url(str(engine.url)), "metric": metric}
     for attempt in ("cached", "rebuilt"):
         try:
@@ -139,6 +155,8 @@ def _remove(path: Path) -> None:
 def _opened(path: Path, source: dict[str, str]) -> Iterator[HistoryCache]:
     """The cache file of `source` (its format, database and metric), made empty when it
     holds another's."""
+    import duckdb
+
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
     try:
