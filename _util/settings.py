@@ -23,6 +23,7 @@ from _util.paths import OutputPaths
 from _util.report import SEASONALITIES, Rules
 from _util.routes import MAIN_CHANNEL_GETS, MAIN_GETS_ALL, Route, parse_routes
 from _util.schedules import DEMO_SCHEDULES, Schedule, parse_schedules
+from _util.site.plot_drawing import DEFAULT_PLOT_WORKERS
 from _util.sources import CUR_ENGINES, SOURCES
 from _util.sources.cost_explorer import CE_DAILY_RETENTION_DAYS
 from _util.weekly import WEEKDAYS
@@ -91,7 +92,7 @@ class Settings:
     slack_api_url: str = SLACK_DEFAULT_API_URL
     slack_max_retries: int = SLACK_DEFAULT_MAX_RETRIES
     account_label: str | None = None
-    plot_workers: int = 2
+    plot_workers: int = DEFAULT_PLOT_WORKERS
     max_alert_plots: int = DEFAULT_MAX_ALERT_PLOTS
     lock_timeout_seconds: float = 0.0
     log_max_bytes: int = 5_000_000

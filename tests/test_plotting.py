@@ -28,6 +28,7 @@ from _util.site import pages as site_pages
 from _util.site import plot_drawing
 from _util.site.slugs import is_safe
 from _util.sources.demo_account import demo_history
+from tests.test_plot_likeness import plot_jobs
 
 DEMO_DAY = dt.date(2024, 5, 18)  # the demo plants spikes and both kinds of trend by then
 SITE_URL = "http://costs.example.com/bot"
@@ -430,6 +431,51 @@ def test_plots_whose_worker_died_are_drawn_in_the_runs_process(tmp_path):
         plot_ms = plot_drawing.run_jobs(jobs, 2, pool)
     assert len(plot_ms) == 3 and all(ms > 0 for ms in plot_ms)
     assert all(png_size(job.path) == (200, 100) for job in jobs)
+
+
+def _worker_pids(pool: plot_drawing.PlotWorkers) -> set[int]:
+    """The pool's worker processes (all forked when it starts)."""
+    return set(pool._pool._processes)
+
+
+def test_workers_forked_before_the_runs_imports_are_the_ones_the_run_draws_with(tmp_path):
+    plot_drawing.start_early_plot_workers(["--demo", "--dry-run"], {})
+    try:
+        early = _worker_pids(plot_drawing._early)
+        with plot_drawing.PlotWorkers(2) as pool:
+            assert plot_drawing._early is None
+            assert _worker_pids(pool) == early and len(early) == 2
+            job = plot_jobs(tmp_path)["spike"]
+            assert plot_drawing.run_jobs([job], 2, pool)[0] > 0
+        assert png_size(job.path)[0] > 0
+        assert not any(_alive(pid) for pid in early)
+    finally:
+        plot_drawing.stop_early_plot_workers()
+
+
+def test_early_workers_of_another_count_are_stopped_and_the_run_forks_its_own():
+    plot_drawing.start_early_plot_workers([], {"COST_TRACKING_PLOT_WORKERS": "3"})
+    early = _worker_pids(plot_drawing._early)
+    assert len(early) == 3
+    with plot_drawing.PlotWorkers(2) as pool:
+        own = _worker_pids(pool)
+        assert len(own) == 2 and not own & early
+        assert not any(_alive(pid) for pid in early)
+
+
+@pytest.mark.parametrize("argv", [["--schedule"], ["--backtest-from=2026-01-01"], ["--help"],
+                                  ["--write-demo-labels", "x.csv"]])
+def test_runs_that_draw_no_report_fork_no_early_workers(argv):
+    plot_drawing.start_early_plot_workers(argv, {})
+    assert plot_drawing._early is None
+
+
+def test_early_workers_the_run_never_took_are_stopped():
+    plot_drawing.start_early_plot_workers([], {"COST_TRACKING_PLOT_WORKERS": "x"})  # default
+    early = _worker_pids(plot_drawing._early)
+    assert len(early) == plot_drawing.DEFAULT_PLOT_WORKERS
+    plot_drawing.stop_early_plot_workers()
+    assert plot_drawing._early is None and not any(_alive(pid) for pid in early)
 
 
 KILLED_RUN = """

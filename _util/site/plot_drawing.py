@@ -40,7 +40,7 @@ import time
 import warnings
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 DPI = 100
 LABEL_CHARS = 40
 MIN_PARALLEL_JOBS = 4
+DEFAULT_PLOT_WORKERS = 2  # settings.plot_workers' default
 PNG_COMPRESS_LEVEL = 3  # zlib: half the time of 6 for a plot, 5-10% larger
 TIGHT_PAD_INCHES = 0.1  # matplotlib's savefig.pad_inches, around the summaries
 MAX_FRAMES = 12  # figures a process keeps for reuse (types x sizes)
@@ -978,6 +979,15 @@ class PlotWorkers:
         self._pool: ProcessPoolExecutor | None = None
 
     def start(self) -> PlotWorkers:
+        """Take the workers `start_early_plot_workers` forked, when they are as many, else
+        fork them now."""
+        global _early
+        early, _early = _early, None
+        if early is not None:
+            if early.workers == self.workers and early._pool is not None:
+                self._pool, early._pool = early._pool, None
+                return self
+            early.close()
         try:
             self._pool = ProcessPoolExecutor(max_workers=self.workers,
                                              mp_context=_mp_context(),
@@ -1019,6 +1029,40 @@ class PlotWorkers:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# The workers forked before the run's imports, until the run takes them (PlotWorkers.start).
+_early: PlotWorkers | None = None
+# What a run that draws no report starts with: these flags mean no plot workers.
+_NO_PLOTS_FLAGS = ("--schedule", "--backtest-from", "--write-demo-labels", "-h", "--help")
+
+
+def start_early_plot_workers(argv: Sequence[str], environ: Mapping[str, str]) -> None:
+    """Fork the run's plot workers now, before the driver imports pandas, SQLAlchemy and
+    boto3, so that the workers import matplotlib beside those imports (on the machine's
+    other core) rather than beside the run's work. The run's `PlotWorkers` takes them
+    when it wants as many (COST_TRACKING_PLOT_WORKERS as read here: the environment's,
+    or the default); otherwise, or when the run will draw nothing (read from the flags
+    alone), they are stopped or not started. A wrong guess costs time, never a plot.
+
+    Forked this early, the workers have no logging set up: they log nothing themselves
+    (their failures reach the run as exceptions), and what matplotlib may warn of once
+    (building its font cache) goes to stderr."""
+    global _early
+    if os.environ.get("NOEARLY"): return
+    if _early is not None or any(arg.split("=")[0] in _NO_PLOTS_FLAGS for arg in argv):
+        return
+    workers = environ.get("COST_TRACKING_PLOT_WORKERS", "").strip()
+    _early = PlotWorkers(int(workers) if workers.isdigit() and 1 <= int(workers) <= 16
+                         else DEFAULT_PLOT_WORKERS).start()
+
+
+def stop_early_plot_workers() -> None:
+    """Stop the early workers the run did not take (an error before its report, say)."""
+    global _early
+    if _early is not None:
+        _early.close()
+        _early = None
 
 
 class Drawing:
