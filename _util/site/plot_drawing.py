@@ -65,6 +65,7 @@ DPI = 100
 LABEL_CHARS = 40
 MIN_PARALLEL_JOBS = 4
 DEFAULT_PLOT_WORKERS = 2  # settings.plot_workers' default
+MAX_PLOT_WORKERS = 16  # and its largest value
 PNG_COMPRESS_LEVEL = 3  # zlib: half the time of 6 for a plot, 5-10% larger
 TIGHT_PAD_INCHES = 0.1  # matplotlib's savefig.pad_inches, around the summaries
 MAX_FRAMES = 12  # figures a process keeps for reuse (types x sizes)
@@ -1053,7 +1054,8 @@ def start_early_plot_workers(argv: Sequence[str], environ: Mapping[str, str]) ->
     if _early is not None or any(arg.split("=")[0] in _NO_PLOTS_FLAGS for arg in argv):
         return
     workers = environ.get("COST_TRACKING_PLOT_WORKERS", "").strip()
-    _early = PlotWorkers(int(workers) if workers.isdigit() and 1 <= int(workers) <= 16
+    _early = PlotWorkers(int(workers) if workers.isdigit()
+                         and 1 <= int(workers) <= MAX_PLOT_WORKERS
                          else DEFAULT_PLOT_WORKERS).start()
 
 
