@@ -1050,7 +1050,6 @@ def start_early_plot_workers(argv: Sequence[str], environ: Mapping[str, str]) ->
     (their failures reach the run as exceptions), and what matplotlib may warn of once
     (building its font cache) goes to stderr."""
     global _early
-    if os.environ.get("NOEARLY"): return
     if _early is not None or any(arg.split("=")[0] in _NO_PLOTS_FLAGS for arg in argv):
         return
     workers = environ.get("COST_TRACKING_PLOT_WORKERS", "").strip()
