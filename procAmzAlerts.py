@@ -55,6 +55,9 @@ from _util.report import WEEKDAY, Alert, Rules
 
 log = logging.getLogger(__name__)
 
+MACD_BLOCK = 500  # series walked together by macd_lines_of
+
+
 def history_start(day: dt.date, rules: Rules) -> dt.date:
     """The oldest day detection reads for `day`: its lookback window, and the `echo_days`
     before it that the windows of the spikes a trend alert may echo reach back to."""
@@ -121,11 +124,18 @@ def macd_lines(series: pd.Series, rules: Rules) -> pd.DataFrame:
     return macd_lines_of([series], rules)[0]
 
 
-def macd_lines_of(many: Sequence[pd.Series], rules: Rules) -> list[pd.DataFrame]:
+def macd_lines_of(many: Sequence[pd.Series], rules: Rules,
+                  block: int = MACD_BLOCK) -> list[pd.DataFrame]:
     """`macd_lines` of each series, from one walk over their days: each series is a
     column of its own (ending on the last row, starting on its first day), and a column's
     numbers are its own whatever the others hold; one walk instead of one per series
-    (most of a trend plot's planning time)."""
+    (most of a trend plot's planning time), per `block` series (a run may plot tens of
+    thousands of alerts: a block's arrays stay under 20 MB)."""
+    return [lines for lo in range(0, len(many), block)
+            for lines in _macd_lines_block(many[lo:lo + block], rules)]
+
+
+def _macd_lines_block(many: Sequence[pd.Series], rules: Rules) -> list[pd.DataFrame]:
     costs = [series.astype(float) for series in many]
     n_days = max((len(cost) for cost in costs), default=0)
     values = np.zeros((n_days, len(costs)))

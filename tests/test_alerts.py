@@ -344,11 +344,12 @@ def test_macd_lines_equal_pandas_ewm_on_any_series(zeros, body):
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.lists(st.floats(-1e7, 1e7, allow_nan=False), max_size=60), max_size=5))
 def test_macd_lines_of_many_series_at_once_equal_each_ones_own_bit_for_bit(bodies):
-    """Trend plots are planned from one walk over all their series (of any lengths)."""
+    """Trend plots are planned from one walk over all their series (of any lengths), in
+    blocks (2 here, so that most draws span several)."""
     many = [pd.Series(body, index=pd.date_range(end=pd.Timestamp(D), periods=len(body),
                                                 freq="D", name="usage_date"), dtype=float)
             for body in bodies]
-    together = procAmzAlerts.macd_lines_of(many, RULES)
+    together = procAmzAlerts.macd_lines_of(many, RULES, block=2)
     assert len(together) == len(many)
     for got, series in zip(together, many):
         want = _pandas_macd_lines(series, RULES)
