@@ -128,6 +128,40 @@ def _below_saved(target: Target, memory: Remembered | None) -> bool:
                if k in ("min", "desired"))
 
 
+def remembered_after(known: Remembered | None, schedule: str, reason: str | None,
+                     saved: Mapping[str, Any] | None) -> Remembered:
+    """What is remembered of a resource once `reason` (a transition's key or idle:<day>;
+    None: unchanged) was applied and `saved` (what a start restores; None: unchanged) set.
+    A resource tagged with another schedule since keeps only what its stop saved."""
+    known = known or Remembered(schedule, None, None, None)
+    if known.schedule != schedule:
+        known = Remembered(schedule, None, None, known.saved)
+    applied, idle_applied = known.applied, known.idle_applied
+    if reason is not None and reason.startswith("idle:"):
+        idle_applied = reason
+    elif reason is not None:
+        applied = reason
+    return Remembered(schedule, applied, idle_applied, known.saved if saved is None else saved)
+
+
+def saved_before_call(planned: Planned, known: Remembered | None) -> dict[str, Any] | None:
+    """What to save before a planned call, so that a run killed after it can still restore
+    exactly: a stop saves the counts (an instance: that it ran), unless a stop saved some
+    that no start has restored yet (an autoscaler that raised a stopped service to its
+    minimum must not become what is restored). None: nothing to save."""
+    target = planned.target
+    if planned.action != STOP or (known and known.saved):
+        return None
+    return dict(target.counts) if target.kind != EC2 else {"state": RUNNING}
+
+
+def saved_after_success(planned: Planned) -> dict[str, Any] | None:
+    """What is saved once a planned call succeeded: a start restored what was saved, so it
+    is cleared (a later stop by hand is the owner's; nothing saved: left alone at the next
+    on). None: unchanged."""
+    return {} if planned.action == START else None
+
+
 def idle_key(day: dt.date) -> str:
     return f"idle:{day.isoformat()}"
 

@@ -31,6 +31,9 @@ from _util.scheduler import (
     Target,
     idle_key,
     plan,
+    remembered_after,
+    saved_after_success,
+    saved_before_call,
 )
 from _util.schedules import latest_transition, parse_schedules
 
@@ -345,16 +348,7 @@ def test_a_resource_started_for_on_hours_is_not_stopped_as_idle_by_the_next_run(
 
 def remember(memory: dict, target: Target, reason: str | None, saved: dict | None) -> None:
     """What the caller records (`_util/run/schedule_run.py::_remember_done`)."""
-    known = memory.get(target.key) or Remembered(target.schedule, None, None, None)
-    if known.schedule != target.schedule:
-        known = Remembered(target.schedule, None, None, known.saved)
-    applied, idle_applied = known.applied, known.idle_applied
-    if reason is not None and reason.startswith("idle:"):
-        idle_applied = reason
-    elif reason is not None:
-        applied = reason
-    memory[target.key] = Remembered(target.schedule, applied, idle_applied,
-                                    known.saved if saved is None else saved)
+    memory[target.key] = remembered_after(memory.get(target.key), target.schedule, reason, saved)
 
 
 def record(result: Plan, memory: dict) -> dict:
@@ -365,10 +359,10 @@ def record(result: Plan, memory: dict) -> dict:
         remember(memory, applied.target, applied.transition.key, None)
     for planned in result.actions:
         t = planned.target
-        known = memory.get(t.key)
-        if planned.action == STOP and not (known and known.saved):
-            remember(memory, t, None, dict(t.counts) if t.kind != EC2 else {"state": "running"})
-        remember(memory, t, planned.reason, {} if planned.action == START else None)
+        saved = saved_before_call(planned, memory.get(t.key))
+        if saved is not None:
+            remember(memory, t, None, saved)
+        remember(memory, t, planned.reason, saved_after_success(planned))
         if planned.also_applied:
             remember(memory, planned.target, planned.also_applied, None)
     return memory

@@ -149,8 +149,9 @@ class DailyRun:
         newest stored day, marked stale).
 
         The plot workers start first (they are forked: before the fetch opens threads
-        and connections of its own) and ready matplotlib while the run fetches and
-        detects; they stop when the run ends, error or not."""
+        and connections of its own; when run as a script, the driver forked them before
+        its imports and they are taken over here) and ready matplotlib while the run
+        fetches and detects; they stop when the run ends, error or not."""
         with PlotWorkers(self.settings.plot_workers) as self.plot_workers:
             self.fetch_and_report(record)
 

@@ -28,15 +28,15 @@ from sqlalchemy.engine import Engine
 from _util.atomic_files import write_text
 from _util.errors import DeliveryError, SourceError
 from _util.scheduler import (
-    EC2,
-    START,
     STOP,
     LeftAlone,
     Plan,
     Planned,
-    Remembered,
     Target,
     plan,
+    remembered_after,
+    saved_after_success,
+    saved_before_call,
     words,
 )
 from _util.settings import Settings
@@ -180,18 +180,9 @@ def reconcile(engine: Engine, targets: list[Target], memory: dict, outcome: Sche
 
 def _remember_done(engine: Engine, memory: dict, key: tuple[str, str, str], schedule: str,
                    reason: str | None, saved: dict | None) -> None:
-    """Record what was applied to a resource (`reason`: a transition's key or idle:<day>;
-    None leaves them as they were) and what a start restores (`saved`; None keeps it)."""
-    known = memory.get(key) or Remembered(schedule, None, None, None)
-    if known.schedule != schedule:
-        known = Remembered(schedule, None, None, known.saved)
-    applied, idle_applied = known.applied, known.idle_applied
-    if reason is not None and reason.startswith("idle:"):
-        idle_applied = reason
-    elif reason is not None:
-        applied = reason
-    updated = Remembered(schedule, applied, idle_applied,
-                         known.saved if saved is None else saved)
+    """Record what was applied to a resource and what a start restores, in `memory` and
+    the database (see `remembered_after`)."""
+    updated = remembered_after(memory.get(key), schedule, reason, saved)
     memory[key] = updated
     save_memory(engine, key, updated)
 
@@ -218,22 +209,16 @@ def carry_out(engine: Engine, the_plan: Plan, by_region: dict[str, RegionClients
                      _key_text(t), t.name or "no Name", planned.reason)
             outcome.actions.append(_report(planned, DRY_RUN, None))
             continue
-        known = memory.get(t.key)
-        if planned.action == STOP and not (known and known.saved):
-            # Saved before the call: a run killed after it can still restore exactly. Not
-            # over counts a stop saved and no start has restored yet (an autoscaler that
-            # raised a stopped service to its minimum must not become what is restored).
-            _remember_done(engine, memory, t.key, t.schedule, None,
-                           dict(t.counts) if t.kind != EC2 else {"state": "running"})
+        saved = saved_before_call(planned, memory.get(t.key))
+        if saved is not None:
+            _remember_done(engine, memory, t.key, t.schedule, None, saved)
         row = begin_action(engine, outcome.run_id, t.kind, t.region, t.id, t.schedule,
                            planned.action, planned.reason, dict(planned.previous))
         result: Outcome = act(by_region[t.region], planned)
         finish_action(engine, row, result.result, result.message)
         if result.result == OK:
-            # A start restored what was saved: cleared, so a later stop by hand is the
-            # owner's (nothing saved: left alone at the next on).
             _remember_done(engine, memory, t.key, t.schedule, planned.reason,
-                           {} if planned.action == START else None)
+                           saved_after_success(planned))
             if planned.also_applied:
                 _remember_done(engine, memory, t.key, t.schedule, planned.also_applied, None)
             log.info("schedule: %s %s (%s) for %s", planned.action, _key_text(t),

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from _util.errors import ConfigError, UnusableResponse
-from _util.sources import CUR_ENGINES
 from _util.sources.base import CostQuery
 from _util.sources.cur_engines import (
     AthenaEngine,
@@ -46,7 +45,6 @@ log = logging.getLogger(__name__)
 RESTATED_UNTIL_DAY = 15
 # The report keeps what the export holds; the lookback window bounds what is read.
 CUR_RETENTION_DAYS = 100 * 366
-ENGINES = CUR_ENGINES
 
 
 def period(day: dt.date) -> str:
