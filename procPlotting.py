@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 TREND_WINDOW_DAYS = 120
 RECENT_DAYS = 14
 TITLE_CHARS = 90
+# Alerts planned together: their trend lines come from one walk (macd_lines_of), and the
+# first plots go to the workers after one block, not after every alert's series.
+PLAN_BLOCK = 16
 _DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -105,9 +108,9 @@ class _AlertPlan:
 
 
 def _plan_alert(alert: Alert, slug: str, series: pd.Series, report: Report,
-                out: Path, trend_lines: pd.DataFrame | None = None) -> _AlertPlan:
+                out: Path, trend_lines: pd.DataFrame | None) -> _AlertPlan:
     """The plot job and page of one alert, drawn from the series detection evaluated
-    (a trend's lines, `procAmzAlerts.macd_lines` of it, computed when not given)."""
+    (for a trend, with `procAmzAlerts.macd_lines` of it: `trend_lines`)."""
     rules = report.rules
     baseline = baseline_text(rules, report.day, procAmzAlerts.baseline_days(series, rules))
     title = _plot_title(alert, report, baseline)
@@ -121,8 +124,6 @@ def _plan_alert(alert: Alert, slug: str, series: pd.Series, report: Report,
         rows = [[d.date().isoformat(), money(v), signed_money(v - alert.baseline_mean)]
                 for d, v in recent.items()]
     else:
-        if trend_lines is None:
-            trend_lines = procAmzAlerts.macd_lines(series, rules)
         lines = trend_lines.join(procAmzAlerts.moving_means(series))
         lines = lines.iloc[-TREND_WINDOW_DAYS:]
         job = TrendPlot(out / image, title, _dates(lines.index), lines["cost"].to_numpy(float),
@@ -239,16 +240,21 @@ def render(
     # while they draw.
     start = time.perf_counter()
     drawing = Drawing(pool, workers)
-    series = {key: procAmzAlerts.series_of(relevant, report.day, report.rules, a.service,
-                                           a.group) for key, a in first.items()}
-    trends = [key for key, a in first.items()
-              if kind_of(a.kind, a.direction).plot != SPIKE_PLOT]
-    trend_lines = dict(zip(trends, procAmzAlerts.macd_lines_of([series[k] for k in trends],
-                                                               report.rules)))
     plans = []
-    for key, a in first.items():
-        plans.append(_plan_alert(a, slugs[key], series[key], report, out, trend_lines.get(key)))
-        drawing.add([plans[-1].job])
+    keys = list(first)
+    for lo in range(0, len(keys), PLAN_BLOCK):
+        block = keys[lo:lo + PLAN_BLOCK]
+        series = {key: procAmzAlerts.series_of(relevant, report.day, report.rules,
+                                               first[key].service, first[key].group)
+                  for key in block}
+        trends = [key for key in block if kind_of(first[key].kind, first[key].direction).plot
+                  != SPIKE_PLOT]
+        trend_lines = dict(zip(trends, procAmzAlerts.macd_lines_of(
+            [series[key] for key in trends], report.rules)))
+        for key in block:
+            plans.append(_plan_alert(first[key], slugs[key], series[key], report, out,
+                                     trend_lines.get(key)))
+            drawing.add([plans[-1].job])
 
     site = SiteContext(out, rel_dir, site_url, {key: f"{slugs[key]}.html" for key in first})
     final = dataclasses.replace(
@@ -282,7 +288,8 @@ def render(
     ms_by_job = dict(zip(map(id, drawing.jobs), drawing.finish()))
     plot_ms = [ms_by_job[id(job)] for job in jobs]
     wall_ms = (time.perf_counter() - start) * 1000.0
-    log.info("rendered %d plots in %.0f ms (median %.0f ms per plot, %d workers)",
+    log.info("planned and rendered %d plots and their pages in %.0f ms (median %.0f ms "
+             "per plot, %d workers)",
              len(jobs), wall_ms, float(np.median(plot_ms)) if plot_ms else 0.0, workers)
     return Rendered(report=final, files=files, plots_rendered=len(jobs), plot_ms=plot_ms,
                     alerts_not_plotted=missing, alert_pages=dict(site.alert_pages))

@@ -259,7 +259,13 @@ def test_a_cache_folder_that_cannot_be_made_costs_time_not_the_run(db_engine, tm
 
 
 def test_a_database_error_is_a_store_error_as_load_historys_is(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")  # no tables
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    create_tables(engine)
+    _fill(engine)
+    load_cached_history(engine, METRIC, START, DAY, tmp_path / "cache", min_rows=0)
+    assert history_cache_file(tmp_path / "cache", METRIC).exists()  # the copy's path is read
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE cost_daily"))
     with pytest.raises(StoreError, match="cannot read costs"):
         load_cached_history(engine, METRIC, START, DAY, tmp_path / "cache", min_rows=0)
 

@@ -364,6 +364,26 @@ def test_an_alert_key_listed_twice_gets_one_plot_and_the_same_url(tmp_path):
     assert rendered.report.alerts[0].plot_url == rendered.report.alerts[1].plot_url
 
 
+def test_alerts_planned_in_blocks_give_the_pages_and_plots_of_one_block(tmp_path,
+                                                                       monkeypatch):
+    """Plans are made PLAN_BLOCK alerts at a time (each block's trend lines in one walk):
+    blocks of 2 over a mix of spikes and trends write the same files as one block."""
+    day = dt.date(2024, 3, 10)
+    history = synthetic_history(day, {(f"S{i}", ""): 50.0 + i for i in range(5)})
+    alerts = [spike("S0", None), trend("S1", None), trend("S2", None), spike("S3", None),
+              trend("S4", None)]
+    report = report_for(history, day, alerts)
+
+    def written(folder, block):
+        monkeypatch.setattr(procPlotting, "PLAN_BLOCK", block)
+        rendered = procPlotting.render(report, history, folder, SITE_URL, workers=1)
+        return {p.relative_to(folder): p.read_bytes() for p in rendered.files
+                if p.suffix in (".png", ".html") and p.name != "index.html"}
+
+    one, blocks = written(tmp_path / "one", 100), written(tmp_path / "blocks", 2)
+    assert len(one) == 2 * (len(alerts) + 2) and one == blocks
+
+
 def test_parallel_rendering_writes_every_plot_in_order(tmp_path):
     day = dt.date(2024, 3, 10)
     history = synthetic_history(day, {(f"S{i}", ""): 50.0 for i in range(6)})
