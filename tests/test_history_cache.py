@@ -294,3 +294,26 @@ def test_a_window_of_min_rows_makes_the_copy_which_stays_in_use_below_it(db_engi
         cached = load_cached_history(db_engine, METRIC, START, DAY, tmp_path, min_rows=rows)
     pd.testing.assert_frame_equal(cached, load_history(db_engine, METRIC, START, DAY))
     assert "from the cache" in caplog.text
+
+
+def test_a_run_killed_before_the_new_days_are_recorded_leaves_the_copy_usable(
+        db_engine, tmp_path, caplog, monkeypatch):
+    """Rows and their digests are written in one transaction: a run that dies between
+    them (a cron timeout, say) leaves the copy as it was, not one the next run rebuilds."""
+    from _util.store.history_cache import HistoryCache
+
+    _fill(db_engine)
+    _assert_same_history(db_engine, tmp_path)
+    _store(db_engine, REVISED, REVISED, _rows(REVISED, REVISED, scale=3.0))
+
+    def killed(self, entries):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(HistoryCache, "_record_days", killed)
+        with pytest.raises(KeyboardInterrupt):
+            load_cached_history(db_engine, METRIC, START, DAY, tmp_path, min_rows=0)
+    with caplog.at_level(logging.INFO, logger=LOG):
+        _assert_same_history(db_engine, tmp_path)
+    assert "unusable" not in caplog.text
+    assert "30 days from the cache, 1 read from the database" in caplog.text

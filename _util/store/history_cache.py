@@ -325,11 +325,14 @@ class HistoryCache:
                 for first, last in _runs(stale):
                     self._insert(read_history(conn, history_select(metric, first, last)))
                 self.names.write_digest(self.con)
+                # The new rows read back and their digests recorded in the same transaction
+                # as their writing: a run killed in between leaves the copy as it was, not
+                # rows without their digests (which the next run would rebuild whole).
+                days = {day: copy.days[day] for day in prints if day not in stale}
+                days.update(self._read_days(stale))
+                self._record_days([(day, prints[day], days[day].digest)
+                                   for day in sorted(days)] + copy.later)
                 self.con.commit()
-        days = {day: copy.days[day] for day in prints if day not in stale}
-        days.update((day, self._read_day(day)) for day in stale)
-        self._record_days([(day, prints[day], days[day].digest) for day in sorted(days)]
-                          + copy.later)
         log.info("history %s..%s: %d days from the cache, %d read from the database",
                  start, end, len(prints) - len(stale), len(stale))
         return self._frame([days[day] for day in sorted(days)], copy.buffers)
@@ -385,7 +388,7 @@ class HistoryCache:
         """The rows of the `wanted` days (sorted), READ_DAYS_AT_ONCE days a query: a query
         per day costs ~0.5 ms of DuckDB's own (most of a small account's load), one for
         the whole window holds every column twice at once (+550 MB at 51,000 series).
-        Each day's rows come in insertion order (rowid), as `_read_day` gives them."""
+        Each day's rows come in insertion order (rowid)."""
         found: dict[dt.date, _Day] = {}
         for at in range(0, len(wanted), READ_DAYS_AT_ONCE):
             block = wanted[at:at + READ_DAYS_AT_ONCE]
@@ -404,27 +407,16 @@ class HistoryCache:
                          for day, a, b in zip(block, first, last))
         return found
 
-    def _read_day(self, day: dt.date) -> _Day:
-        # A query per day: DuckDB's zone maps make each one cheap, and the rows come back
-        # in insertion order, which ORDER BY over the whole window would not promise.
-        got = self.con.execute(
-            "SELECT series, amount, estimated FROM costs WHERE usage_date = ?", [day]
-        ).fetchnumpy()
-        return _Day(day, np.asarray(got["series"], dtype=np.int32),
-                    np.asarray(got["amount"], dtype=np.float64),
-                    np.asarray(got["estimated"], dtype=bool))
-
     def _record_days(self, entries: list[tuple[dt.date, str, str]]) -> None:
-        """The days table becomes `entries` (day, fingerprint, digest)."""
+        """The days table becomes `entries` (day, fingerprint, digest), in the caller's
+        transaction."""
         rows = pd.DataFrame(entries, columns=["usage_date", "fingerprint", "digest"])
-        self.con.begin()
         self.con.execute("DELETE FROM days")
         if len(rows):
             self.con.register("new_days", rows)
             self.con.execute("INSERT INTO days SELECT CAST(usage_date AS DATE), fingerprint, "
                              "digest FROM new_days")
             self.con.unregister("new_days")
-        self.con.commit()
 
     def _frame(self, days: list[_Day], buffers: _Buffers) -> pd.DataFrame:
         """The tidy frame of the days' rows, in order: `load_history`'s columns and dtypes,
