@@ -76,7 +76,8 @@ def child_read(mode: str, db_url: str, day: dt.date, cache_dir: str) -> dict:
     if mode == "old":
         frame = load_history(engine, METRIC, start, day)
     else:
-        frame = load_cached_history(engine, METRIC, start, day, Path(cache_dir))
+        # The copy's path at every size (below COPY_MIN_ROWS a run reads the database).
+        frame = load_cached_history(engine, METRIC, start, day, Path(cache_dir), min_rows=0)
     seconds = time.perf_counter() - began
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # Each row's hash weighted by its position: the same frame, row order included.
@@ -129,24 +130,12 @@ def run_child(args: list[str]) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def drop_bot_tables(db_url: str) -> None:
-    """Drop every table the bot declares (and only those) from the database."""
-    from _util.errors import StoreError
-    from _util.store.database import create_tables, make_engine, metadata
-
-    engine = make_engine(db_url)
-    try:
-        create_tables(engine)  # imports every module that declares a table, first
-    except StoreError:
-        pass  # a table of an older shape: dropped all the same
-    metadata.drop_all(engine)
-    engine.dispose()
-
-
 def bench_db(db: str, db_url: str, size: str, day: dt.date, repeat: int, work: Path) -> list[Figure]:
     """Seed `db_url`, then time the cold, old and daily reads (see the module's docstring)."""
+    from bench_run import fresh_database
+
     if db != "SQLite":
-        drop_bot_tables(db_url)
+        fresh_database("mysql", work, db_url)  # the bot's tables dropped
     seeded = run_child(["--child-seed", size, "--db-url", db_url, "--day", day.isoformat()])
     print(f"<!-- {db}: seeded {seeded['rows']:,} rows in {seeded['seconds']} s -->", flush=True)
     cache = work / f"cache-{db}"
@@ -220,7 +209,7 @@ def main() -> None:
         print(json.dumps(child_read(args.child_read, args.db_url, args.day, args.cache_dir)))
         return
 
-    from bench_run import account_series, machine, parse_size
+    from bench_run import account_series, fresh_database, machine, parse_size
 
     series = account_series(parse_size(args.size))
     work = Path(tempfile.mkdtemp(prefix="bench-history-"))
@@ -233,7 +222,7 @@ def main() -> None:
             if args.mysql_url:
                 figures += bench_db("MariaDB", args.mysql_url, args.size, args.day, args.repeat,
                                     work)
-                drop_bot_tables(args.mysql_url)
+                fresh_database("mysql", work, args.mysql_url)
             else:
                 print("<!-- MariaDB skipped: set COST_TRACKING_TEST_MYSQL_URL or --mysql-url -->")
     finally:

@@ -218,10 +218,14 @@ def fresh_database(db: str, work: Path, mysql_url: str | None) -> str:
     """A database URL with none of the bot's tables in it."""
     if db == "sqlite":
         return f"sqlite:///{work / 'cost_tracking.db'}"
+    from _util.errors import StoreError
     from _util.store.database import create_tables, make_engine, metadata
 
     engine = make_engine(mysql_url)
-    create_tables(engine)  # imports every module that declares a table on `metadata`
+    try:
+        create_tables(engine)  # imports every module that declares a table on `metadata`
+    except StoreError:
+        pass  # a table of an older shape: dropped all the same
     metadata.drop_all(engine)
     engine.dispose()
     return mysql_url

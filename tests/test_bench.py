@@ -56,3 +56,16 @@ def test_a_small_benchmark_runs_every_part_and_prints_its_tables(clean_env, tmp_
     alerts, plots_drawn, daily_s, import_s, times = ratio.groups()
     assert int(plots_drawn) >= int(alerts) + 2 and float(daily_s) > float(import_s) > 0
     assert float(times) == pytest.approx(float(daily_s) / float(import_s), abs=0.01)
+
+
+def test_the_history_benchmark_times_every_path_and_they_read_the_same_frame(clean_env,
+                                                                             tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_history.py"), "--size", "2x2", "--db",
+         "sqlite", "--repeat", "1"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300, check=True).stdout
+    rows = _table_rows(out, "| database |")
+    assert [r[3] for r in rows] == ["cache, cold (no file)", "load_history (before)",
+                                    "cache, daily (3 days changed)", "cache, nothing changed"]
+    assert len({r[6] for r in rows[1:]}) == 1  # the same frame, row order included
+    assert all(float(r[4].split()[0]) > 0 for r in rows)
