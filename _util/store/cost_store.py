@@ -326,7 +326,7 @@ def _write_marks(conn: Connection, metric: str, marks: dict[str, str], wipe: boo
 def read_marks(engine: Engine, metric: str) -> dict[str, str]:
     """The marks stored with `metric`'s rows (see `source_mark`)."""
     stmt = sa.select(source_mark.c.mark, source_mark.c.value).where(source_mark.c.metric == metric)
-    with _reading(engine) as conn:
+    with reading_rows(engine) as conn:
         return dict(conn.execute(stmt).tuples().all())
 
 
@@ -335,7 +335,7 @@ def stored_currency(engine: Engine, metric: str, day: dt.date) -> str:
     c = cost_daily.c
     stmt = (sa.select(c.unit).where(c.metric == metric).where(c.usage_date <= day)
             .order_by(c.usage_date.desc()).limit(1))
-    with _reading(engine) as conn:
+    with reading_rows(engine) as conn:
         return conn.execute(stmt).scalar() or "USD"
 
 
@@ -402,8 +402,9 @@ def read_history(conn: Connection, stmt: sa.Select) -> Iterator[HistoryChunk]:
 
 @contextmanager
 def reading_rows(engine: Engine) -> Iterator[Connection]:
-    """A connection for `_driver_rows` reads: the database's errors, and the driver's own
-    (rows read straight from the driver raise DBAPI's Error), become one StoreError line."""
+    """A connection whose database errors become one StoreError line (password masked):
+    SQLAlchemy's, and the driver's own (rows read straight from the driver by
+    `_driver_rows` raise DBAPI's Error)."""
     driver_error = getattr(engine.dialect.loaded_dbapi, "Error", SQLAlchemyError)
     try:
         with engine.connect() as conn:
@@ -578,7 +579,7 @@ def stored_rows_by_service(engine: Engine, metric: str, start: dt.date, end: dt.
             .where(cost_daily.c.metric == metric)
             .where(cost_daily.c.usage_date.between(start, end))
             .group_by(cost_daily.c.service))
-    with _reading(engine) as conn:
+    with reading_rows(engine) as conn:
         return {service: int(n) for service, n in conn.execute(stmt)}
 
 
@@ -592,7 +593,7 @@ def load_services_history(engine: Engine, metric: str, start: dt.date, end: dt.d
                 .where(cost_daily.c.metric == metric)
                 .where(cost_daily.c.usage_date.between(start, end))
                 .where(cost_daily.c.service.in_(services[lo:lo + SERVICES_PER_QUERY])))
-        with _reading(engine) as conn:
+        with reading_rows(engine) as conn:
             frames.append(pd.DataFrame(conn.execute(stmt).fetchall(), columns=HISTORY_COLUMNS))
     frames = [f for f in frames if len(f)]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=HISTORY_COLUMNS)
@@ -604,7 +605,7 @@ def load_services_history(engine: Engine, metric: str, start: dt.date, end: dt.d
 def count_window_rows(engine: Engine, metric: str, start: dt.date, end: dt.date) -> int:
     """Rows stored for days start..end of `metric` (an index range count)."""
     stmt = sa.select(sa.func.count()).select_from(cost_daily).where(_window(metric, start, end))
-    with _reading(engine) as conn:
+    with reading_rows(engine) as conn:
         return int(conn.execute(stmt).scalar_one())
 
 
@@ -613,18 +614,8 @@ def stored_names(engine: Engine, metric: str, start: dt.date, end: dt.date) -> s
     stmt = (sa.select(cost_daily.c.service, cost_daily.c.group_value).distinct()
             .where(cost_daily.c.metric == metric)
             .where(cost_daily.c.usage_date.between(start, end)))
-    with _reading(engine) as conn:
+    with reading_rows(engine) as conn:
         return {(row.service, row.group_value) for row in conn.execute(stmt)}
-
-
-@contextmanager
-def _reading(engine: Engine) -> Iterator[Connection]:
-    """A connection whose database errors become one StoreError line (password masked)."""
-    try:
-        with engine.connect() as conn:
-            yield conn
-    except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read costs from {mask_url(str(engine.url))}: {exc}") from exc
 
 
 def count_rows(engine: Engine, metric: str | None = None) -> int:
