@@ -35,14 +35,8 @@ from _util.sections.base import Section, SiteContext
 from _util.settings import DEFAULT_MAX_ALERT_PLOTS
 from _util.site import pages as site_pages
 from _util.site.pages import IndexEntry, money, signed_money
-from _util.site.plot_drawing import (
-    Drawing,
-    PlotJob,
-    PlotWorkers,
-    SpikePlot,
-    TrendPlot,
-    label,
-)
+from _util.site.plot_drawing import Drawing, PlotJob, SpikePlot, TrendPlot, label
+from _util.site.plot_workers import PlotWorkers
 from _util.site.slugs import unique_slugs
 from _util.slack.message import linked_alert_keys
 

@@ -23,7 +23,7 @@ from _util.paths import OutputPaths
 from _util.report import SEASONALITIES, Rules
 from _util.routes import MAIN_CHANNEL_GETS, MAIN_GETS_ALL, Route, parse_routes
 from _util.schedules import DEMO_SCHEDULES, Schedule, parse_schedules
-from _util.site.plot_drawing import DEFAULT_PLOT_WORKERS, MAX_PLOT_WORKERS
+from _util.site.plot_workers import DEFAULT_PLOT_WORKERS, MAX_PLOT_WORKERS
 from _util.sources import CUR_ENGINES, SOURCES
 from _util.sources.cost_explorer import CE_DAILY_RETENTION_DAYS
 from _util.weekly import WEEKDAYS

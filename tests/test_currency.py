@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from _util.errors import MixedCurrencies
 from _util.money import USD, current_currency, in_currency, money, signed_money
-from _util.site import plot_drawing
+from _util.site import plot_drawing, plot_workers
 from _util.sources.demo_account import DemoAccount, DemoCostExplorer
 from _util.store.cost_store import CostRow, SourceState, replace_days, stored_currency
 from tests.ce_standin import CostExplorerStandIn
@@ -91,7 +91,7 @@ class CurrencyProbe:
 
 def test_plot_workers_draw_in_the_currency_of_the_run(tmp_path):
     """Workers are separate processes: the run's currency goes with each job."""
-    jobs = [CurrencyProbe(tmp_path / f"p{i}.png") for i in range(plot_drawing.MIN_PARALLEL_JOBS)]
+    jobs = [CurrencyProbe(tmp_path / f"p{i}.png") for i in range(plot_workers.MIN_PARALLEL_JOBS)]
     with in_currency("EUR"):
         plot_drawing.run_jobs(jobs, workers=2)
     assert {job.path.with_suffix(".currency").read_text() for job in jobs} == {"EUR"}

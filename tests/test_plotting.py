@@ -25,7 +25,7 @@ from _util.report import Alert, Report, Rules
 from _util.sections import summaries
 from _util.sections.base import SiteContext, public_url
 from _util.site import pages as site_pages
-from _util.site import plot_drawing
+from _util.site import plot_drawing, plot_workers
 from _util.site.slugs import is_safe
 from _util.sources.demo_account import demo_history
 from tests.test_plot_likeness import plot_jobs
@@ -408,8 +408,8 @@ def test_the_runs_workers_draw_every_plot_and_stop_when_the_block_ends(tmp_path)
     day = dt.date(2024, 3, 10)
     history = synthetic_history(day, {(f"S{i}", ""): 50.0 for i in range(3)})
     report = report_for(history, day, [spike(f"S{i}", None) for i in range(3)])
-    with plot_drawing.PlotWorkers(2) as pool:
-        pids = {pool._pool.submit(os.getpid).result() for _ in range(8)}
+    with plot_workers.PlotWorkers(2) as pool:
+        pids = set(pool.pids())
         # Fewer jobs than MIN_PARALLEL_JOBS still go to the run's workers.
         rendered = procPlotting.render(report, history, tmp_path, SITE_URL, workers=2,
                                        pool=pool)
@@ -422,7 +422,7 @@ def test_the_runs_workers_draw_every_plot_and_stop_when_the_block_ends(tmp_path)
 def test_plots_are_drawn_in_the_runs_process_once_its_workers_are_gone(tmp_path):
     day = dt.date(2024, 3, 10)
     history = synthetic_history(day, {("Known", ""): 50.0})
-    pool = plot_drawing.PlotWorkers(1).start()
+    pool = plot_workers.PlotWorkers(1).start()
     pool.close()
     rendered = procPlotting.render(report_for(history, day, [spike("Known", None)]), history,
                                    tmp_path, None, workers=1, pool=pool)
@@ -447,37 +447,36 @@ class DiesInAWorker:
 
 def test_plots_whose_worker_died_are_drawn_in_the_runs_process(tmp_path):
     jobs = [DiesInAWorker(tmp_path / f"p{i}.png", os.getpid()) for i in range(3)]
-    with plot_drawing.PlotWorkers(2) as pool:
+    with plot_workers.PlotWorkers(2) as pool:
         plot_ms = plot_drawing.run_jobs(jobs, 2, pool)
     assert len(plot_ms) == 3 and all(ms > 0 for ms in plot_ms)
     assert all(png_size(job.path) == (200, 100) for job in jobs)
 
 
-def _worker_pids(pool: plot_drawing.PlotWorkers) -> set[int]:
-    """The pool's worker processes (all forked when it starts)."""
-    return set(pool._pool._processes)
+def _worker_pids(pool: plot_workers.PlotWorkers) -> set[int]:
+    return set(pool.pids())
 
 
 def test_workers_forked_before_the_runs_imports_are_the_ones_the_run_draws_with(tmp_path):
-    plot_drawing.start_early_plot_workers(["--demo", "--dry-run"], {})
+    plot_workers.start_early_plot_workers(["--demo", "--dry-run"], {})
     try:
-        early = _worker_pids(plot_drawing._early)
-        with plot_drawing.PlotWorkers(2) as pool:
-            assert plot_drawing._early is None
+        early = _worker_pids(plot_workers._early)
+        with plot_workers.PlotWorkers(2) as pool:
+            assert plot_workers._early is None
             assert _worker_pids(pool) == early and len(early) == 2
             job = plot_jobs(tmp_path)["spike"]
             assert plot_drawing.run_jobs([job], 2, pool)[0] > 0
         assert png_size(job.path)[0] > 0
         assert not any(_alive(pid) for pid in early)
     finally:
-        plot_drawing.stop_early_plot_workers()
+        plot_workers.stop_early_plot_workers()
 
 
 def test_early_workers_of_another_count_are_stopped_and_the_run_forks_its_own():
-    plot_drawing.start_early_plot_workers([], {"COST_TRACKING_PLOT_WORKERS": "3"})
-    early = _worker_pids(plot_drawing._early)
+    plot_workers.start_early_plot_workers([], {"COST_TRACKING_PLOT_WORKERS": "3"})
+    early = _worker_pids(plot_workers._early)
     assert len(early) == 3
-    with plot_drawing.PlotWorkers(2) as pool:
+    with plot_workers.PlotWorkers(2) as pool:
         own = _worker_pids(pool)
         assert len(own) == 2 and not own & early
         assert not any(_alive(pid) for pid in early)
@@ -486,24 +485,24 @@ def test_early_workers_of_another_count_are_stopped_and_the_run_forks_its_own():
 @pytest.mark.parametrize("argv", [["--schedule"], ["--backtest-from=2026-01-01"], ["--help"],
                                   ["--write-demo-labels", "x.csv"]])
 def test_runs_that_draw_no_report_fork_no_early_workers(argv):
-    plot_drawing.start_early_plot_workers(argv, {})
-    assert plot_drawing._early is None
+    plot_workers.start_early_plot_workers(argv, {})
+    assert plot_workers._early is None
 
 
 def test_early_workers_the_run_never_took_are_stopped():
-    plot_drawing.start_early_plot_workers([], {"COST_TRACKING_PLOT_WORKERS": "x"})  # default
-    early = _worker_pids(plot_drawing._early)
-    assert len(early) == plot_drawing.DEFAULT_PLOT_WORKERS
-    plot_drawing.stop_early_plot_workers()
-    assert plot_drawing._early is None and not any(_alive(pid) for pid in early)
+    plot_workers.start_early_plot_workers([], {"COST_TRACKING_PLOT_WORKERS": "x"})  # default
+    early = _worker_pids(plot_workers._early)
+    assert len(early) == plot_workers.DEFAULT_PLOT_WORKERS
+    plot_workers.stop_early_plot_workers()
+    assert plot_workers._early is None and not any(_alive(pid) for pid in early)
 
 
 KILLED_RUN = """
 import os, sys, time
 sys.path.insert(0, sys.argv[1])
-from _util.site.plot_drawing import PlotWorkers
+from _util.site.plot_workers import PlotWorkers
 pool = PlotWorkers(2).start()
-print(*sorted({pool._pool.submit(os.getpid).result() for _ in range(8)}), flush=True)
+print(*sorted(pool.pids()), flush=True)
 time.sleep(60)
 """
 
@@ -630,7 +629,7 @@ def test_text_drawn_from_the_renderers_caches_is_agg_s_pixel_for_pixel():
 
 
 def _text_caches_in_child(queue) -> None:
-    from _util.site import plot_drawing
+    from _util.site import plot_drawing, plot_workers
 
     queue.put((len(plot_drawing._LAYOUTS), len(plot_drawing._GLYPHS), len(plot_drawing._FRAMES)))
 
@@ -641,7 +640,7 @@ def test_a_forked_plot_worker_starts_without_the_parents_fonts_and_figures(tmp_p
     positions ("FT_Load_Glyph ... invalid outline", seen in a full test run)."""
     import multiprocessing
 
-    from _util.site import plot_drawing
+    from _util.site import plot_drawing, plot_workers
     from _util.site.plot_drawing import SpikePlot
 
     job = SpikePlot(tmp_path / "spike.png", "a title with text", np.array(

@@ -50,7 +50,7 @@ from _util.sections.base import DayContext, public_url
 from _util.sections.tag_coverage import NAME as COVERAGE
 from _util.settings import Settings
 from _util.site import pages as site_pages
-from _util.site.plot_drawing import PlotWorkers
+from _util.site.plot_workers import PlotWorkers
 from _util.site.publish import publish, website_url
 from _util.slack import message as slack_message
 from _util.slack.delivery import with_metadata

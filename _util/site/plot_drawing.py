@@ -28,21 +28,16 @@ and take each plot as soon as it is planned, while the pages are written (`Drawi
 """
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
 import math
-import multiprocessing
 import os
 import struct
-import threading
 import time
 import warnings
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
@@ -54,8 +49,11 @@ from _util.alert_kinds import DOWN, UP
 from _util.atomic_files import replacing
 from _util.money import current_currency, in_currency
 from _util.names import one_line
+from _util.site.plot_workers import MIN_PARALLEL_JOBS, PlotWorkers, WorkersGone
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -63,9 +61,6 @@ log = logging.getLogger(__name__)
 
 DPI = 100
 LABEL_CHARS = 40
-MIN_PARALLEL_JOBS = 4
-DEFAULT_PLOT_WORKERS = 2  # settings.plot_workers' default
-MAX_PLOT_WORKERS = 16  # and its largest value
 PNG_COMPRESS_LEVEL = 3  # zlib: half the time of 6 for a plot, 5-10% larger
 TIGHT_PAD_INCHES = 0.1  # matplotlib's savefig.pad_inches, around the summaries
 MAX_FRAMES = 12  # figures a process keeps for reuse (types x sizes)
@@ -925,12 +920,9 @@ def draw_and_save(job: PlotJob, currency: str = "USD") -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-# ---------------------------------------------------------------- worker processes
-
-
-def _import_matplotlib() -> None:
-    """What drawing needs of matplotlib, imported now (nothing, when the run that forked
-    this worker had it already)."""
+def import_matplotlib() -> None:
+    """What drawing needs of matplotlib, imported now (by the process the plot workers are
+    forked from, see `plot_workers`), not on the first drawing."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -939,131 +931,6 @@ def _import_matplotlib() -> None:
     import matplotlib.dates  # noqa: F401
     import matplotlib.figure  # noqa: F401
     import matplotlib.ticker  # noqa: F401
-
-
-def _exit_when_orphaned(parent: int) -> None:
-    """Stop this worker when the run that started it has gone (killed, say): a worker
-    must not outlive it holding inherited files, such as the run's lock."""
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(1)
-
-
-def _start_worker(parent: int) -> None:
-    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
-    _import_matplotlib()
-
-
-def _ready() -> int:
-    return os.getpid()
-
-
-def _mp_context():
-    # fork: a worker inherits the run's imported modules instead of importing them again.
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else None)
-
-
-class PlotWorkers:
-    """The run's plot worker processes, started once, early (`start`), so that they
-    import matplotlib while the run fetches and detects; `Drawing` (and `run_jobs`) then
-    hand them the day's plots. Use as a context manager: the workers stop when the block
-    ends, error or not, and stop themselves should the run be killed.
-
-    Start it before the run opens threads of its own: the workers are forked. They do
-    not draw a first plot of each kind in advance: on two vCPUs that took more from the
-    run's own work, beside it, than it saved later (the demo's daily run took 1.95 s
-    with four kinds drawn in advance, 1.86 s without)."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = max(1, workers)
-        self._pool: ProcessPoolExecutor | None = None
-
-    def start(self) -> PlotWorkers:
-        """Take the workers `start_early_plot_workers` forked, when they are as many, else
-        fork them now."""
-        global _early
-        early, _early = _early, None
-        if early is not None:
-            if early.workers == self.workers and early._pool is not None:
-                self._pool, early._pool = early._pool, None
-                return self
-            early.close()
-        try:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers,
-                                             mp_context=_mp_context(),
-                                             initializer=_start_worker,
-                                             initargs=(os.getpid(),))
-            # A pool forks its processes on its first task: now, not when the plots are due.
-            # What the run holds by then is frozen for the workers' garbage collector: a
-            # full collection would walk (and copy) every object of the run, ~50 ms each.
-            gc.freeze()
-            try:
-                for _ in range(self.workers):
-                    self._pool.submit(_ready)
-            finally:
-                gc.unfreeze()
-        except OSError as exc:
-            log.warning("plot workers did not start (%s); plotting in the run's process",
-                        exc)
-            self._pool = None
-        return self
-
-    def submit(self, draw: Callable[[PlotJob], float], job: PlotJob) -> Future | None:
-        """`draw(job)` in a worker; None when the workers are gone (stopped or broken)."""
-        if self._pool is None:
-            return None
-        try:
-            return self._pool.submit(draw, job)
-        except (BrokenProcessPool, RuntimeError, OSError) as exc:
-            log.warning("plot workers failed (%s); plotting in the run's process", exc)
-            self._pool = None
-            return None
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def __enter__(self) -> PlotWorkers:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-# The workers forked before the run's imports, until the run takes them (PlotWorkers.start).
-_early: PlotWorkers | None = None
-# What a run that draws no report starts with: these flags mean no plot workers.
-_NO_PLOTS_FLAGS = ("--schedule", "--backtest-from", "--write-demo-labels", "-h", "--help")
-
-
-def start_early_plot_workers(argv: Sequence[str], environ: Mapping[str, str]) -> None:
-    """Fork the run's plot workers now, before the driver imports pandas, SQLAlchemy and
-    boto3, so that the workers import matplotlib beside those imports (on the machine's
-    other core) rather than beside the run's work. The run's `PlotWorkers` takes them
-    when it wants as many (COST_TRACKING_PLOT_WORKERS as read here: the environment's,
-    or the default); otherwise, or when the run will draw nothing (read from the flags
-    alone), they are stopped or not started. A wrong guess costs time, never a plot.
-
-    Forked this early, the workers have no logging set up: they log nothing themselves
-    (their failures reach the run as exceptions), and what matplotlib may warn of once
-    (building its font cache) goes to stderr."""
-    global _early
-    if _early is not None or any(arg.split("=")[0] in _NO_PLOTS_FLAGS for arg in argv):
-        return
-    workers = environ.get("COST_TRACKING_PLOT_WORKERS", "").strip()
-    _early = PlotWorkers(int(workers) if workers.isdigit()
-                         and 1 <= int(workers) <= MAX_PLOT_WORKERS
-                         else DEFAULT_PLOT_WORKERS).start()
-
-
-def stop_early_plot_workers() -> None:
-    """Stop the early workers the run did not take (an error before its report, say)."""
-    global _early
-    if _early is not None:
-        _early.close()
-        _early = None
 
 
 class Drawing:
@@ -1092,14 +959,16 @@ class Drawing:
         for future in self._futures:
             try:
                 done.append(None if future is None else future.result())
-            except BrokenProcessPool as exc:
+            except WorkersGone as exc:
                 broken = exc
                 done.append(None)
         if broken is not None:
             log.warning("the plot workers failed (%s); plotting in the run's process", broken)
+        # Left by workers that failed: in the run's process (another pool may fail alike).
+        workers = 1 if self._pool is not None else self._workers
         with in_currency(self._currency):
             left = iter(run_jobs([job for job, ms in zip(self.jobs, done) if ms is None],
-                                 self._workers))
+                                 workers))
         return [next(left) if ms is None else ms for ms in done]
 
 
@@ -1112,14 +981,11 @@ def run_jobs(jobs: Sequence[PlotJob], workers: int,
         drawing = Drawing(pool, workers)
         drawing.add(jobs)
         return drawing.finish()
-    draw = partial(draw_and_save, currency=current_currency().code)
     if workers <= 1 or len(jobs) < MIN_PARALLEL_JOBS:
+        draw = partial(draw_and_save, currency=current_currency().code)
         return [draw(job) for job in jobs]
+    transient = PlotWorkers(min(workers, len(jobs))).start(take_early=False)
     try:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
-                                 mp_context=_mp_context(), initializer=_start_worker,
-                                 initargs=(os.getpid(),)) as transient:
-            return list(transient.map(draw, jobs))
-    except (BrokenProcessPool, OSError) as exc:
-        log.warning("parallel plotting failed (%s); plotting serially", exc)
-        return [draw(job) for job in jobs]
+        return run_jobs(jobs, 1, transient)
+    finally:
+        transient.close()
