@@ -126,9 +126,11 @@ def _plan_alert(alert: Alert, slug: str, series: pd.Series, report: Report,
                         (rules.ema_fast, rules.ema_slow, rules.signal_span), alert.direction,
                         lines["mean7"].to_numpy(float), lines["mean28"].to_numpy(float))
         headers = ["Date", "Cost", f"EMA{rules.ema_fast}", f"EMA{rules.ema_slow}", "MACD", "Signal"]
-        rows = [[d.date().isoformat(), money(r.cost), money(r.ema_fast), money(r.ema_slow),
-                 money(r.macd), money(r.signal)]
-                for d, r in lines.iloc[-RECENT_DAYS:].iterrows()]
+        recent_lines = lines.iloc[-RECENT_DAYS:]
+        rows = [[d.date().isoformat(), *map(money, values)]
+                for d, *values in zip(recent_lines.index, *(
+                    recent_lines[name].tolist()
+                    for name in ("cost", "ema_fast", "ema_slow", "macd", "signal")))]
     html = site_pages.plot_page(
         title=f"{kind.name.capitalize()}: {site_pages.alert_label(alert)}",
         day=report.day,
