@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 MIN_PARALLEL_JOBS = 4  # fewer plots than this, without the run's workers: drawn in-process
 DEFAULT_PLOT_WORKERS = 2  # settings.plot_workers' default
 MAX_PLOT_WORKERS = 16  # and its largest value
-STOP_TIMEOUT_S = 60.0  # how long `close` waits for a worker to finish the plot it draws
 
 _HEADER = struct.Struct("!Q")  # a message: its length, then its pickle
 
@@ -157,6 +156,7 @@ class _ForkedPool:
             run_ends.append((jobs_w, results_r))
             worker_ends.append((jobs_r, results_w))
         self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)  # a full pipe wakes the thread all the same
         _RUN_FDS.update(fd for pair in run_ends for fd in pair)
         _RUN_FDS.update((self._wake_r, self._wake_w))
         try:
@@ -192,10 +192,16 @@ class _ForkedPool:
                 raise WorkersGone(self._gone or "the plot workers were closed")
             self._waiting.append((future, call, arg))
             self._start_thread()
-        os.write(self._wake_w, b"j")
+        self._wake()
         return future
 
-    def pids(self, timeout: float = STOP_TIMEOUT_S) -> list[int]:
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"w")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
+
+    def pids(self, timeout: float = 60.0) -> list[int]:
         """The workers' process ids, once each has said hello (for tests)."""
         with self._lock:
             self._start_thread()
@@ -209,31 +215,39 @@ class _ForkedPool:
             self._thread.start()
 
     def _feed(self) -> None:
+        busy: dict[int, Future] = {}  # by the worker's results pipe: the job it draws
+        try:
+            why = self._feed_workers(busy)
+        except BaseException as exc:  # a fault here must not leave the run waiting forever
+            self._stop(f"the plot workers' thread failed ({type(exc).__name__}: {exc})", busy)
+            raise
+        self._stop(why, busy)
+
+    def _feed_workers(self, busy: dict[int, Future]) -> str:
+        """Send each idle worker the next job and each answer to its future, until the
+        pool closes or a worker goes; why it stopped."""
         import selectors
 
-        by_fd = {results: jobs for jobs, results in self._run_ends}
-        hello, idle, busy = set(by_fd), [], {}
+        jobs_fd = {results: jobs for jobs, results in self._run_ends}
+        hello, idle = set(jobs_fd), []
         with selectors.DefaultSelector() as selector:
-            for fd in (*by_fd, self._wake_r):
+            for fd in (*jobs_fd, self._wake_r):
                 selector.register(fd, selectors.EVENT_READ)
             while True:
-                for job in self._next_jobs(len(idle)):
-                    results = idle.pop()
+                while idle and (job := self._next_job()) is not None:
                     future, call, arg = job
-                    try:
-                        _write_message(by_fd[results], (call, arg))
-                    except OSError as exc:
-                        busy[results] = future
-                        self._stop(f"a plot worker stopped ({exc})", busy)
-                        return
-                    except Exception as exc:  # noqa: BLE001 - a job that does not pickle
-                        future.set_exception(exc)
-                        idle.append(results)
-                        continue
+                    results = idle.pop()
                     busy[results] = future
+                    try:
+                        _write_message(jobs_fd[results], (call, arg))
+                    except OSError as exc:
+                        return f"a plot worker stopped ({exc})"
+                    except Exception as exc:  # noqa: BLE001 - a job that does not pickle
+                        del busy[results]
+                        idle.append(results)
+                        future.set_exception(exc)
                 if self._closing:
-                    self._stop("the plot workers were closed", busy)
-                    return
+                    return "the plot workers were closed"
                 for key, _ in selector.select():
                     if key.fd == self._wake_r:
                         os.read(self._wake_r, 4096)
@@ -241,8 +255,7 @@ class _ForkedPool:
                     try:
                         data = _read_message(key.fd)
                     except (EOFError, OSError):
-                        self._stop("a plot worker exited", busy)
-                        return
+                        return "a plot worker exited"
                     if key.fd in hello:
                         self._pids.append(pickle.loads(data))
                         hello.discard(key.fd)
@@ -252,15 +265,15 @@ class _ForkedPool:
                         self._answer(busy.pop(key.fd), data)
                     idle.append(key.fd)
 
-    def _next_jobs(self, idle: int) -> list[tuple[Future, Callable[[Any], Any], Any]]:
-        """Up to `idle` waiting jobs not cancelled meanwhile, marked running."""
-        jobs = []
+    def _next_job(self) -> tuple[Future, Callable[[Any], Any], Any] | None:
+        """The oldest waiting job not cancelled meanwhile, marked running; None when none
+        is waiting or the pool is closing."""
         with self._lock:
-            while len(jobs) < idle and self._waiting and not self._closing:
+            while self._waiting and not self._closing:
                 job = self._waiting.popleft()
                 if job[0].set_running_or_notify_cancel():
-                    jobs.append(job)
-        return jobs
+                    return job
+        return None
 
     @staticmethod
     def _answer(future: Future, data: bytes) -> None:
@@ -280,7 +293,8 @@ class _ForkedPool:
             waiting = [job[0] for job in self._waiting]
             self._waiting.clear()
         for future in busy.values():
-            future.set_exception(WorkersGone(why))
+            if not future.done():
+                future.set_exception(WorkersGone(why))
         for future in waiting:
             if future.set_running_or_notify_cancel():
                 future.set_exception(WorkersGone(why))
@@ -293,7 +307,7 @@ class _ForkedPool:
             self._closing = True
             thread = self._thread
         if thread is not None:
-            os.write(self._wake_w, b"s")
+            self._wake()
             thread.join()
         else:
             self._stop("the plot workers were closed", {})
