@@ -261,3 +261,56 @@ def test_an_amount_column_made_narrower_by_an_earlier_version_is_widened_once(ma
     create_tables(mariadb_engine)
     with mariadb_engine.connect() as conn:
         assert conn.execute(precision).scalar() == 38
+
+
+def _indexes(engine) -> set[str]:
+    import sqlalchemy as sa
+
+    return {index["name"] for index in sa.inspect(engine).get_indexes("cost_daily")}
+
+
+def test_a_cost_table_made_before_its_index_gets_it_once_and_keeps_its_rows(db_engine, caplog):
+    import logging
+
+    from _util.store.database import create_tables
+
+    replace_days(db_engine, METRIC, D(2026, 1, 1), D(2026, 1, 3), _rows(), _state())
+    before = _stored(db_engine)
+    (index,) = cost_store.cost_daily.indexes
+    with db_engine.connect() as conn:
+        with_index = cost_store.day_fingerprints(conn, METRIC, D(2026, 1, 1), D(2026, 1, 3))
+    index.drop(db_engine)
+    assert "ix_cost_daily_day_amounts" not in _indexes(db_engine)
+    with db_engine.connect() as conn:  # not forced on MySQL/MariaDB then: it would fail
+        assert cost_store.day_fingerprints(conn, METRIC, D(2026, 1, 1),
+                                           D(2026, 1, 3)) == with_index
+    with caplog.at_level(logging.INFO, logger="_util.store.database"):
+        create_tables(db_engine)
+        assert "ix_cost_daily_day_amounts" in _indexes(db_engine)
+        assert [r.message for r in caplog.records if "indexing" in r.message]
+        caplog.clear()
+        create_tables(db_engine)
+    assert not [r.message for r in caplog.records if "indexing" in r.message]
+    assert _stored(db_engine) == before
+
+
+def test_the_history_copys_check_reads_every_amount_from_the_index_not_the_rows(db_engine):
+    """The fingerprint query would otherwise read each row, names and all: 4.3 s instead
+    of 2.5 s at 18M rows on SQLite."""
+    import sqlalchemy as sa
+
+    rows = [CostRow(D(2026, 1, d), f"S{s}", f"g{g}", 1.0, "USD", False)
+            for d in range(1, 11) for s in range(20) for g in range(10)]
+    replace_days(db_engine, METRIC, D(2026, 1, 1), D(2026, 1, 10), rows, _state())
+    stmt = cost_store.fingerprint_select(METRIC, D(2026, 1, 1), D(2026, 1, 10),
+                                         force_index=db_engine.dialect.name != "sqlite")
+    query = str(stmt.compile(db_engine, compile_kwargs={"literal_binds": True}))
+    with db_engine.connect() as conn:
+        if db_engine.dialect.name == "sqlite":
+            conn.execute(sa.text("ANALYZE"))
+            plan = " ".join(str(r) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}"))
+            assert "COVERING INDEX ix_cost_daily_day_amounts" in plan
+        else:
+            plan = conn.exec_driver_sql(f"EXPLAIN {query}").mappings().one()
+            assert plan["key"] == "ix_cost_daily_day_amounts"
+            assert "Using index" in plan["Extra"]

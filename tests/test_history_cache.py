@@ -317,3 +317,51 @@ def test_a_run_killed_before_the_new_days_are_recorded_leaves_the_copy_usable(
         _assert_same_history(db_engine, tmp_path)
     assert "unusable" not in caplog.text
     assert "30 days from the cache, 1 read from the database" in caplog.text
+
+
+# ---------------------------------------------------------------- MySQL/MariaDB: two connections
+
+OLDER = START + dt.timedelta(days=5)  # a day of the window's older half
+
+
+def test_a_server_fingerprints_the_older_half_on_a_second_connection_to_the_same_history(
+        mariadb_engine, tmp_path, monkeypatch, caplog):
+    from _util.store import history_cache
+
+    monkeypatch.setattr(history_cache, "SPLIT_MIN_DAYS", 2)
+    apart = []
+    fingerprints_apart = history_cache._fingerprints_apart
+    monkeypatch.setattr(history_cache, "_fingerprints_apart",
+                        lambda *args: apart.append(args[2:]) or fingerprints_apart(*args))
+    _fill(mariadb_engine)
+    _assert_same_history(mariadb_engine, tmp_path)
+    _update(mariadb_engine, {"amount": cost_daily.c.amount + 0.01}, day=OLDER)
+    caplog.set_level(logging.INFO, logger=LOG)
+    _assert_same_history(mariadb_engine, tmp_path)
+    assert "30 days from the cache, 1 read from the database" in caplog.text
+    assert apart == [(START, START + dt.timedelta(days=15))] * 2
+
+
+def test_a_day_fingerprinted_apart_is_recorded_with_the_fingerprint_of_the_rows_read(
+        mariadb_engine, tmp_path, monkeypatch, caplog):
+    """The second connection's view begins a moment after the run's: a day it sees
+    changed is read on the run's connection and recorded with that connection's
+    fingerprint, so that what the copy records is what it holds."""
+    from _util.store import history_cache
+
+    monkeypatch.setattr(history_cache, "SPLIT_MIN_DAYS", 2)
+    _fill(mariadb_engine)
+    _assert_same_history(mariadb_engine, tmp_path)
+    fingerprints_apart = history_cache._fingerprints_apart
+
+    def seen_changed_apart(*args):
+        prints = fingerprints_apart(*args)
+        prints[OLDER] += "|changed a moment later"
+        return prints
+
+    monkeypatch.setattr(history_cache, "_fingerprints_apart", seen_changed_apart)
+    _assert_same_history(mariadb_engine, tmp_path)
+    monkeypatch.setattr(history_cache, "_fingerprints_apart", fingerprints_apart)
+    caplog.set_level(logging.INFO, logger=LOG)
+    _assert_same_history(mariadb_engine, tmp_path)
+    assert "31 days from the cache, 0 read from the database" in caplog.text
