@@ -17,10 +17,10 @@ if __name__ == "__main__":
     from _util.site.plot_workers import start_early_plot_workers
 
     start_early_plot_workers(sys.argv[1:], os.environ)
-    # The imports make about 95,000 objects that live as long as the run: the garbage
-    # collector would walk them again and again while they are made (0.05-0.1 s of the
-    # demo's run), and in every full collection after. Not collected until they are all
-    # made, then frozen (below the imports).
+    # The imports make about 95,000 objects, nearly all of which live as long as the run:
+    # the garbage collector would walk them again and again while they are made (0.05-0.1
+    # s of the demo's run), and in every full collection after. Not collected until they
+    # are all made, then frozen (below the imports), the few cycles among them with them.
     gc.disable()
 
 import argparse

@@ -365,3 +365,22 @@ def test_a_day_fingerprinted_apart_is_recorded_with_the_fingerprint_of_the_rows_
     caplog.set_level(logging.INFO, logger=LOG)
     _assert_same_history(mariadb_engine, tmp_path)
     assert "31 days from the cache, 0 read from the database" in caplog.text
+
+
+def test_a_second_connection_the_server_refuses_costs_no_run(mariadb_engine, tmp_path,
+                                                             monkeypatch, caplog):
+    from _util.store import history_cache
+
+    def refused(*args):
+        raise StoreError("cannot read costs from mysql://...: (1226, 'User has exceeded "
+                         "the max_user_connections resource')")
+
+    monkeypatch.setattr(history_cache, "SPLIT_MIN_DAYS", 2)
+    monkeypatch.setattr(history_cache, "_fingerprints_apart", refused)
+    _fill(mariadb_engine)
+    _assert_same_history(mariadb_engine, tmp_path)
+    _update(mariadb_engine, {"amount": cost_daily.c.amount + 0.01}, day=OLDER)
+    caplog.set_level(logging.INFO, logger=LOG)
+    _assert_same_history(mariadb_engine, tmp_path)
+    assert "fingerprinting the history on one connection" in caplog.text
+    assert "30 days from the cache, 1 read from the database" in caplog.text

@@ -155,3 +155,32 @@ def test_early_workers_are_not_taken_by_a_pool_that_does_not_ask_for_them():
     finally:
         plot_workers.stop_early_plot_workers()
     assert not any(_alive(pid) for pid in early)
+
+
+def test_a_process_forked_from_the_run_for_something_else_does_not_hold_the_pools_open():
+    pool = PlotWorkers(1).start()
+    pids = pool.pids()
+    child = os.fork()
+    if child == 0:  # a library's fork, say: lives on after the pool is closed
+        time.sleep(30)
+        os._exit(0)
+    try:
+        assert _closed_within(pool, 10)
+        assert not any(_alive(pid) for pid in pids)
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+
+
+def test_a_run_that_cannot_start_a_thread_draws_in_its_own_process(monkeypatch):
+    pool = PlotWorkers(1).start()
+    zygote = pool._pool.zygote
+
+    def no_thread(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    assert pool.submit(_double, 1) is None  # the caller draws it
+    monkeypatch.undo()
+    pool.close()
+    assert not _alive(zygote)

@@ -13,10 +13,11 @@ in the run that sends each idle worker the next plot. It uses neither `multiproc
 nor `concurrent.futures.process`: the run forks the zygote before its own imports (see
 `start_early_plot_workers`), and their 30-40 ms of imports would come first.
 
-Process tree: run -> zygote -> workers. The zygote closes every pipe end of the run's,
-forks the workers and waits for them; a worker serves its job pipe until the run closes
-its end, or dies (the kernel closes it then): no worker outlives the run holding files it
-inherited from it (its lock, say).
+Process tree: run -> zygote -> workers. Every process forked from the run closes the run's
+ends of every pool's pipes; the zygote forks the workers and waits for them; a worker
+serves its job pipe until the run closes its end, or dies (the kernel closes it then), and
+then stops, after the plot it may be drawing: no worker outlives the run by more than a
+plot. (Workers forked early hold none of the run's locks: it takes them later.)
 """
 from __future__ import annotations
 
@@ -73,8 +74,9 @@ def _read_message(fd: int) -> bytes:
     return _read_exactly(fd, size)
 
 
-# Every pipe end the run holds of its pools: a zygote forked later closes them, so that
-# an older pool's workers still see the run close its end.
+# Every pipe end the run holds of its pools. Any process forked from the run closes them
+# (a zygote, or a library's fork): otherwise a pool's workers would not see the run close
+# its ends while that process lives, and closing the pool would wait for it.
 _RUN_FDS: set[int] = set()
 
 
@@ -84,6 +86,15 @@ def _close_fds(fds: Iterable[int]) -> None:
             os.close(fd)
         except OSError:
             pass
+
+
+def _close_run_fds_after_fork() -> None:
+    _close_fds(_RUN_FDS)
+    # Their numbers may be reused by files this process opens: its own forks keep those.
+    _RUN_FDS.clear()
+
+
+os.register_at_fork(after_in_child=_close_run_fds_after_fork)
 
 
 def _serve(jobs_fd: int, results_fd: int) -> None:
@@ -114,7 +125,7 @@ def _zygote(worker_fds: Sequence[tuple[int, int]]) -> None:
     worker per pair of pipe ends and waits for them. Never returns."""
     code = 1
     try:
-        _close_fds(_RUN_FDS)
+        # The run's pipe ends are closed already (_close_run_fds_after_fork).
         # What the run held when it forked is never collected here: frozen, the workers'
         # collections do not walk (and copy) it.
         gc.freeze()
@@ -149,21 +160,25 @@ class _ForkedPool:
     with the first job): each idle worker gets the oldest job waiting."""
 
     def __init__(self, workers: int) -> None:
-        run_ends, worker_ends = [], []
-        for _ in range(workers):
-            jobs_r, jobs_w = os.pipe()
-            results_r, results_w = os.pipe()
-            run_ends.append((jobs_w, results_r))
-            worker_ends.append((jobs_r, results_w))
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_w, False)  # a full pipe wakes the thread all the same
-        _RUN_FDS.update(fd for pair in run_ends for fd in pair)
-        _RUN_FDS.update((self._wake_r, self._wake_w))
+        run_ends: list[tuple[int, int]] = []  # (jobs to the worker, its results)
+        worker_ends: list[tuple[int, int]] = []
+        made: list[int] = []
         try:
+            for _ in range(workers):
+                jobs_r, jobs_w = os.pipe()
+                results_r, results_w = os.pipe()
+                made += [jobs_r, jobs_w, results_r, results_w]
+                run_ends.append((jobs_w, results_r))
+                worker_ends.append((jobs_r, results_w))
+            self._wake_r, self._wake_w = os.pipe()
+            made += [self._wake_r, self._wake_w]
+            os.set_blocking(self._wake_w, False)  # a full pipe wakes the thread all the same
+            _RUN_FDS.update(fd for pair in run_ends for fd in pair)
+            _RUN_FDS.update((self._wake_r, self._wake_w))
             pid = os.fork()
         except OSError:
-            _close_fds(fd for pair in worker_ends for fd in pair)
-            self._forget_fds(run_ends)
+            _RUN_FDS.difference_update(made)
+            _close_fds(made)
             raise
         if pid == 0:
             _zygote(worker_ends)
@@ -178,11 +193,6 @@ class _ForkedPool:
         self._closing = False
         self._thread: threading.Thread | None = None
 
-    def _forget_fds(self, run_ends: list[tuple[int, int]]) -> None:
-        fds = [fd for pair in run_ends for fd in pair] + [self._wake_r, self._wake_w]
-        _RUN_FDS.difference_update(fds)
-        _close_fds(fds)
-
     def submit(self, call: Callable[[Any], Any], arg: Any) -> Future:
         from concurrent.futures import Future
 
@@ -190,9 +200,9 @@ class _ForkedPool:
         with self._lock:
             if self._gone is not None or self._closing:
                 raise WorkersGone(self._gone or "the plot workers were closed")
-            self._waiting.append((future, call, arg))
             self._start_thread()
-        self._wake()
+            self._waiting.append((future, call, arg))
+            self._wake()
         return future
 
     def _wake(self) -> None:
@@ -209,10 +219,14 @@ class _ForkedPool:
         return list(self._pids)
 
     def _start_thread(self) -> None:
+        """Under the lock."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._feed, name="plot-workers",
-                                            daemon=True)
-            self._thread.start()
+            thread = threading.Thread(target=self._feed, name="plot-workers", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError as exc:  # no thread to be had (a limit of the account's)
+                raise WorkersGone(f"no thread to feed the plot workers ({exc})") from exc
+            self._thread = thread
 
     def _feed(self) -> None:
         busy: dict[int, Future] = {}  # by the worker's results pipe: the job it draws
@@ -228,10 +242,10 @@ class _ForkedPool:
         pool closes or a worker goes; why it stopped."""
         import selectors
 
-        jobs_fd = {results: jobs for jobs, results in self._run_ends}
-        hello, idle = set(jobs_fd), []
+        jobs_pipe_of = {results: jobs for jobs, results in self._run_ends}
+        hello, idle = set(jobs_pipe_of), []
         with selectors.DefaultSelector() as selector:
-            for fd in (*jobs_fd, self._wake_r):
+            for fd in (*jobs_pipe_of, self._wake_r):
                 selector.register(fd, selectors.EVENT_READ)
             while True:
                 while idle and (job := self._next_job()) is not None:
@@ -239,7 +253,7 @@ class _ForkedPool:
                     results = idle.pop()
                     busy[results] = future
                     try:
-                        _write_message(jobs_fd[results], (call, arg))
+                        _write_message(jobs_pipe_of[results], (call, arg))
                     except OSError as exc:
                         return f"a plot worker stopped ({exc})"
                     except Exception as exc:  # noqa: BLE001 - a job that does not pickle
@@ -279,8 +293,9 @@ class _ForkedPool:
     def _answer(future: Future, data: bytes) -> None:
         try:
             ok, value = pickle.loads(data)
-        except Exception as exc:  # noqa: BLE001 - an answer the run cannot read
-            ok, value = False, exc
+        except Exception as exc:  # noqa: BLE001 - drawn again in the run, where it shows
+            ok, value = False, WorkersGone(f"a plot worker's answer could not be read "
+                                           f"({type(exc).__name__}: {exc})")
         if ok:
             future.set_result(value)
         else:
@@ -306,12 +321,16 @@ class _ForkedPool:
         with self._lock:
             self._closing = True
             thread = self._thread
+            if thread is not None:
+                self._wake()
         if thread is not None:
-            self._wake()
             thread.join()
         else:
             self._stop("the plot workers were closed", {})
-        self._forget_fds(self._run_ends)
+        with self._lock:
+            fds = [fd for pair in self._run_ends for fd in pair] + [self._wake_r, self._wake_w]
+            _RUN_FDS.difference_update(fds)
+            _close_fds(fds)
         try:
             os.waitpid(self.zygote, 0)
         except ChildProcessError:

@@ -35,8 +35,6 @@ AMOUNT_LIMIT = 10.0 ** (AMOUNT_DIGITS - AMOUNT_PLACES)
 AMOUNT_TYPE = sa.Float(asdecimal=False).with_variant(
     mysql.DECIMAL(AMOUNT_DIGITS, AMOUNT_PLACES, asdecimal=False), "mysql", "mariadb")
 
-FINGERPRINT_INDEX = "ix_cost_daily_day_amounts"
-
 cost_daily = sa.Table(
     "cost_daily", metadata,
     sa.Column("usage_date", sa.Date, primary_key=True),
@@ -47,11 +45,6 @@ cost_daily = sa.Table(
     sa.Column("unit", sa.String(8), nullable=False),
     sa.Column("estimated", sa.Boolean, nullable=False),
     sa.Column("fetched_at", sa.DateTime, nullable=False),
-    # What the history copy's check reads of every row of the window (`day_fingerprints`),
-    # in an index of its own: read from it, not from the rows with their names, the check
-    # takes 2.5 s instead of 4.3 s at 18M rows on SQLite. Made for an existing table by
-    # `database.add_missing_indexes`.
-    sa.Index(FINGERPRINT_INDEX, "metric", "usage_date", "amount", "estimated"),
     mysql_charset="utf8mb4",
 )
 
@@ -440,13 +433,14 @@ def day_fingerprints(conn: Connection, metric: str, start: dt.date,
     group_value) that keeps the day's count, amounts and flags, or amounts swapped
     between rows by hand. Names would need a hash summed per row: SQLite has none, and
     MariaDB's CRC32 over every row cost 3-5 s more at 18M rows (the aggregate takes
-    2.5 s on SQLite and 6.5-8 s on MariaDB already, from the index that holds what it
-    reads; 4.3 s and 8.5-10 s from the rows). A day fetched again is always seen.
+    3-4 s on SQLite and 6-8 s on MariaDB already). A day fetched again is always seen.
     Values are the driver's own (exact decimals, repr of doubles), joined as text.
     """
     c = cost_daily.c
+    stmt = (sa.select(sa.cast(c.usage_date, sa.String(10)), sa.func.count(),
+                      sa.func.sum(c.amount), sa.func.sum(c.estimated))
+            .where(_window(metric, start, end)).group_by(c.usage_date))
     prints = {}
-    stmt = fingerprint_select(metric, start, end, force_index=_has_fingerprint_index(conn))
     for rows in _driver_rows(conn, stmt, LOAD_CHUNK_ROWS):
         for day, *values in rows:
             prints[dt.date.fromisoformat(day)] = "|".join(map(str, values))
@@ -457,29 +451,6 @@ def day_fingerprints(conn: Connection, metric: str, start: dt.date,
     for day in prints:
         prints[day] += f"|{conn.execute(probe, {'day': day}).scalar()}"
     return prints
-
-
-def fingerprint_select(metric: str, start: dt.date, end: dt.date,
-                       force_index: bool = False) -> sa.Select:
-    """Each day's row count, sum of amounts and Estimated rows (`day_fingerprints`): read
-    from the index FINGERPRINT_INDEX alone. SQLite's planner takes it; MySQL/MariaDB's
-    prefers the primary key's range, whose rows hold the names too (`force_index`: only
-    where the index exists, or the query fails)."""
-    c = cost_daily.c
-    stmt = (sa.select(sa.cast(c.usage_date, sa.String(10)), sa.func.count(),
-                      sa.func.sum(c.amount), sa.func.sum(c.estimated))
-            .where(_window(metric, start, end)).group_by(c.usage_date))
-    if force_index:
-        hint = f"FORCE INDEX ({FINGERPRINT_INDEX})"
-        stmt = stmt.with_hint(cost_daily, hint, "mysql").with_hint(cost_daily, hint, "mariadb")
-    return stmt
-
-
-def _has_fingerprint_index(conn: Connection) -> bool:
-    """Whether a MySQL/MariaDB table has FINGERPRINT_INDEX (made by create_tables, unless
-    the account could not)."""
-    return conn.dialect.name in ("mysql", "mariadb") and FINGERPRINT_INDEX in {
-        index["name"] for index in sa.inspect(conn).get_indexes(cost_daily.name)}
 
 
 def begin_snapshot(conn: Connection) -> None:

@@ -113,38 +113,9 @@ def create_tables(engine: Engine) -> None:
         metadata.create_all(engine)
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot create tables in {mask_url(str(engine.url))}: {exc}") from exc
-    add_missing_indexes(engine)
     if engine.dialect.name in ("mysql", "mariadb"):
         upgrade_name_collations(engine)
         upgrade_decimal_precision(engine)
-
-
-def add_missing_indexes(engine: Engine) -> None:
-    """Make the declared indexes an existing table lacks (create_all makes a table's
-    indexes only with the table): once, on the first run after the version that declares
-    them. Without the privilege, or should it fail, the log says what to run; the bot
-    works without them, slower."""
-    try:
-        inspector = sa.inspect(engine)
-        missing = []
-        for table in metadata.sorted_tables:
-            if table.indexes:
-                have = {index["name"] for index in inspector.get_indexes(table.name)}
-                missing += [index for index in sorted(table.indexes, key=lambda i: i.name)
-                            if index.name not in have]
-    except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read the indexes of {mask_url(str(engine.url))}: {exc}") from exc
-    for index in missing:
-        log.info("indexing %s (%s), once: about a minute per 10M rows", index.table.name,
-                 index.name)
-        try:
-            with engine.begin() as conn:
-                index.create(conn)
-        except SQLAlchemyError as exc:
-            create = str(sa.schema.CreateIndex(index).compile(dialect=engine.dialect))
-            log.warning("could not index %s (%s); run as an administrator: %s",
-                        index.table.name, str(getattr(exc, "orig", exc)).splitlines()[0],
-                        create)
 
 
 def upgrade_decimal_precision(engine: Engine) -> None:

@@ -12,13 +12,15 @@ three numpy arrays without a Python object per row.
 The database stays the one source of truth. Every read:
   1. asks the database for a fingerprint of every day of the window, in one aggregate
      query (`cost_store.day_fingerprints`: row count, sum of amounts, Estimated rows, and
-     when the day was last fetched; see there for what it sees and what it cannot), read
-     from an index that holds what it sums; a MySQL/MariaDB server computes the older half
-     of the window on a second connection, on a core of its own (`_fingerprints`);
+     when the day was last fetched; see there for what it sees and what it cannot); a
+     MySQL/MariaDB server computes the older half of the window on a second connection,
+     on a core of its own (`_fingerprints`);
   2. keeps the cached days whose fingerprint is the one recorded when they were copied,
      and reads every other day (new, fetched again, edited, or never copied) from the
      database with `load_history`'s own statement, in the same transaction as the
-     fingerprints; days the database no longer has are dropped;
+     fingerprints (on a server, as the newer half's: see `_fingerprints` for a day changed
+     by hand while the two connections begin); days the database no longer has are
+     dropped;
   3. reads the window's days from the file and checks each against a digest of its rows
      (row count, exact bit sums of the amounts, series ids and flags) recorded when it was
      written: a file that does not open, fails DuckDB's block checksums or disagrees with a
@@ -53,7 +55,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Connection, Engine
 
-from _util.errors import LockedError
+from _util.errors import LockedError, StoreError
 from _util.run.run_lock import run_lock
 from _util.store.cost_store import (
     HistoryChunk,
@@ -158,26 +160,45 @@ def _fingerprints(engine: Engine, conn: Connection, metric: str, start: dt.date,
     """`day_fingerprints` of start..end, and the days of it fingerprinted on a second
     connection.
 
-    Why two: the fingerprints read every row of the window (6.5-8 s at 18M rows on
-    MariaDB, its index alone), and a server runs a query on one core; each connection's
-    query on a core of its own halves that. The second connection's snapshot begins a
-    moment after `conn`'s: the caller fingerprints again on `conn` the days of it that it
-    reads from `conn`. SQLite computes in the run's own process (no second core to spare
-    beside the thread reading the copy), and a short window is not worth a connection."""
+    Why two: the fingerprints read every row of the window (8.5-10 s at 18M rows on
+    MariaDB), and a server runs a query on one core; each connection's
+    query on a core of its own halves that. The two connections' views of the database
+    begin at about the same moment, in either order: the caller fingerprints again on
+    `conn` the days of the second's that it reads from `conn`, so that the copy records
+    each day with the fingerprint of its rows. A day changed by hand in that moment may
+    come from either view (the next run reads it again: its fingerprint differs then).
+    The second connection gives up on a lock it would wait for (a table change queued
+    behind `conn`'s read would otherwise wait for it, and it for the second), and a
+    second connection the server refuses is no error: `conn` does the whole window.
+    SQLite computes in the run's own process (no core to spare beside the thread that
+    reads the copy), and a short window is not worth a connection."""
     if engine.dialect.name == "sqlite" or (end - start).days + 1 < SPLIT_MIN_DAYS:
         return day_fingerprints(conn, metric, start, end), set()
     middle = start + (end - start) // 2
     older = pool.submit(_fingerprints_apart, engine, metric, start, middle)
     prints = day_fingerprints(conn, metric, middle + dt.timedelta(days=1), end)
-    apart = older.result()
+    try:
+        apart = older.result()
+    except StoreError as exc:
+        log.info("fingerprinting the history on one connection (%s)", exc)
+        return {**day_fingerprints(conn, metric, start, middle), **prints}, set()
     return {**apart, **prints}, set(apart)
+
+
+# Seconds the second connection waits for a lock (a server's session setting).
+APART_LOCK_WAIT_S = 5
 
 
 def _fingerprints_apart(engine: Engine, metric: str, start: dt.date,
                         end: dt.date) -> dict[dt.date, str]:
     with reading_rows(engine) as conn:
-        begin_snapshot(conn)
-        return day_fingerprints(conn, metric, start, end)
+        conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {APART_LOCK_WAIT_S}")
+        try:
+            begin_snapshot(conn)
+            return day_fingerprints(conn, metric, start, end)
+        finally:
+            conn.rollback()
+            conn.exec_driver_sql("SET SESSION lock_wait_timeout = DEFAULT")
 
 
 def _remove(path: Path) -> None:
@@ -357,10 +378,10 @@ class HistoryCache:
                 keep = {day for day in prints if day not in stale} | {d for d, *_ in copy.later}
                 self.con.begin()
                 self._drop_days_except(keep)
-                for first, last in _runs(stale):
+                for first, last in _runs(sorted(apart.intersection(stale))):
                     # Recorded with the rows: the fingerprints of this connection's view.
-                    if any(first <= day <= last for day in apart):
-                        prints.update(day_fingerprints(conn, metric, first, last))
+                    prints.update(day_fingerprints(conn, metric, first, last))
+                for first, last in _runs(stale):
                     self._insert(read_history(conn, history_select(metric, first, last)))
                 self.names.write_digest(self.con)
                 # The new rows read back and their digests recorded in the same transaction
