@@ -319,13 +319,13 @@ def test_a_run_killed_before_the_new_days_are_recorded_leaves_the_copy_usable(
     assert "30 days from the cache, 1 read from the database" in caplog.text
 
 
-# ---------------------------------------------------------------- MySQL/MariaDB: two connections
+# ---------------------------------------------------------------- the fingerprints on two connections
 
 OLDER = START + dt.timedelta(days=5)  # a day of the window's older half
 
 
-def test_a_server_fingerprints_the_older_half_on_a_second_connection_to_the_same_history(
-        mariadb_engine, tmp_path, monkeypatch, caplog):
+def test_the_older_half_is_fingerprinted_on_a_second_connection_to_the_same_history(
+        db_engine, tmp_path, monkeypatch, caplog):
     from _util.store import history_cache
 
     monkeypatch.setattr(history_cache, "SPLIT_MIN_DAYS", 2)
@@ -333,25 +333,25 @@ def test_a_server_fingerprints_the_older_half_on_a_second_connection_to_the_same
     fingerprints_apart = history_cache._fingerprints_apart
     monkeypatch.setattr(history_cache, "_fingerprints_apart",
                         lambda *args: apart.append(args[2:]) or fingerprints_apart(*args))
-    _fill(mariadb_engine)
-    _assert_same_history(mariadb_engine, tmp_path)
-    _update(mariadb_engine, {"amount": cost_daily.c.amount + 0.01}, day=OLDER)
+    _fill(db_engine)
+    _assert_same_history(db_engine, tmp_path)
+    _update(db_engine, {"amount": cost_daily.c.amount + 0.01}, day=OLDER)
     caplog.set_level(logging.INFO, logger=LOG)
-    _assert_same_history(mariadb_engine, tmp_path)
+    _assert_same_history(db_engine, tmp_path)
     assert "30 days from the cache, 1 read from the database" in caplog.text
     assert apart == [(START, START + dt.timedelta(days=15))] * 2
 
 
 def test_a_day_fingerprinted_apart_is_recorded_with_the_fingerprint_of_the_rows_read(
-        mariadb_engine, tmp_path, monkeypatch, caplog):
-    """The second connection's view begins a moment after the run's: a day it sees
+        db_engine, tmp_path, monkeypatch, caplog):
+    """The two connections' views begin at about the same moment: a day the second sees
     changed is read on the run's connection and recorded with that connection's
     fingerprint, so that what the copy records is what it holds."""
     from _util.store import history_cache
 
     monkeypatch.setattr(history_cache, "SPLIT_MIN_DAYS", 2)
-    _fill(mariadb_engine)
-    _assert_same_history(mariadb_engine, tmp_path)
+    _fill(db_engine)
+    _assert_same_history(db_engine, tmp_path)
     fingerprints_apart = history_cache._fingerprints_apart
 
     def seen_changed_apart(*args):
@@ -360,15 +360,15 @@ def test_a_day_fingerprinted_apart_is_recorded_with_the_fingerprint_of_the_rows_
         return prints
 
     monkeypatch.setattr(history_cache, "_fingerprints_apart", seen_changed_apart)
-    _assert_same_history(mariadb_engine, tmp_path)
+    _assert_same_history(db_engine, tmp_path)
     monkeypatch.setattr(history_cache, "_fingerprints_apart", fingerprints_apart)
     caplog.set_level(logging.INFO, logger=LOG)
-    _assert_same_history(mariadb_engine, tmp_path)
+    _assert_same_history(db_engine, tmp_path)
     assert "31 days from the cache, 0 read from the database" in caplog.text
 
 
-def test_a_second_connection_the_server_refuses_costs_no_run(mariadb_engine, tmp_path,
-                                                             monkeypatch, caplog):
+def test_a_second_connection_the_database_refuses_costs_no_run(db_engine, tmp_path,
+                                                               monkeypatch, caplog):
     from _util.store import history_cache
 
     def refused(*args):
@@ -377,10 +377,22 @@ def test_a_second_connection_the_server_refuses_costs_no_run(mariadb_engine, tmp
 
     monkeypatch.setattr(history_cache, "SPLIT_MIN_DAYS", 2)
     monkeypatch.setattr(history_cache, "_fingerprints_apart", refused)
-    _fill(mariadb_engine)
-    _assert_same_history(mariadb_engine, tmp_path)
-    _update(mariadb_engine, {"amount": cost_daily.c.amount + 0.01}, day=OLDER)
+    _fill(db_engine)
+    _assert_same_history(db_engine, tmp_path)
+    _update(db_engine, {"amount": cost_daily.c.amount + 0.01}, day=OLDER)
     caplog.set_level(logging.INFO, logger=LOG)
-    _assert_same_history(mariadb_engine, tmp_path)
+    _assert_same_history(db_engine, tmp_path)
     assert "fingerprinting the history on one connection" in caplog.text
     assert "30 days from the cache, 1 read from the database" in caplog.text
+
+
+def test_an_in_memory_sqlite_database_is_fingerprinted_on_its_one_connection(tmp_path,
+                                                                             monkeypatch):
+    from _util.store import history_cache
+
+    monkeypatch.setattr(history_cache, "SPLIT_MIN_DAYS", 2)
+    monkeypatch.setattr(history_cache, "_fingerprints_apart", None)  # would fail if called
+    engine = make_engine("sqlite://")
+    create_tables(engine)
+    _fill(engine)
+    _assert_same_history(engine, tmp_path)

@@ -12,15 +12,14 @@ three numpy arrays without a Python object per row.
 The database stays the one source of truth. Every read:
   1. asks the database for a fingerprint of every day of the window, in one aggregate
      query (`cost_store.day_fingerprints`: row count, sum of amounts, Estimated rows, and
-     when the day was last fetched; see there for what it sees and what it cannot); a
-     MySQL/MariaDB server computes the older half of the window on a second connection,
-     on a core of its own (`_fingerprints`);
+     when the day was last fetched; see there for what it sees and what it cannot); the
+     older half of the window on a second connection, on a core of its own
+     (`_fingerprints`);
   2. keeps the cached days whose fingerprint is the one recorded when they were copied,
      and reads every other day (new, fetched again, edited, or never copied) from the
      database with `load_history`'s own statement, in the same transaction as the
-     fingerprints (on a server, as the newer half's: see `_fingerprints` for a day changed
-     by hand while the two connections begin); days the database no longer has are
-     dropped;
+     fingerprints (as the newer half's: see `_fingerprints` for a day changed by hand
+     while the two connections begin); days the database no longer has are dropped;
   3. reads the window's days from the file and checks each against a digest of its rows
      (row count, exact bit sums of the amounts, series ids and flags) recorded when it was
      written: a file that does not open, fails DuckDB's block checksums or disagrees with a
@@ -149,8 +148,8 @@ def _load_through(path: Path, engine: Engine, metric: str, start: dt.date,
     return load_history(engine, metric, start, end)
 
 
-# From this many days in the window, a MySQL/MariaDB server computes the older half of the
-# fingerprints on a second connection (see `_fingerprints`).
+# From this many days in the window, the older half of the fingerprints is computed on a
+# second connection (see `_fingerprints`).
 SPLIT_MIN_DAYS = 60
 
 
@@ -170,9 +169,10 @@ def _fingerprints(engine: Engine, conn: Connection, metric: str, start: dt.date,
     The second connection gives up on a lock it would wait for (a table change queued
     behind `conn`'s read would otherwise wait for it, and it for the second), and a
     second connection the server refuses is no error: `conn` does the whole window.
-    SQLite computes in the run's own process (no core to spare beside the thread that
-    reads the copy), and a short window is not worth a connection."""
-    if engine.dialect.name == "sqlite" or (end - start).days + 1 < SPLIT_MIN_DAYS:
+    SQLite computes both halves in the run's process, in two threads (sqlite3 lets go of
+    Python's lock while it computes); an in-memory SQLite database is one connection, and
+    a short window is not worth a second."""
+    if not _has_second_connection(engine) or (end - start).days + 1 < SPLIT_MIN_DAYS:
         return day_fingerprints(conn, metric, start, end), set()
     middle = start + (end - start) // 2
     older = pool.submit(_fingerprints_apart, engine, metric, start, middle)
@@ -189,16 +189,25 @@ def _fingerprints(engine: Engine, conn: Connection, metric: str, start: dt.date,
 APART_LOCK_WAIT_S = 5
 
 
+def _has_second_connection(engine: Engine) -> bool:
+    database = engine.url.database or ""
+    return engine.dialect.name != "sqlite" or not (database in ("", ":memory:")
+                                                   or database.startswith("file::memory:"))
+
+
 def _fingerprints_apart(engine: Engine, metric: str, start: dt.date,
                         end: dt.date) -> dict[dt.date, str]:
+    server = engine.dialect.name != "sqlite"
     with reading_rows(engine) as conn:
-        conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {APART_LOCK_WAIT_S}")
+        if server:
+            conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {APART_LOCK_WAIT_S}")
         try:
             begin_snapshot(conn)
             return day_fingerprints(conn, metric, start, end)
         finally:
             conn.rollback()
-            conn.exec_driver_sql("SET SESSION lock_wait_timeout = DEFAULT")
+            if server:
+                conn.exec_driver_sql("SET SESSION lock_wait_timeout = DEFAULT")
 
 
 def _remove(path: Path) -> None:
