@@ -324,6 +324,15 @@ def test_a_run_killed_before_the_new_days_are_recorded_leaves_the_copy_usable(
 OLDER = START + dt.timedelta(days=5)  # a day of the window's older half
 
 
+def _older_day_edited_after_a_first_read(engine, cache_dir, caplog) -> None:
+    """A copy made, then a day of the window's older half changed by hand; the log of
+    the next read from here on."""
+    _fill(engine)
+    _assert_same_history(engine, cache_dir)
+    _update(engine, {"amount": cost_daily.c.amount + 0.01}, day=OLDER)
+    caplog.set_level(logging.INFO, logger=LOG)
+
+
 def test_the_older_half_is_fingerprinted_on_a_second_connection_to_the_same_history(
         db_engine, tmp_path, monkeypatch, caplog):
     from _util.store import history_cache
@@ -333,10 +342,7 @@ def test_the_older_half_is_fingerprinted_on_a_second_connection_to_the_same_hist
     fingerprints_apart = history_cache._fingerprints_apart
     monkeypatch.setattr(history_cache, "_fingerprints_apart",
                         lambda *args: apart.append(args[2:]) or fingerprints_apart(*args))
-    _fill(db_engine)
-    _assert_same_history(db_engine, tmp_path)
-    _update(db_engine, {"amount": cost_daily.c.amount + 0.01}, day=OLDER)
-    caplog.set_level(logging.INFO, logger=LOG)
+    _older_day_edited_after_a_first_read(db_engine, tmp_path, caplog)
     _assert_same_history(db_engine, tmp_path)
     assert "30 days from the cache, 1 read from the database" in caplog.text
     assert apart == [(START, START + dt.timedelta(days=15))] * 2
@@ -377,10 +383,7 @@ def test_a_second_connection_the_database_refuses_costs_no_run(db_engine, tmp_pa
 
     monkeypatch.setattr(history_cache, "SPLIT_MIN_DAYS", 2)
     monkeypatch.setattr(history_cache, "_fingerprints_apart", refused)
-    _fill(db_engine)
-    _assert_same_history(db_engine, tmp_path)
-    _update(db_engine, {"amount": cost_daily.c.amount + 0.01}, day=OLDER)
-    caplog.set_level(logging.INFO, logger=LOG)
+    _older_day_edited_after_a_first_read(db_engine, tmp_path, caplog)
     _assert_same_history(db_engine, tmp_path)
     assert "fingerprinting the history on one connection" in caplog.text
     assert "30 days from the cache, 1 read from the database" in caplog.text

@@ -8,20 +8,12 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from _util.site import plot_workers
 from _util.site.plot_workers import PlotWorkers, WorkersGone
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # not a zombie
+from tests.test_plotting import _alive
 
 
 def _facts(pause: float) -> tuple[int, int, bool]:
