@@ -23,8 +23,9 @@ picture as drawn before):
 - PNGs are written as RGB (the background is opaque), rows unfiltered, at zlib level 3
   (`write_png`): smaller than matplotlib's RGBA through Pillow, in a third of the time.
 matplotlib is imported on the first drawing, not with this module: the run's plot
-workers (`PlotWorkers`) start early and import it while the run fetches and detects,
-and take each plot as soon as it is planned, while the pages are written (`Drawing`).
+workers (`plot_workers.PlotWorkers`) are forked from a process that imports it while the
+run imports, fetches and detects, and take each plot as soon as it is planned, while the
+pages are written (`Drawing`).
 """
 from __future__ import annotations
 
