@@ -357,7 +357,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("slack_api_url", _url, "Slack Web API base URL (default https://slack.com/api/)."),
     SettingSpec("slack_max_retries", _int_between(0, 10), "Retries of a Slack post after a 429, 5xx or connection error (default 4; backoff 2, 4, 8, 16 s)."),
     SettingSpec("account_label", _text, "Label shown in the Slack header, e.g. the account's name."),
-    SettingSpec("plot_workers", _int_between(1, MAX_PLOT_WORKERS), "Processes that render plots (default 2)."),
+    SettingSpec("plot_workers", _int_between(1, MAX_PLOT_WORKERS), "Processes that render plots (default 2; forked from one more process, which imports matplotlib once for them and waits for them)."),
     SettingSpec("max_alert_plots", _int_between(1, 100_000), "Alert plots a run draws at most: those the Slack message links first, then the largest dollar changes (default 50); the report page lists every alert."),
     SettingSpec("lock_timeout_seconds", _float_between(0, 86400), "How long a run waits for another run's lock before giving up (default 0: exit at once)."),
     SettingSpec("demo_scale", _scale, "With --demo: add SERVICESxGROUPS synthetic series to the demo account, e.g. 500x20 (for benchmarks)."),
