@@ -628,6 +628,78 @@ def test_text_drawn_from_the_renderers_caches_is_agg_s_pixel_for_pixel():
     assert np.array_equal(_text_picture(cached), agg)
 
 
+def _legend_picture(measured_once: bool, labels: list[str]) -> tuple[np.ndarray, int]:
+    """Two axes with legends of several columns over lines, a title and a marker, drawn
+    with matplotlib's legend or with `plot_drawing._legend`; the pixels, and how many times
+    the legends' texts were measured."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.offsetbox import TextArea
+
+    measured = 0
+    original = TextArea.get_bbox
+
+    def counted(self, renderer):
+        nonlocal measured
+        measured += 1
+        return original(self, renderer)
+
+    fig = Figure(figsize=(5, 3), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    TextArea.get_bbox = counted  # (before the legends are made: they keep their methods)
+    try:
+        for ax, loc in zip(fig.subplots(2, 1), ("upper left", "lower right")):
+            for i, name in enumerate(labels):
+                ax.plot([0, 1, 2], [i, i + 1, i * 0.5], label=name)
+            ax.plot([2], [1], marker="^", linestyle="none", label="the day")
+            kwargs = dict(loc=loc, fontsize=8, ncol=3, framealpha=0.9, edgecolor="none",
+                          title="legend")
+            if measured_once:
+                plot_drawing._legend(ax, **kwargs)
+            else:
+                ax.legend(**kwargs)
+        measured = 0
+        canvas.draw()
+    finally:
+        TextArea.get_bbox = original
+    return np.asarray(canvas.buffer_rgba()).copy(), measured
+
+
+def test_legends_measured_once_per_drawing_are_matplotlib_s_pixel_for_pixel():
+    """plot_drawing._legend keeps each legend box's size for one drawing of it instead of
+    measuring every box again for each level above it: the same pixels, each text
+    measured once per drawing (matplotlib measures them several times)."""
+    labels = ["EMA12", "EMA26 · €1.2k", "7-day average", "28-day average", "MACD"]
+    theirs, measured_by_matplotlib = _legend_picture(False, labels)
+    ours, measured_once = _legend_picture(True, labels)
+    assert np.array_equal(ours, theirs)
+    texts = 2 * (len(labels) + 2)  # entries, "the day" and the title, in each legend
+    assert measured_once == texts < measured_by_matplotlib
+
+
+def test_a_legend_measured_once_is_measured_again_when_drawn_again():
+    """The sizes are kept for one drawing only: a legend whose text changes between two
+    drawings is drawn as matplotlib draws the changed one."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    def drawn(measured_once: bool) -> np.ndarray:
+        fig = Figure(figsize=(4, 2), dpi=100)
+        canvas = FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1], label="short")
+        if measured_once:
+            plot_drawing._legend(ax, loc="upper left")
+        else:
+            ax.legend(loc="upper left")
+        canvas.draw()
+        ax.get_legend().get_texts()[0].set_text("a much longer label than before")
+        canvas.draw()
+        return np.asarray(canvas.buffer_rgba()).copy()
+
+    assert np.array_equal(drawn(True), drawn(False))
+
+
 def _text_caches_in_child(queue) -> None:
     from _util.site import plot_drawing, plot_workers
 

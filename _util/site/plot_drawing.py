@@ -20,6 +20,8 @@ picture as drawn before):
 - text, which Agg lays out and renders glyph by glyph on every drawing, is laid out once
   per string and each glyph rendered once per position within a pixel, by the canvas's
   renderer (`_canvas_class`), to the same pixels;
+- a legend's boxes are measured once per drawing (`_legend`), not again for every level
+  of boxes above them;
 - PNGs are written as RGB (the background is opaque), rows unfiltered, at zlib level 3
   (`write_png`): smaller than matplotlib's RGBA through Pillow, in a third of the time.
 matplotlib is imported on the first drawing, not with this module: the run's plot
@@ -426,6 +428,56 @@ def _title(ax: Axes, text: str, fontsize: float = 10, y: float | None = 1.0) -> 
     ax.set_title(text, loc="left", fontsize=fontsize, y=y)
 
 
+def _legend(ax: Axes, *args, **kwargs) -> None:
+    """ax.legend(...), whose boxes are measured once per drawing (`_MeasuredOnce`)."""
+    _MeasuredOnce(ax.legend(*args, **kwargs))
+
+
+class _MeasuredOnce:
+    """A legend whose boxes are measured once per drawing of it, not once per level above
+    them: matplotlib's legend is a tree of packed boxes, and each box asks its children
+    for their sizes, then draws them, and each child asks its own children again (and
+    lays its text out again). A legend's sizes cannot change while it is drawn, so each
+    box's answer is kept for that drawing: a tenth of a trend plot's time, the same
+    pixels (tests/test_plot_likeness.py). A legend without the private box tree this
+    relies on (another matplotlib) is drawn as it is."""
+
+    def __init__(self, legend) -> None:
+        from matplotlib.offsetbox import OffsetBox
+
+        self._sizes: dict[int, object] | None = None
+        root = getattr(legend, "_legend_box", None)
+        if not isinstance(root, OffsetBox) or not hasattr(root, "_get_bbox_and_child_offsets"):
+            return
+        boxes = [root]
+        while boxes:
+            box = boxes.pop()
+            boxes.extend(child for child in box.get_children() if isinstance(child, OffsetBox))
+            # A packer's size is its children's packed; a leaf (text, a handle) has its own.
+            name = ("_get_bbox_and_child_offsets" if type(box).get_bbox is OffsetBox.get_bbox
+                    else "get_bbox")
+            setattr(box, name, self._kept(box, getattr(box, name)))
+        self._draw = legend.draw
+        legend.draw = self.draw
+
+    def _kept(self, box, measure: Callable) -> Callable:
+        def kept(renderer):
+            if self._sizes is None:
+                return measure(renderer)
+            size = self._sizes.get(id(box))
+            if size is None:
+                size = self._sizes[id(box)] = measure(renderer)
+            return size
+        return kept
+
+    def draw(self, renderer) -> None:
+        self._sizes = {}
+        try:
+            self._draw(renderer)
+        finally:
+            self._sizes = None
+
+
 # ---------------------------------------------------------------- plot jobs
 
 
@@ -469,7 +521,7 @@ class SpikePlot:
             ax.plot([x[-1]], [self.cost[-1]], marker="^" if self.direction == UP else "v",
                     color=mark, markersize=9, linestyle="none", label="the day")
         _title(ax, self.title)
-        ax.legend(loc="upper left", fontsize=8, ncol=5, framealpha=0.9, edgecolor="none")
+        _legend(ax, loc="upper left", fontsize=8, ncol=5, framealpha=0.9, edgecolor="none")
         _date_ticks(ax)
         return fig
 
@@ -541,7 +593,7 @@ class TrendPlot:
                         label="crossed " + ("above" if self.direction == UP else "below"))
         _title(top, self.title)
         for ax in (top, bottom):
-            ax.legend(loc="upper left", fontsize=8, ncol=4, framealpha=0.9, edgecolor="none")
+            _legend(ax, loc="upper left", fontsize=8, ncol=4, framealpha=0.9, edgecolor="none")
         _date_ticks(bottom)
         return fig
 
@@ -614,7 +666,7 @@ class DailyPlot:
                                               for bars in stacks]))
             ax.autoscale_view()
         handles, labels_ = ax.get_legend_handles_labels()
-        ax.legend(handles[::-1], labels_[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0),
+        _legend(ax, handles[::-1], labels_[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   fontsize=8, frameon=False)
         if len(x):
             ax.set_xlim(x[0] - 0.6, x[-1] + 0.6)
@@ -663,7 +715,7 @@ class CoveragePlot:
         high = min(100.0, float(shown.max()) + 2.0) if len(shown) else 100.0
         ax.set_ylim(low, high + 0.3 * (high - low) + 1.0)
         _title(ax, self.title)
-        ax.legend(loc="upper left", fontsize=8, ncol=3, framealpha=0.9, edgecolor="none")
+        _legend(ax, loc="upper left", fontsize=8, ncol=3, framealpha=0.9, edgecolor="none")
         _date_ticks(ax)
         return fig
 
@@ -713,7 +765,7 @@ class CommitmentPlot:
             ax.set_xlim(x[0] - 1, x[-1] + 2)
         ax.set_ylim(0, 119)
         _title(ax, self.title)
-        ax.legend(loc="upper left", fontsize=8, ncol=4, framealpha=0.9, edgecolor="none")
+        _legend(ax, loc="upper left", fontsize=8, ncol=4, framealpha=0.9, edgecolor="none")
         _date_ticks(ax)
         return fig
 
@@ -768,7 +820,7 @@ class UsageTimelinePlot:
         ax.set_ylim(rows - 0.5, -0.5)
         ax.set_yticks(range(len(self.labels)), list(self.labels))
         _title(ax, self.title, y=None)
-        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, ncol=3,
+        _legend(ax, loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, ncol=3,
                   frameon=False)
         return fig
 
@@ -835,7 +887,7 @@ class IdleMetricsPlot:
             net_ax.set_ylim(0, max(self.network_threshold_mb * 2.0, top * 1.1))
             legends.append(net_ax)
         for ax in legends:
-            ax.legend(loc="upper right", fontsize=7, framealpha=0.9, edgecolor="none")
+            _legend(ax, loc="upper right", fontsize=7, framealpha=0.9, edgecolor="none")
         if len(x):
             net_ax.set_xlim(x[0] - 0.5, x[-1] + 0.5)
         _title(cpu_ax, self.title, fontsize=9, y=None)
