@@ -23,6 +23,12 @@ def _facts(pause: float) -> tuple[int, int, bool]:
     return os.getpid(), os.getppid(), had_matplotlib
 
 
+def _prepared_figures(_) -> list[tuple]:
+    from _util.site import plot_drawing
+
+    return sorted(plot_drawing._PREPARED)
+
+
 def _fail(message: str) -> None:
     raise ValueError(message)
 
@@ -51,7 +57,10 @@ def test_workers_are_forked_from_one_process_that_imported_matplotlib_for_them()
         pids = set(pool.pids())
         # Two slow jobs at once: each worker takes one.
         answers = [f.result(30) for f in [pool.submit(_facts, 0.3) for _ in range(2)]]
+        prepared = pool.submit(_prepared_figures, None).result(30)
     assert {pid for pid, _, _ in answers} == pids and len(pids) == 2
+    # ... and made the common plots' figures for them (plot_drawing.prepare_frames).
+    assert prepared == [("daily",), ("mtd", 13), ("spike",), ("trend",)]
     parents = {parent for _, parent, _ in answers}
     assert len(parents) == 1 and parents != {os.getpid()}  # the zygote, not this process
     assert all(had for _, _, had in answers)

@@ -703,7 +703,8 @@ def test_a_legend_measured_once_is_measured_again_when_drawn_again():
 def _text_caches_in_child(queue) -> None:
     from _util.site import plot_drawing, plot_workers
 
-    queue.put((len(plot_drawing._LAYOUTS), len(plot_drawing._GLYPHS), len(plot_drawing._FRAMES)))
+    queue.put((len(plot_drawing._LAYOUTS), len(plot_drawing._GLYPHS), len(plot_drawing._FRAMES),
+               sorted(plot_drawing._PREPARED)))
 
 
 def test_a_forked_plot_worker_starts_without_the_parents_fonts_and_figures(tmp_path):
@@ -720,9 +721,53 @@ def test_a_forked_plot_worker_starts_without_the_parents_fonts_and_figures(tmp_p
         np.linspace(1.0, 5.0, 40), 2.0, 1.0, 3.0, UP)
     plot_drawing.draw_and_save(job)
     assert plot_drawing._LAYOUTS and plot_drawing._FRAMES  # the parent has drawn text
+    # Figures prepared for workers (never drawn) are kept; drawn ones are not.
+    drawn = dict(plot_drawing._FRAMES)
+    plot_drawing._FRAMES.clear()
+    plot_drawing.prepare_frames()
+    plot_drawing._FRAMES.update(drawn)
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_text_caches_in_child, args=(queue,))
     child.start()
     child.join(timeout=30)
-    assert queue.get(timeout=5) == (0, 0, 0)
+    assert queue.get(timeout=5) == (0, 0, 0, sorted(plot_drawing._PREPARED))
+    assert len(plot_drawing._PREPARED) == 4
+    plot_drawing._PREPARED.clear()
+
+
+@pytest.mark.parametrize("kind", ["spike", "spike_down", "trend", "mtd", "daily"])
+def test_a_plot_drawn_on_a_prepared_figure_is_the_plot_drawn_on_a_new_one(tmp_path, kind):
+    """The plot workers find the common plots' figures made, ticks and all, by the process
+    they are forked from (plot_drawing.prepare_frames): a plot's first drawing on one is
+    the same PNG, byte for byte, as on a figure made for it."""
+    job = plot_jobs(tmp_path)[kind]
+    pngs = []
+    for prepared in (False, True):
+        plot_drawing._FRAMES.clear()
+        plot_drawing._PREPARED.clear()
+        if prepared:
+            plot_drawing.prepare_frames()
+            before = set(plot_drawing._PREPARED)
+        plot_drawing.draw_and_save(job)
+        pngs.append(job.path.read_bytes())
+    assert len(before - set(plot_drawing._PREPARED)) == 1  # the plot took its prepared figure
+    assert pngs[0] == pngs[1]
+    plot_drawing._PREPARED.clear()
+
+
+def test_the_prepared_month_to_date_figure_has_the_summaries_rows():
+    assert plot_drawing.PREPARED_MTD_ROWS == summaries.TOP_SERVICES + 1  # and Other
+
+
+def test_preparing_the_figures_opens_no_font():
+    """Fonts opened before a fork would be shared by the workers (see the test above);
+    prepared figures are made, never drawn."""
+    code = ("from _util.site import plot_drawing as p\n"
+            "p.import_matplotlib()\n"
+            "p.prepare_frames()\n"
+            "from matplotlib import font_manager as f\n"
+            "print(f._get_font.cache_info().currsize, len(p._PREPARED), len(p._FRAMES))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["0", "4", "0"]

@@ -9,7 +9,8 @@ reader would notice (tests/test_plot_likeness.py compares every plot type with i
 picture as drawn before):
 - each process keeps one figure per plot type and size (`_frame`): its axes, ticks,
   fonts and renderer are made once; a plot removes what the previous one drew and adds
-  its own artists;
+  its own artists; the figures of the plots every run draws are made, with their ticks,
+  before the plot workers are forked (`prepare_frames`);
 - many bars are one collection, never an artist per bar;
 - a fixed layout; the two summaries, whose size follows their names, are drawn on a
   canvas with room around and cropped where savefig's bbox_inches="tight" would crop,
@@ -68,6 +69,8 @@ PNG_COMPRESS_LEVEL = 3  # zlib: half the time of 6 for a plot, 5-10% larger
 TIGHT_PAD_INCHES = 0.1  # matplotlib's savefig.pad_inches, around the summaries
 MAX_FRAMES = 12  # figures a process keeps for reuse (types x sizes)
 TIGHT_ROOM = (4.0, 1.0)  # inches around a summary's figure for its names and legend
+PREPARED_MTD_ROWS = 13  # summaries.TOP_SERVICES and Other: the month-to-date plot's rows
+PREPARED_TICKS = 14  # ticks made on each axis of a prepared figure (its plots draw 6-13)
 
 # tab20 without its two greys, which are kept for "Other".
 PALETTE = (
@@ -169,6 +172,15 @@ def _frame(key: tuple, figsize: tuple[float, float], setup: Callable[[Figure], N
         for ax in fig.axes:
             _clear(ax)
         return fig
+    fig = _PREPARED.pop(key, None) or _new_frame(figsize, setup, room)
+    _FRAMES[key] = fig
+    while len(_FRAMES) > MAX_FRAMES:
+        _FRAMES.popitem(last=False)
+    return fig
+
+
+def _new_frame(figsize: tuple[float, float], setup: Callable[[Figure], None],
+               room: tuple[float, float]) -> Figure:
     from matplotlib.figure import Figure
 
     (w, h), (rx, ry) = figsize, room
@@ -181,13 +193,34 @@ def _frame(key: tuple, figsize: tuple[float, float], setup: Callable[[Figure], N
                             bottom=(ry + sp.bottom * h) / (h + 2 * ry),
                             top=(ry + sp.top * h) / (h + 2 * ry))
     setup(fig)
-    _FRAMES[key] = fig
-    while len(_FRAMES) > MAX_FRAMES:
-        _FRAMES.popitem(last=False)
     return fig
 
 
 _FRAMES: OrderedDict[tuple, Figure] = OrderedDict()
+_PREPARED: dict[tuple, Figure] = {}  # made by prepare_frames, never drawn
+
+
+def prepare_frames() -> None:
+    """The figures of the plots a daily run draws (spike and trend alerts, the two
+    summaries of an account of more than summaries.TOP_SERVICES services) made now, with
+    their ticks, for the plot workers forked from this process afterwards: a worker's
+    first plot of a type otherwise spends 30-60 ms making them, and a run's workers draw
+    several types once each. Called by the process the workers are forked from, while the
+    run imports (`plot_workers`). Nothing is drawn, so no font is opened: fonts cannot be
+    shared across a fork (`_forget_after_fork`), figures that never drew can. In a process
+    that has made figures already, it does nothing."""
+    if _FRAMES or _PREPARED:
+        return
+    _spike_frame()
+    _trend_frame()
+    _daily_frame()
+    _mtd_frame(PREPARED_MTD_ROWS)
+    for fig in _FRAMES.values():
+        for ax in fig.axes:
+            ax.xaxis.get_major_ticks(PREPARED_TICKS)
+            ax.yaxis.get_major_ticks(PREPARED_TICKS)
+    _PREPARED.update(_FRAMES)
+    _FRAMES.clear()
 
 
 @cache
@@ -308,11 +341,12 @@ _LINE_METRICS: dict[tuple, tuple] = {}
 
 
 def _forget_after_fork() -> None:
-    """A forked plot worker starts without the parent's figures and text caches: the
-    layouts hold the parent's FreeType fonts, whose open font files share their read
+    """A forked plot worker starts without the parent's drawn figures and text caches:
+    the layouts hold the parent's FreeType fonts, whose open font files share their read
     offset with the parent and the other workers, so two processes loading glyphs through
     them read each other's positions ("FT_Load_Glyph ... invalid outline"). matplotlib
-    clears its own font cache at a fork for the same reason."""
+    clears its own font cache at a fork for the same reason. Prepared figures, which have
+    never drawn, are kept."""
     _LAYOUTS.clear()
     _GLYPHS.clear()
     _LINE_METRICS.clear()
@@ -481,6 +515,11 @@ class _MeasuredOnce:
 # ---------------------------------------------------------------- plot jobs
 
 
+def _spike_frame() -> Figure:
+    return _frame(("spike",), (10, 4.2), _one_axes(left=0.08, right=0.98, top=0.86,
+                                                     bottom=0.09))
+
+
 @dataclass(frozen=True)
 class SpikePlot:
     """Daily cost bars over the window, D marked, the baseline mean and mean ± Z·std."""
@@ -495,8 +534,7 @@ class SpikePlot:
     direction: str
 
     def draw(self) -> Figure:
-        fig = _frame(("spike",), (10, 4.2), _one_axes(left=0.08, right=0.98, top=0.86,
-                                                        bottom=0.09))
+        fig = _spike_frame()
         (ax,) = fig.axes
         x = _x(self.dates)
         upper = self.mean + self.z * self.std
@@ -535,6 +573,10 @@ def _trend_setup(fig: Figure) -> None:
     fig.subplots_adjust(left=0.08, right=0.98, top=0.89, bottom=0.07, hspace=0.08)
 
 
+def _trend_frame() -> Figure:
+    return _frame(("trend",), (10, 5.6), _trend_setup)
+
+
 @dataclass(frozen=True)
 class TrendPlot:
     """Cost with fast and slow EMAs above; MACD, signal and their difference below."""
@@ -554,7 +596,7 @@ class TrendPlot:
 
     def draw(self) -> Figure:
         fast, slow, span = self.spans
-        fig = _frame(("trend",), (10, 5.6), _trend_setup)
+        fig = _trend_frame()
         top, bottom = fig.axes
         x = _x(self.dates)
         mark = UP_COLOUR if self.direction == UP else DOWN_COLOUR
@@ -608,6 +650,10 @@ def _mtd_setup(fig: Figure) -> None:
     ax.tick_params(axis="x", labelsize=8)
 
 
+def _mtd_frame(rows: int) -> Figure:
+    return _frame(("mtd", rows), (10, 1.3 + 0.34 * rows), _mtd_setup, TIGHT_ROOM)
+
+
 @dataclass(frozen=True)
 class MtdPlot:
     """Month-to-date spend per service: sorted horizontal bars, the rest as Other."""
@@ -619,8 +665,7 @@ class MtdPlot:
     colours: tuple[str, ...]
 
     def draw(self) -> Figure:
-        n = max(len(self.names), 1)
-        fig = _frame(("mtd", n), (10, 1.3 + 0.34 * n), _mtd_setup, TIGHT_ROOM)
+        fig = _mtd_frame(max(len(self.names), 1))
         (ax,) = fig.axes
         ypos = np.arange(len(self.names))
         bars = ax.barh(ypos, self.usd, color=list(self.colours), height=0.7)
@@ -634,6 +679,10 @@ class MtdPlot:
 
 def _daily_setup(fig: Figure) -> None:
     _style(fig.add_subplot())
+
+
+def _daily_frame() -> Figure:
+    return _frame(("daily",), (10, 5.2), _daily_setup, TIGHT_ROOM)
 
 
 @dataclass(frozen=True)
@@ -650,7 +699,7 @@ class DailyPlot:
     def draw(self) -> Figure:
         import matplotlib.dates as mdates
 
-        fig = _frame(("daily",), (10, 5.2), _daily_setup, TIGHT_ROOM)
+        fig = _daily_frame()
         (ax,) = fig.axes
         x = _x(self.dates)
         up = np.zeros(len(x))

@@ -121,8 +121,9 @@ def _serve(jobs_fd: int, results_fd: int) -> None:
 
 
 def _zygote(worker_fds: Sequence[tuple[int, int]]) -> None:
-    """The process the workers are forked from: imports matplotlib once, then forks one
-    worker per pair of pipe ends and waits for them. Never returns."""
+    """The process the workers are forked from: imports matplotlib once and makes the
+    common plots' figures (`plot_drawing.prepare_frames`), then forks one worker per pair
+    of pipe ends and waits for them. Never returns."""
     code = 1
     try:
         # The run's pipe ends are closed already (_close_run_fds_after_fork).
@@ -130,9 +131,10 @@ def _zygote(worker_fds: Sequence[tuple[int, int]]) -> None:
         # collections do not walk (and copy) it.
         gc.freeze()
         gc.disable()
-        from _util.site.plot_drawing import import_matplotlib
+        from _util.site.plot_drawing import import_matplotlib, prepare_frames
 
         import_matplotlib()
+        prepare_frames()  # each worker's first plot of a type finds its figure made
         gc.freeze()
         gc.enable()
         children = []
