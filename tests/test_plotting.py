@@ -707,7 +707,17 @@ def _text_caches_in_child(queue) -> None:
                sorted(plot_drawing._PREPARED)))
 
 
-def test_a_forked_plot_worker_starts_without_the_parents_fonts_and_figures(tmp_path):
+@pytest.fixture
+def own_figures(monkeypatch):
+    """This process's figures, drawn and prepared, as they were before the test."""
+    from collections import OrderedDict
+
+    monkeypatch.setattr(plot_drawing, "_FRAMES", OrderedDict())
+    monkeypatch.setattr(plot_drawing, "_PREPARED", {})
+
+
+def test_a_forked_plot_worker_starts_without_the_parents_fonts_and_figures(tmp_path,
+                                                                           own_figures):
     """The text caches hold FreeType fonts whose open files share their read offset across
     a fork: two workers loading glyphs through the parent's fonts read each other's
     positions ("FT_Load_Glyph ... invalid outline", seen in a full test run)."""
@@ -733,11 +743,11 @@ def test_a_forked_plot_worker_starts_without_the_parents_fonts_and_figures(tmp_p
     child.join(timeout=30)
     assert queue.get(timeout=5) == (0, 0, 0, sorted(plot_drawing._PREPARED))
     assert len(plot_drawing._PREPARED) == 4
-    plot_drawing._PREPARED.clear()
 
 
 @pytest.mark.parametrize("kind", ["spike", "spike_down", "trend", "mtd", "daily"])
-def test_a_plot_drawn_on_a_prepared_figure_is_the_plot_drawn_on_a_new_one(tmp_path, kind):
+def test_a_plot_drawn_on_a_prepared_figure_is_the_plot_drawn_on_a_new_one(tmp_path, kind,
+                                                                          own_figures):
     """The plot workers find the common plots' figures made, ticks and all, by the process
     they are forked from (plot_drawing.prepare_frames): a plot's first drawing on one is
     the same PNG, byte for byte, as on a figure made for it."""
@@ -753,7 +763,6 @@ def test_a_plot_drawn_on_a_prepared_figure_is_the_plot_drawn_on_a_new_one(tmp_pa
         pngs.append(job.path.read_bytes())
     assert len(before - set(plot_drawing._PREPARED)) == 1  # the plot took its prepared figure
     assert pngs[0] == pngs[1]
-    plot_drawing._PREPARED.clear()
 
 
 def test_the_prepared_month_to_date_figure_has_the_summaries_rows():

@@ -9,8 +9,8 @@ reader would notice (tests/test_plot_likeness.py compares every plot type with i
 picture as drawn before):
 - each process keeps one figure per plot type and size (`_frame`): its axes, ticks,
   fonts and renderer are made once; a plot removes what the previous one drew and adds
-  its own artists; the figures of the plots every run draws are made, with their ticks,
-  before the plot workers are forked (`prepare_frames`);
+  its own artists; the figures of the plots a daily run draws most are made, with their
+  ticks, before the plot workers are forked (`prepare_frames`);
 - many bars are one collection, never an artist per bar;
 - a fixed layout; the two summaries, whose size follows their names, are drawn on a
   canvas with room around and cropped where savefig's bbox_inches="tight" would crop,
@@ -70,7 +70,7 @@ TIGHT_PAD_INCHES = 0.1  # matplotlib's savefig.pad_inches, around the summaries
 MAX_FRAMES = 12  # figures a process keeps for reuse (types x sizes)
 TIGHT_ROOM = (4.0, 1.0)  # inches around a summary's figure for its names and legend
 PREPARED_MTD_ROWS = 13  # summaries.TOP_SERVICES and Other: the month-to-date plot's rows
-PREPARED_TICKS = 14  # ticks made on each axis of a prepared figure (its plots draw 6-13)
+PREPARED_TICKS = 17  # ticks made on each axis of a prepared figure (its plots draw 6-16)
 
 # tab20 without its two greys, which are kept for "Other".
 PALETTE = (
@@ -159,7 +159,8 @@ def _x(dates: np.ndarray) -> np.ndarray:
 def _frame(key: tuple, figsize: tuple[float, float], setup: Callable[[Figure], None],
            room: tuple[float, float] = (0.0, 0.0)) -> Figure:
     """This process's figure for `key`: made and set up (axes, formatters, grid, layout)
-    by `setup` the first time, then reused with what the previous plot drew removed.
+    by `setup` the first time (or taken from those `prepare_frames` made before this
+    process was forked), then reused with what the previous plot drew removed.
     Creating axes and their ticks, loading fonts and allocating the renderer is most of
     a small plot's time.
 
@@ -201,12 +202,12 @@ _PREPARED: dict[tuple, Figure] = {}  # made by prepare_frames, never drawn
 
 
 def prepare_frames() -> None:
-    """The figures of the plots a daily run draws (spike and trend alerts, the two
+    """The figures of the plots a daily run draws most (spike and trend alerts, the two
     summaries of an account of more than summaries.TOP_SERVICES services) made now, with
     their ticks, for the plot workers forked from this process afterwards: a worker's
     first plot of a type otherwise spends 30-60 ms making them, and a run's workers draw
-    several types once each. Called by the process the workers are forked from, while the
-    run imports (`plot_workers`). Nothing is drawn, so no font is opened: fonts cannot be
+    several types once each. Called by the process the workers are forked from
+    (`plot_workers`); the run's early one does it while the run imports. Nothing is drawn, so no font is opened: fonts cannot be
     shared across a fork (`_forget_after_fork`), figures that never drew can. In a process
     that has made figures already, it does nothing."""
     if _FRAMES or _PREPARED:
@@ -473,7 +474,7 @@ class _MeasuredOnce:
     for their sizes, then draws them, and each child asks its own children again (and
     lays its text out again). A legend's sizes cannot change while it is drawn, so each
     box's answer is kept for that drawing: a tenth of a trend plot's time, the same
-    pixels (tests/test_plot_likeness.py). A legend without the private box tree this
+    pixels (tests/test_plotting.py). A legend without the private box tree this
     relies on (another matplotlib) is drawn as it is."""
 
     def __init__(self, legend) -> None:
