@@ -453,17 +453,13 @@ def test_plots_whose_worker_died_are_drawn_in_the_runs_process(tmp_path):
     assert all(png_size(job.path) == (200, 100) for job in jobs)
 
 
-def _worker_pids(pool: plot_workers.PlotWorkers) -> set[int]:
-    return set(pool.pids())
-
-
 def test_workers_forked_before_the_runs_imports_are_the_ones_the_run_draws_with(tmp_path):
     plot_workers.start_early_plot_workers(["--demo", "--dry-run"], {})
     try:
-        early = _worker_pids(plot_workers._early)
+        early = set(plot_workers._early.pids())
         with plot_workers.PlotWorkers(2) as pool:
             assert plot_workers._early is None
-            assert _worker_pids(pool) == early and len(early) == 2
+            assert set(pool.pids()) == early and len(early) == 2
             job = plot_jobs(tmp_path)["spike"]
             assert plot_drawing.run_jobs([job], 2, pool)[0] > 0
         assert png_size(job.path)[0] > 0
@@ -474,10 +470,10 @@ def test_workers_forked_before_the_runs_imports_are_the_ones_the_run_draws_with(
 
 def test_early_workers_of_another_count_are_stopped_and_the_run_forks_its_own():
     plot_workers.start_early_plot_workers([], {"COST_TRACKING_PLOT_WORKERS": "3"})
-    early = _worker_pids(plot_workers._early)
+    early = set(plot_workers._early.pids())
     assert len(early) == 3
     with plot_workers.PlotWorkers(2) as pool:
-        own = _worker_pids(pool)
+        own = set(pool.pids())
         assert len(own) == 2 and not own & early
         assert not any(_alive(pid) for pid in early)
 
@@ -491,7 +487,7 @@ def test_runs_that_draw_no_report_fork_no_early_workers(argv):
 
 def test_early_workers_the_run_never_took_are_stopped():
     plot_workers.start_early_plot_workers([], {"COST_TRACKING_PLOT_WORKERS": "x"})  # default
-    early = _worker_pids(plot_workers._early)
+    early = set(plot_workers._early.pids())
     assert len(early) == plot_workers.DEFAULT_PLOT_WORKERS
     plot_workers.stop_early_plot_workers()
     assert plot_workers._early is None and not any(_alive(pid) for pid in early)
@@ -701,7 +697,7 @@ def test_a_legend_measured_once_is_measured_again_when_drawn_again():
 
 
 def _text_caches_in_child(queue) -> None:
-    from _util.site import plot_drawing, plot_workers
+    from _util.site import plot_drawing
 
     queue.put((len(plot_drawing._LAYOUTS), len(plot_drawing._GLYPHS), len(plot_drawing._FRAMES),
                sorted(plot_drawing._PREPARED)))
@@ -723,7 +719,6 @@ def test_a_forked_plot_worker_starts_without_the_parents_fonts_and_figures(tmp_p
     positions ("FT_Load_Glyph ... invalid outline", seen in a full test run)."""
     import multiprocessing
 
-    from _util.site import plot_drawing, plot_workers
     from _util.site.plot_drawing import SpikePlot
 
     job = SpikePlot(tmp_path / "spike.png", "a title with text", np.array(

@@ -207,9 +207,10 @@ def prepare_frames() -> None:
     their ticks, for the plot workers forked from this process afterwards: a worker's
     first plot of a type otherwise spends 30-60 ms making them, and a run's workers draw
     several types once each. Called by the process the workers are forked from
-    (`plot_workers`); the run's early one does it while the run imports. Nothing is drawn, so no font is opened: fonts cannot be
-    shared across a fork (`_forget_after_fork`), figures that never drew can. In a process
-    that has made figures already, it does nothing."""
+    (`plot_workers`); the run's early one does it while the run imports. Nothing is
+    drawn, so no font is opened: fonts cannot be shared across a fork
+    (`_forget_after_fork`), figures that never drew can. In a process that has made
+    figures already, it does nothing."""
     if _FRAMES or _PREPARED:
         return
     _spike_frame()
@@ -716,8 +717,8 @@ class DailyPlot:
                                               for bars in stacks]))
             ax.autoscale_view()
         handles, labels_ = ax.get_legend_handles_labels()
-        _legend(ax, handles[::-1], labels_[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                  fontsize=8, frameon=False)
+        _legend(ax, handles[::-1], labels_[::-1], loc="upper left",
+                bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
         if len(x):
             ax.set_xlim(x[0] - 0.6, x[-1] + 0.6)
             _headroom(ax, float(up.max()) / 1.1, float(down.min()))
@@ -871,7 +872,7 @@ class UsageTimelinePlot:
         ax.set_yticks(range(len(self.labels)), list(self.labels))
         _title(ax, self.title, y=None)
         _legend(ax, loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, ncol=3,
-                  frameon=False)
+                frameon=False)
         return fig
 
 

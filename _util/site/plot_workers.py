@@ -347,7 +347,9 @@ class PlotWorkers:
 
     The workers do not draw a first plot of each kind in advance: on two vCPUs that took
     more from the run's own work, beside it, than it saved later (the demo's daily run took
-    1.66 s with spike and trend plots drawn in advance, 1.55 s without)."""
+    1.66 s with spike and trend plots drawn in advance, 1.55 s without). They do find the
+    common plots' figures made, undrawn, by the process they are forked from
+    (`plot_drawing.prepare_frames`)."""
 
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)

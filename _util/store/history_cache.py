@@ -161,8 +161,8 @@ def _fingerprints(engine: Engine, conn: Connection, metric: str, start: dt.date,
 
     Why two: the fingerprints read every row of the window (8.5-10.7 s at 18M rows on
     MariaDB, 4.3 s on SQLite), and a query runs on one core; each connection's query on a
-    core of its own nearly halves that (6.0-6.6 s on MariaDB). The two connections' views of the database
-    begin at about the same moment, in either order: the caller fingerprints again on
+    core of its own nearly halves that (6.0-6.6 s on MariaDB). The two connections' views
+    of the database begin at about the same moment, in either order: the caller fingerprints again on
     `conn` the days of the second's that it reads from `conn`, so that the copy records
     each day with the fingerprint of its rows. A day changed by hand in that moment may
     come from either view (the next run reads it again: its fingerprint differs then).
